@@ -1,0 +1,1 @@
+"""Baton's Python SDK and the ``baton`` command."""

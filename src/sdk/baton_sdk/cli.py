@@ -1,0 +1,112 @@
+"""The ``baton`` command: runs the server (``serve``, ``migrate``) and, through the SDK,
+talks to one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from baton_server.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, Settings, default_data_dir
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+    # Per-request chatter from these libraries would drown Baton's own log lines.
+    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="BATON_DATA_DIR",
+    default=None,
+    help=f"Data directory of the embedded PostgreSQL and Redis [default: {default_data_dir()}].",
+)
+_database_url = click.option(
+    "--database-url",
+    envvar="BATON_DATABASE_URL",
+    help="PostgreSQL URL (postgresql+asyncpg://...); disables the embedded servers.",
+)
+_redis_url = click.option(
+    "--redis-url",
+    envvar="BATON_REDIS_URL",
+    help="Redis URL (redis://...); disables the embedded servers.",
+)
+_log_level = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+
+
+@click.group()
+@click.version_option(package_name="baton")
+def main() -> None:
+    """Baton: workflow orchestration for agents."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="BATON_HOST",
+              help="Interface to listen on (0.0.0.0 for all).")
+@click.option("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, show_default=True,
+              envvar="BATON_GRPC_PORT", help="gRPC port.")
+@click.option("--http-port", type=int, default=DEFAULT_HTTP_PORT, show_default=True,
+              envvar="BATON_HTTP_PORT", help="REST (Envoy) port.")
+@_data_dir
+@_database_url
+@_redis_url
+@_log_level
+def serve(
+    host: str,
+    grpc_port: int,
+    http_port: int,
+    data_dir: Path | None,
+    database_url: str | None,
+    redis_url: str | None,
+    log_level: str,
+) -> None:
+    """Run the Baton server until interrupted.
+
+    With no database or Redis configured, starts an embedded PostgreSQL and Redis
+    in the data directory, so one command gives a working, persistent Baton.
+    """
+    from baton_server.serve import ServeError, serve as run
+
+    _configure_logging(log_level)
+    settings = Settings(
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+    )
+    try:
+        asyncio.run(run(settings))
+    except ServeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@_data_dir
+@_database_url
+@_log_level
+def migrate(data_dir: Path | None, database_url: str | None, log_level: str) -> None:
+    """Apply database migrations, then exit."""
+    from baton_server.serve import ServeError, migrate_only
+
+    _configure_logging(log_level)
+    try:
+        asyncio.run(migrate_only(Settings(data_dir=data_dir, database_url=database_url)))
+    except ServeError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("database is up to date")
+

@@ -1,0 +1,1 @@
+"""Baton's gRPC server: storage, services, executor and process supervision."""

@@ -1,0 +1,1 @@
+"""Agents: the registry's view of remote A2A agents (health probes, invocation)."""

@@ -1,0 +1,145 @@
+"""``baton.v1.AgentService``: proto <-> domain only; the service does the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from baton.v1 import agents_pb2, agents_pb2_grpc
+from baton_server.agents.model import Agent, AgentChanges, AgentSpec, RetryPolicy
+from baton_server.agents.service import AgentService
+from baton_server.paging import Sort
+from baton_server.rpc.convert import page_request, parse_uuid, struct_to_dict, timestamp
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def agent_to_proto(agent: Agent) -> agents_pb2.Agent:
+    return agents_pb2.Agent(
+        id=str(agent.id),
+        name=agent.name,
+        url=agent.url,
+        description=agent.description,
+        auth_type=agents_pb2.Agent.AuthType.Value(agent.auth_type),
+        timeout_ms=agent.timeout_ms,
+        retry_config=agents_pb2.RetryConfig(
+            max_retries=agent.retry.max_retries,
+            initial_delay_ms=agent.retry.initial_delay_ms,
+            max_delay_ms=agent.retry.max_delay_ms,
+            backoff_multiplier=agent.retry.backoff_multiplier,
+        ),
+        status=agents_pb2.Agent.Status.Value(agent.status),
+        created_at=timestamp(agent.created_at),
+        updated_at=timestamp(agent.updated_at),
+    )
+
+
+def _retry_field(config: agents_pb2.RetryConfig, name: str) -> Any:
+    return getattr(config, name) if config.HasField(name) else None
+
+
+class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
+    """Translates AgentService RPCs to ``AgentService`` use cases."""
+
+    def __init__(self, service: AgentService) -> None:
+        self._service = service
+
+    async def CreateAgent(
+        self, request: agents_pb2.CreateAgentRequest, context: _Context
+    ) -> agents_pb2.Agent:
+        retry = request.retry_config
+        spec = AgentSpec(
+            name=request.name,
+            url=request.url,
+            description=request.description,
+            auth_type=(
+                agents_pb2.Agent.AuthType.Name(request.auth_type) if request.auth_type else "none"
+            ),
+            auth_config=(
+                struct_to_dict(request.auth_config) if request.HasField("auth_config") else None
+            ),
+            timeout_ms=request.timeout_ms if request.HasField("timeout_ms") else 30000,
+            retry=RetryPolicy(
+                **{
+                    name: _retry_field(retry, name)
+                    for name in ("max_retries", "initial_delay_ms", "max_delay_ms",
+                                 "backoff_multiplier")
+                    if retry.HasField(name)
+                }
+            ),
+        )
+        agent = await self._service.create(spec)
+        await context.send_initial_metadata((("x-http-code", "201"),))
+        return agent_to_proto(agent)
+
+    async def ListAgents(
+        self, request: agents_pb2.ListAgentsRequest, context: _Context
+    ) -> agents_pb2.ListAgentsResponse:
+        page = await self._service.list(
+            status=agents_pb2.Agent.Status.Name(request.status) if request.status else None,
+            name=request.name or None,
+            sort=Sort.parse(request.sort_by, request.sort_order),
+            page=page_request(request),
+        )
+        return agents_pb2.ListAgentsResponse(
+            items=[agent_to_proto(a) for a in page.items],
+            total=page.total,
+            page=page.request.page,
+            page_size=page.request.page_size,
+            total_pages=page.total_pages,
+        )
+
+    async def GetAgent(
+        self, request: agents_pb2.GetAgentRequest, context: _Context
+    ) -> agents_pb2.Agent:
+        return agent_to_proto(await self._service.get(parse_uuid(request.agent_id, "agent_id")))
+
+    async def UpdateAgent(
+        self, request: agents_pb2.UpdateAgentRequest, context: _Context
+    ) -> agents_pb2.Agent:
+        retry = request.retry_config
+
+        def given(name: str) -> Any:
+            return getattr(request, name) if request.HasField(name) else None
+
+        changes = AgentChanges(
+            url=given("url"),
+            description=given("description"),
+            auth_type=(
+                agents_pb2.Agent.AuthType.Name(request.auth_type)
+                if request.HasField("auth_type") else None
+            ),
+            auth_config=(
+                struct_to_dict(request.auth_config) if request.HasField("auth_config") else None
+            ),
+            timeout_ms=given("timeout_ms"),
+            max_retries=_retry_field(retry, "max_retries"),
+            initial_delay_ms=_retry_field(retry, "initial_delay_ms"),
+            max_delay_ms=_retry_field(retry, "max_delay_ms"),
+            backoff_multiplier=_retry_field(retry, "backoff_multiplier"),
+            status=(
+                agents_pb2.Agent.Status.Name(request.status) if request.HasField("status") else None
+            ),
+        )
+        agent = await self._service.update(parse_uuid(request.agent_id, "agent_id"), changes)
+        return agent_to_proto(agent)
+
+    async def DeleteAgent(
+        self, request: agents_pb2.DeleteAgentRequest, context: _Context
+    ) -> agents_pb2.DeleteAgentResponse:
+        await self._service.delete(parse_uuid(request.agent_id, "agent_id"))
+        return agents_pb2.DeleteAgentResponse(
+            message=f"Agent '{request.agent_id}' deleted successfully"
+        )
+
+    async def CheckAgentHealth(
+        self, request: agents_pb2.CheckAgentHealthRequest, context: _Context
+    ) -> agents_pb2.CheckAgentHealthResponse:
+        health = await self._service.check_health(parse_uuid(request.agent_id, "agent_id"))
+        return agents_pb2.CheckAgentHealthResponse(
+            healthy=health.healthy,
+            status_code=health.status_code,
+            response_time_ms=health.response_time_ms,
+            error=health.error,
+        )

@@ -1,0 +1,104 @@
+"""Agent queries. Every function takes the connection of the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from baton_server.agents.model import Agent, RetryPolicy
+from baton_server.db.tables import agents
+from baton_server.paging import Page, PageRequest, Sort
+
+LIVE_NAME_INDEX = "uq_agents_live_name"
+
+_PUBLIC_COLUMNS = [c for c in agents.c if c.name != "auth_config"]
+_SORT_COLUMNS = {"name": agents.c.name, "created_at": agents.c.created_at,
+                 "updated_at": agents.c.updated_at}
+
+
+def _to_agent(row: sa.Row[Any]) -> Agent:
+    return Agent(
+        id=row.id,
+        name=row.name,
+        url=row.url,
+        description=row.description,
+        auth_type=row.auth_type,
+        timeout_ms=row.timeout_ms,
+        retry=RetryPolicy(
+            max_retries=row.max_retries,
+            initial_delay_ms=row.initial_delay_ms,
+            max_delay_ms=row.max_delay_ms,
+            backoff_multiplier=row.backoff_multiplier,
+        ),
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def insert(conn: AsyncConnection, values: Mapping[str, Any]) -> Agent:
+    row = (await conn.execute(agents.insert().values(**values).returning(*_PUBLIC_COLUMNS))).one()
+    return _to_agent(row)
+
+
+async def get(conn: AsyncConnection, agent_id: uuid.UUID, *, for_update: bool = False
+              ) -> Agent | None:
+    query = sa.select(*_PUBLIC_COLUMNS).where(agents.c.id == agent_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).one_or_none()
+    return _to_agent(row) if row else None
+
+
+async def get_auth_config(conn: AsyncConnection, agent_id: uuid.UUID) -> dict[str, Any] | None:
+    """The stored credentials; only for calling or probing the agent itself."""
+    query = sa.select(agents.c.auth_config).where(agents.c.id == agent_id)
+    value: dict[str, Any] | None = (await conn.execute(query)).scalar_one_or_none()
+    return value
+
+
+async def update(conn: AsyncConnection, agent_id: uuid.UUID, values: Mapping[str, Any]) -> Agent:
+    query = (
+        agents.update()
+        .where(agents.c.id == agent_id)
+        .values(**values, updated_at=sa.func.now())
+        .returning(*_PUBLIC_COLUMNS)
+    )
+    return _to_agent((await conn.execute(query)).one())
+
+
+async def list_page(
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    name: str | None,
+    sort: Sort,
+    page: PageRequest,
+) -> Page[Agent]:
+    conditions = [agents.c.status == status if status else agents.c.status != "deleted"]
+    if name:
+        conditions.append(agents.c.name == name)
+    total = (await conn.execute(
+        sa.select(sa.func.count()).select_from(agents).where(*conditions))).scalar_one()
+    column = _SORT_COLUMNS[sort.field]
+    order = [column.desc(), agents.c.id.desc()] if sort.descending else [column.asc(),
+                                                                         agents.c.id.asc()]
+    rows = await conn.execute(
+        sa.select(*_PUBLIC_COLUMNS).where(*conditions).order_by(*order)
+        .limit(page.page_size).offset(page.offset)
+    )
+    return Page(items=[_to_agent(r) for r in rows], total=total, request=page)
+
+
+async def statuses_by_name(conn: AsyncConnection, names: Collection[str]) -> dict[str, str]:
+    """Status of the live (non-deleted) agent of each given name that exists."""
+    rows = await conn.execute(
+        sa.select(agents.c.name, agents.c.status).where(
+            agents.c.name.in_(list(names)), agents.c.status != "deleted"
+        )
+    )
+    return {row.name: row.status for row in rows}

@@ -1,0 +1,87 @@
+"""Assembles the gRPC server: services by domain, the shared interceptor, health, reflection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+import httpx
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton.v1 import agents_pb2, agents_pb2_grpc, workflows_pb2, workflows_pb2_grpc
+from baton_server.agents.service import AgentService
+from baton_server.agents.servicer import AgentServicer
+from baton_server.rpc.interceptor import ErrorMappingInterceptor
+from baton_server.workflows.service import WorkflowService
+from baton_server.workflows.servicer import WorkflowServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+)
+
+_SERVER_OPTIONS = [
+    # grpc.aio defaults to SO_REUSEPORT: a second server would bind the same port
+    # silently and take half the calls. Fail instead.
+    ("grpc.so_reuseport", 0),
+]
+
+
+class PortInUseError(RuntimeError):
+    """The gRPC port is already bound by another process."""
+
+
+@dataclass
+class GrpcApp:
+    """A started gRPC server and what it owns."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    http: httpx.AsyncClient
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)
+        await self.http.aclose()
+
+
+async def start_grpc(engine: AsyncEngine, address: str) -> GrpcApp:
+    """Bind ``address`` and start serving, reporting NOT_SERVING until told otherwise."""
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=_SERVER_OPTIONS)
+    http = httpx.AsyncClient(follow_redirects=False)
+    agents_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentServicer(AgentService(engine, http)), server
+    )
+    workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
+        WorkflowServicer(WorkflowService(engine)), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        await http.aclose()
+        raise PortInUseError(f"cannot listen on {address}: the port is in use") from error
+    app = GrpcApp(server=server, port=port, health=health_servicer, http=http)
+    await app.set_serving(False)
+    await server.start()
+    log.info("gRPC listening on port %d", port)
+    return app

@@ -1,0 +1,1 @@
+"""PostgreSQL access: schema, engine, migrations. PostgreSQL is Baton's source of truth."""

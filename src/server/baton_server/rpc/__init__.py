@@ -1,0 +1,1 @@
+"""The gRPC edge shared by every service: request validation and error mapping."""

@@ -1,0 +1,64 @@
+"""Conversions shared by servicers: timestamps, JSON structs, UUIDs, paging fields."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from baton_server.errors import FieldViolation, InvalidArgument
+from baton_server.paging import DEFAULT_PAGE_SIZE, PageRequest
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(value)
+    return message
+
+
+def integral(value: Any) -> Any:
+    """Turn whole floats back into ints, recursively.
+
+    ``google.protobuf.Struct`` (and A2A agents) carry every number as a double; users
+    wrote integers, so integers are what Baton stores and returns.
+    """
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    result: dict[str, Any] = integral(json_format.MessageToDict(message))
+    return result
+
+
+def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def parse_uuid(value: str, field: str) -> uuid.UUID:
+    """Parse an id that the contract already checked; kept strict for direct callers."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"{field} must be a UUID", reason="INVALID_FIELD",
+            violations=[FieldViolation(field, "value must be a valid UUID")],
+        ) from None
+
+
+def page_request(message: Any) -> PageRequest:
+    """``page``/``page_size`` from a list request (both optional fields)."""
+    return PageRequest(
+        page=message.page if message.HasField("page") else 1,
+        page_size=message.page_size if message.HasField("page_size") else DEFAULT_PAGE_SIZE,
+    )

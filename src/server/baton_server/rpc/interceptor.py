@@ -1,0 +1,86 @@
+"""Wraps every RPC handler: validate the request, run it, map any error to a status.
+
+Doing this once, around the handlers, keeps servicers free of ``try``/``except`` and
+guarantees that no RPC answers with an unmapped error or skips validation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf.message import Message
+
+from baton_server.errors import BatonError
+from baton_server.rpc.status import internal_status, to_grpc_status
+from baton_server.rpc.validation import validate_request
+
+log = logging.getLogger(__name__)
+
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+    if isinstance(error, BatonError):
+        status = to_grpc_status(error)
+    else:
+        log.exception("unexpected error", exc_info=error)
+        status = internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Validates requests against the contract and maps domain errors to statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _wrap_unary(inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            validate_request(request)
+            return await inner(request, context)
+        except Exception as error:
+            if isinstance(error, grpc.aio.AbortError):
+                raise
+            await _abort(context, error)
+
+    return handle
+
+
+def _wrap_stream(inner: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(
+        request: Message, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            validate_request(request)
+            async for response in inner(request, context):
+                yield response
+        except Exception as error:
+            if isinstance(error, grpc.aio.AbortError):
+                raise
+            await _abort(context, error)
+
+    return handle

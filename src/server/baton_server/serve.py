@@ -1,0 +1,146 @@
+"""``baton serve``: the whole server process, from start to graceful stop.
+
+Order matters: the port is checked first (fail fast, before starting anything), then the
+embedded PostgreSQL/Redis (or the configured ones), then the gRPC server reporting
+NOT_SERVING, then migrations, then SERVING. SIGINT/SIGTERM reverse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_server.app import GrpcApp, PortInUseError, start_grpc
+from baton_server.config import Settings, default_data_dir
+from baton_server.db import migrate
+from baton_server.db.engine import create_engine
+from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(RuntimeError):
+    """A start-up problem the user must fix; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Where PostgreSQL and Redis are, once running."""
+
+    database_url: str
+    redis_url: str
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail fast with a clear message when ``port`` is taken (before starting anything)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ServeError(
+                    f"port {port} on {host} is already in use "
+                    "(is another Baton running? choose another with --grpc-port)"
+                ) from None
+            raise
+
+
+@contextlib.asynccontextmanager
+async def backends(settings: Settings) -> AsyncIterator[Backends]:
+    """The configured PostgreSQL and Redis, or embedded ones started in the data dir."""
+    if settings.database_url and settings.redis_url:
+        yield Backends(settings.database_url, settings.redis_url)
+        return
+    if not settings.embedded:
+        raise ServeError(
+            "set both BATON_DATABASE_URL and BATON_REDIS_URL (or neither, to use the "
+            "embedded PostgreSQL and Redis)"
+        )
+    data_dir = settings.data_dir or default_data_dir()
+    log.info("starting embedded PostgreSQL and Redis in %s", data_dir)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            services = await stack.enter_async_context(run_embedded(data_dir))
+        except (DataDirInUseError, EmbeddedStartError) as error:
+            raise ServeError(str(error)) from None
+        yield Backends(services.database_url, services.redis_url)
+
+
+async def wait_for_database(engine: AsyncEngine, *, timeout: float = 60.0) -> None:
+    """Retry until PostgreSQL accepts connections (it may still be starting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.1
+    while True:
+        try:
+            async with engine.connect():
+                return
+        except Exception as error:  # any connect failure means "not yet"
+            if loop.time() > deadline:
+                raise ServeError(f"PostgreSQL is unreachable: {error}") from None
+            log.warning("waiting for PostgreSQL: %s", error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
+    """A fully started Baton server; stops everything on exit."""
+    check_port_free(settings.host, settings.grpc_port)
+    async with backends(settings) as found:
+        engine = create_engine(found.database_url)
+        try:
+            try:
+                app = await start_grpc(engine, settings.grpc_address)
+            except PortInUseError as error:
+                raise ServeError(str(error)) from None
+            try:
+                await wait_for_database(engine)
+                await migrate.upgrade(engine)
+                await app.set_serving(True)
+                log.info("Baton is serving gRPC on %s", settings.grpc_address)
+                yield app
+            finally:
+                await app.stop()
+        finally:
+            await engine.dispose()
+
+
+async def _migrate(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        await wait_for_database(engine)
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def migrate_only(settings: Settings) -> None:
+    """Apply migrations to the configured (or embedded) database, then return."""
+    if settings.database_url:
+        await _migrate(settings.database_url)
+        return
+    async with backends(settings) as found:
+        await _migrate(found.database_url)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_server(settings):
+        await stop.wait()
+        log.info("stopping")

@@ -1,0 +1,1 @@
+"""Workflows: definitions, immutable versions and their validation."""

@@ -1,0 +1,96 @@
+"""The `${...}` reference language of step input mappings.
+
+Grammar (whitespace not allowed)::
+
+    reference := "${" source path "}"
+    source    := "workflow.input" | STEP_ID ".output"
+    path      := ( "." NAME | "[" DIGITS "]" )*
+
+``${workflow.input.user.name}`` reads the run's input; ``${extract.output.rows[0].id}``
+reads the output of step ``extract``. The validator and the executor share this parser,
+so whatever is accepted at definition time resolves the same way at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+WORKFLOW_SOURCE = "workflow"
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+_SOURCE = re.compile(r"(?P<source>[A-Za-z_][A-Za-z0-9_-]*)\.(?P<kind>input|output)")
+_SEGMENT = re.compile(r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*)|\[(?P<index>[0-9]+)\]")
+
+
+class ReferenceSyntaxError(ValueError):
+    """A `${...}` expression that does not follow the grammar."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference: ``source`` is ``workflow`` or a step id."""
+
+    text: str
+    source: str
+    path: tuple[str | int, ...]
+
+    @property
+    def is_workflow_input(self) -> bool:
+        return self.source == WORKFLOW_SOURCE
+
+
+def parse(expression: str) -> Reference:
+    """Parse the inside of one ``${...}``; raise ``ReferenceSyntaxError`` if malformed."""
+    text = "${" + expression + "}"
+    head = _SOURCE.match(expression)
+    if head is None:
+        raise ReferenceSyntaxError(
+            f"{text} must start with 'workflow.input' or '<step_id>.output'"
+        )
+    source, kind = head["source"], head["kind"]
+    if (source == WORKFLOW_SOURCE) != (kind == "input"):
+        raise ReferenceSyntaxError(
+            f"{text}: use 'workflow.input' for the run input and '<step_id>.output' for a step"
+        )
+    path: list[str | int] = []
+    position = head.end()
+    while position < len(expression):
+        segment = _SEGMENT.match(expression, position)
+        if segment is None:
+            raise ReferenceSyntaxError(
+                f"{text}: invalid path at '{expression[position:]}'"
+                " (use .name or [index] segments)"
+            )
+        path.append(int(segment["index"]) if segment["index"] is not None else segment["name"])
+        position = segment.end()
+    return Reference(text=text, source=source, path=tuple(path))
+
+
+def references_in(text: str) -> Iterator[Reference]:
+    """Every reference in a string, in order; raises on the first malformed one."""
+    for match in _REFERENCE.finditer(text):
+        yield parse(match[1])
+    # A "${" that the pattern did not consume was never closed.
+    if "${" in _REFERENCE.sub("", text):
+        raise ReferenceSyntaxError(f"unterminated '${{' in {text!r}")
+
+
+def whole_reference(text: str) -> Reference | None:
+    """The reference if ``text`` is exactly one ``${...}`` (it then keeps its JSON type)."""
+    match = _REFERENCE.fullmatch(text)
+    return parse(match[1]) if match else None
+
+
+def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON value, with its dotted path (``a.b[0]``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk_strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk_strings(item, f"{path}[{index}]")

@@ -1,0 +1,179 @@
+"""``baton.v1.WorkflowService``: proto <-> domain only; the service does the work."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from baton.v1 import workflows_pb2, workflows_pb2_grpc
+from baton_server.paging import Sort
+from baton_server.rpc.convert import (
+    dict_to_struct,
+    page_request,
+    parse_uuid,
+    struct_to_dict,
+    timestamp,
+)
+from baton_server.workflows.model import Workflow, WorkflowChanges, WorkflowSpec, WorkflowVersion
+from baton_server.workflows.service import WorkflowService
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+_Status = workflows_pb2.Workflow.Status
+
+
+def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[str, Any]]:
+    return {
+        key: {
+            "id": step.id,
+            "agent_name": step.agent_name,
+            "next_step": step.next_step if step.HasField("next_step") else None,
+            "input_mapping": struct_to_dict(step.input_mapping),
+            "depends_on": list(step.depends_on),
+        }
+        for key, step in steps.items()
+    }
+
+
+def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowData:
+    return workflows_pb2.WorkflowData(
+        start_step=data["start_step"],
+        steps={
+            key: workflows_pb2.Step(
+                id=step["id"],
+                agent_name=step["agent_name"],
+                next_step=step.get("next_step"),
+                input_mapping=dict_to_struct(step["input_mapping"]),
+                depends_on=step.get("depends_on", []),
+            )
+            for key, step in data["steps"].items()
+        },
+    )
+
+
+def workflow_to_proto(workflow: Workflow) -> workflows_pb2.Workflow:
+    return workflows_pb2.Workflow(
+        id=str(workflow.id),
+        name=workflow.name,
+        description=workflow.description,
+        version=workflow.version,
+        workflow_data=workflow_data_to_proto(workflow.workflow_data),
+        status=_Status.Value(workflow.status),
+        created_at=timestamp(workflow.created_at),
+        updated_at=timestamp(workflow.updated_at),
+        definition_id=str(workflow.definition_id),
+    )
+
+
+def _version_to_proto(version: WorkflowVersion) -> workflows_pb2.WorkflowVersion:
+    return workflows_pb2.WorkflowVersion(
+        id=str(version.id),
+        workflow_id=str(version.workflow_id),
+        name=version.name,
+        version=version.version,
+        workflow_data=workflow_data_to_proto(version.workflow_data),
+        status=_Status.Value(version.status),
+        created_at=timestamp(version.created_at),
+        updated_at=timestamp(version.created_at),
+    )
+
+
+class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
+    """Translates WorkflowService RPCs to ``WorkflowService`` use cases."""
+
+    def __init__(self, service: WorkflowService) -> None:
+        self._service = service
+
+    async def CreateWorkflow(
+        self, request: workflows_pb2.CreateWorkflowRequest, context: _Context
+    ) -> workflows_pb2.Workflow:
+        workflow = await self._service.create(
+            WorkflowSpec(
+                name=request.name,
+                description=request.description,
+                start_step=request.start_step,
+                steps=steps_from_proto(request.steps),
+            )
+        )
+        await context.send_initial_metadata((("x-http-code", "201"),))
+        return workflow_to_proto(workflow)
+
+    async def ListWorkflows(
+        self, request: workflows_pb2.ListWorkflowsRequest, context: _Context
+    ) -> workflows_pb2.ListWorkflowsResponse:
+        page = await self._service.list(
+            status=_Status.Name(request.status) if request.status else None,
+            name=request.name or None,
+            sort=Sort.parse(request.sort_by, request.sort_order),
+            page=page_request(request),
+        )
+        return workflows_pb2.ListWorkflowsResponse(
+            items=[workflow_to_proto(w) for w in page.items],
+            total=page.total,
+            page=page.request.page,
+            page_size=page.request.page_size,
+            total_pages=page.total_pages,
+        )
+
+    async def GetWorkflow(
+        self, request: workflows_pb2.GetWorkflowRequest, context: _Context
+    ) -> workflows_pb2.Workflow:
+        workflow = await self._service.get(parse_uuid(request.workflow_id, "workflow_id"))
+        return workflow_to_proto(workflow)
+
+    async def UpdateWorkflow(
+        self, request: workflows_pb2.UpdateWorkflowRequest, context: _Context
+    ) -> workflows_pb2.Workflow:
+        def given(name: str) -> Any:
+            return getattr(request, name) if request.HasField(name) else None
+
+        changes = WorkflowChanges(
+            name=given("name"),
+            description=given("description"),
+            start_step=given("start_step"),
+            steps=steps_from_proto(request.steps) if request.steps else None,
+            status=_Status.Name(request.status) if request.HasField("status") else None,
+        )
+        workflow = await self._service.update(
+            parse_uuid(request.workflow_id, "workflow_id"), changes
+        )
+        return workflow_to_proto(workflow)
+
+    async def DeleteWorkflow(
+        self, request: workflows_pb2.DeleteWorkflowRequest, context: _Context
+    ) -> workflows_pb2.DeleteWorkflowResponse:
+        await self._service.delete(parse_uuid(request.workflow_id, "workflow_id"))
+        return workflows_pb2.DeleteWorkflowResponse(
+            message=f"Workflow '{request.workflow_id}' deleted successfully"
+        )
+
+    async def ListWorkflowVersions(
+        self, request: workflows_pb2.ListWorkflowVersionsRequest, context: _Context
+    ) -> workflows_pb2.ListWorkflowVersionsResponse:
+        page = await self._service.list_versions(
+            parse_uuid(request.workflow_id, "workflow_id"), page_request(request)
+        )
+        return workflows_pb2.ListWorkflowVersionsResponse(
+            items=[_version_to_proto(v) for v in page.items],
+            total=page.total,
+            page=page.request.page,
+            page_size=page.request.page_size,
+            total_pages=page.total_pages,
+        )
+
+    async def ActivateWorkflow(
+        self, request: workflows_pb2.ActivateWorkflowRequest, context: _Context
+    ) -> workflows_pb2.Workflow:
+        workflow = await self._service.set_active(
+            parse_uuid(request.workflow_id, "workflow_id"), True
+        )
+        return workflow_to_proto(workflow)
+
+    async def DeactivateWorkflow(
+        self, request: workflows_pb2.DeactivateWorkflowRequest, context: _Context
+    ) -> workflows_pb2.Workflow:
+        workflow = await self._service.set_active(
+            parse_uuid(request.workflow_id, "workflow_id"), False
+        )
+        return workflow_to_proto(workflow)

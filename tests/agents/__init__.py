@@ -1,0 +1,1 @@
+"""Real A2A agents (and the helper that runs them) for tests and benchmarks."""

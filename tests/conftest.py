@@ -1,0 +1,116 @@
+"""Shared fixtures: real PostgreSQL and Redis, an in-process Baton server on port 0.
+
+PostgreSQL and Redis are the embedded ones (started once per test session in a temporary
+directory) unless ``BATON_TEST_DATABASE_URL`` / ``BATON_TEST_REDIS_URL`` point elsewhere.
+Either way the tests create a database of their own and drop it at the end, so they never
+touch existing data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from baton.v1 import agents_pb2_grpc, workflows_pb2_grpc
+from baton_server.app import GrpcApp, start_grpc
+from baton_server.db import migrate
+from baton_server.db.engine import create_engine
+from baton_server.db.tables import metadata
+from baton_server.embedded import EmbeddedServices, run_embedded
+from tests.agents.process import AgentProcess
+
+
+@pytest.fixture(scope="session")
+async def backend_urls(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, str]]:
+    """(PostgreSQL server URL, Redis URL) for the whole session."""
+    database_url = os.environ.get("BATON_TEST_DATABASE_URL")
+    redis_url = os.environ.get("BATON_TEST_REDIS_URL")
+    if database_url and redis_url:
+        yield database_url, redis_url
+        return
+    services: EmbeddedServices
+    async with run_embedded(tmp_path_factory.mktemp("embedded")) as services:
+        yield database_url or services.database_url, redis_url or services.redis_url
+
+
+@pytest.fixture(scope="session")
+async def database_url(backend_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """URL of a fresh, migrated database, dropped after the session."""
+    server_url = make_url(backend_urls[0])
+    name = f"baton_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = server_url.set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url, pool_size=1)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    yield url
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def _clean_tables(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the database starts from empty tables."""
+    if "engine" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    tables = ", ".join(t.name for t in metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"TRUNCATE {tables} CASCADE"))
+
+
+@pytest.fixture(scope="session")
+async def grpc_app(engine: AsyncEngine) -> AsyncIterator[GrpcApp]:
+    """An in-process Baton gRPC server on a free port, SERVING."""
+    app = await start_grpc(engine, "127.0.0.1:0")
+    await app.set_serving(True)
+    yield app
+    await app.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+async def channel(grpc_app: GrpcApp) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_app.port}") as channel:
+        yield channel
+
+
+@pytest.fixture
+def agents(channel: grpc.aio.Channel, engine: AsyncEngine) -> agents_pb2_grpc.AgentServiceStub:
+    return agents_pb2_grpc.AgentServiceStub(channel)
+
+
+@pytest.fixture
+def workflows(
+    channel: grpc.aio.Channel, engine: AsyncEngine
+) -> workflows_pb2_grpc.WorkflowServiceStub:
+    return workflows_pb2_grpc.WorkflowServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def echo_agent_url() -> Iterator[str]:
+    """A real A2A echo agent (a2a-sdk) in its own process, for the whole session."""
+    with AgentProcess() as agent:
+        yield agent.start()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
