@@ -523,7 +523,11 @@ class ProtoPrinter:
             lines.append("")
         if proto.HasField("options"):
             scope = _join(proto.package, "dummy")  # protoc resolves file options so
-            for assignment in self._option_assignments(proto.options, scope):
+            assignments = self._option_assignments(proto.options, scope)
+            # `buf format` sorts file options by name; distinct names are distinct fields,
+            # and the stable sort keeps repeated assignments of one name in order.
+            assignments.sort(key=lambda assignment: assignment[0].split(" = ", 1)[0])
+            for assignment in assignments:
                 lines += self._statement("option ", assignment)
             lines.append("")
         blocks: list[list[str]] = []
@@ -630,11 +634,17 @@ class ProtoPrinter:
 
     @staticmethod
     def _bracketed(items: list[list[str]]) -> list[str]:
-        """``[a, b]`` inline when short and single-line, otherwise one item per line."""
+        """Compact ``[a = {...}]`` for a single option (as ``buf format`` writes it),
+        otherwise one option per line."""
         if not items:
             return [""]
-        if len(items) == 1 and len(items[0]) == 1 and len(items[0][0]) <= 60:
-            return [f" [{items[0][0]}]"]
+        if len(items) == 1:
+            only = items[0]
+            return (
+                [f" [{only[0]}", *only[1:-1], f"{only[-1]}]"]
+                if len(only) > 1
+                else [f" [{only[0]}]"]
+            )
         lines = [" ["]
         for index, item in enumerate(items):
             comma = "," if index < len(items) - 1 else ""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Event, Thread
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -30,12 +30,12 @@ from a2a.types import (
 )
 from baton_server.agents.health import AgentHealth, probe_agent
 
-if TYPE_CHECKING:
-    from tests.agents.process import AgentProcess, unused_loopback_port
-else:
-    # tests/ is not a package, so pytest puts tests/ itself on sys.path and the
-    # helper imports as `agents.process`; mypy names it from the repo root.
-    from agents.process import AgentProcess, unused_loopback_port
+from tests.agents.process import (
+    AgentProcess,
+    ProtocolVersion,
+    RequestHandler,
+    unused_loopback_port,
+)
 
 TIMEOUT_MS = 3000
 
@@ -443,11 +443,16 @@ def status_text(task: Task) -> str:
     return "\n".join(get_text_parts(task.status.message.parts))
 
 
-@pytest.mark.parametrize("protocol_version", ["1.0", "0.3"])
-async def test_echo_agent_answers_the_a2a_sdk_client(protocol_version: str) -> None:
+@pytest.mark.parametrize(
+    ("protocol_version", "request_handler"),
+    [("1.0", "default"), ("0.3", "default"), ("1.0", "legacy"), ("0.3", "legacy")],
+)
+async def test_echo_agent_answers_the_a2a_sdk_client(
+    protocol_version: ProtocolVersion, request_handler: RequestHandler
+) -> None:
     step_input = {"data": {"city": "Oslo", "n": 3}, "note": "hi", "_mode": "echo"}
     with AgentProcess() as agent:
-        url = agent.start(protocol_version="1.0" if protocol_version == "1.0" else "0.3")
+        url = agent.start(protocol_version=protocol_version, request_handler=request_handler)
         async with httpx.AsyncClient() as http:
             card = await A2ACardResolver(http, url).get_agent_card()
             (interface,) = card.supported_interfaces
@@ -461,10 +466,11 @@ async def test_echo_agent_answers_the_a2a_sdk_client(protocol_version: str) -> N
     assert output_of(task) == {"data": {"city": "Oslo", "n": 3}, "note": "hi", "echo": True}
 
 
-async def test_echo_agent_modes() -> None:
+@pytest.mark.parametrize("request_handler", ["default", "legacy"])
+async def test_echo_agent_modes(request_handler: RequestHandler) -> None:
     key = str(uuid.uuid4())
     with AgentProcess() as agent:
-        url = agent.start(mode="fail")
+        url = agent.start(mode="fail", request_handler=request_handler)
         async with httpx.AsyncClient() as http:
             client = await a2a_client(http, url)
             by_flag = await send(client, {"x": 1})

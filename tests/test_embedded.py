@@ -151,6 +151,31 @@ async def test_an_exception_in_the_body_stops_both_servers(tmp_path: Path) -> No
         pass  # and the lock was released
 
 
+async def test_cancellation_at_any_point_leaves_no_server_running(tmp_path: Path) -> None:
+    entered = asyncio.Event()
+
+    async def serve_forever() -> None:
+        async with run_embedded(tmp_path):
+            entered.set()
+            await asyncio.Event().wait()
+
+    # The first delays land in initdb or in the servers' startup, the last while serving.
+    for delay in (0.0, 0.05, 0.3, 0.6, None):
+        entered.clear()
+        task = asyncio.create_task(serve_forever())
+        if delay is None:
+            await asyncio.wait_for(entered.wait(), 60)
+        else:
+            await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert _server_processes(tmp_path) == {}, f"cancelled after {delay} s"
+
+    async with run_embedded(tmp_path):
+        pass  # the lock was released every time
+
+
 async def test_a_server_that_fails_to_start_is_reported_with_its_log(tmp_path: Path) -> None:
     async with run_embedded(tmp_path):
         pass

@@ -29,6 +29,7 @@ ECHO_AGENT = Path(__file__).with_name("echo_agent.py")
 
 Mode = Literal["echo", "fail", "sleep", "flaky"]
 ProtocolVersion = Literal["1.0", "0.3"]
+RequestHandler = Literal["default", "legacy"]
 
 
 class AgentProcessError(RuntimeError):
@@ -64,12 +65,14 @@ class AgentProcess:
         mode: Mode = "echo",
         health: bool = True,
         protocol_version: ProtocolVersion = "1.0",
+        request_handler: RequestHandler = "default",
         port: int = 0,
     ) -> str:
         """Start the agent and wait until it serves; return its base URL.
 
-        ``port`` 0 lets the agent pick a free port; pass a fixed port to bring
-        an agent back on the URL a stopped one had.
+        ``request_handler="legacy"`` roughly halves the agent's CPU per request
+        (see echo_agent.py). ``port`` 0 lets the agent pick a free port; pass a
+        fixed port to bring an agent back on the URL a stopped one had.
         """
         if self._process is not None:
             raise AgentProcessError("agent already started; stop() it first")
@@ -84,6 +87,8 @@ class AgentProcess:
             mode,
             "--protocol-version",
             protocol_version,
+            "--request-handler",
+            request_handler,
             "--exit-on-stdin-eof",
         ]
         if not health:

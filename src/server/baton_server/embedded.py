@@ -102,6 +102,8 @@ _POLL_INTERVAL = 0.05
 # Privileges are dropped here and not with Popen(user=...) because the interpreter may live
 # where the service account cannot read it (e.g. under /root/.pyenv), and because any
 # change of credentials clears PR_SET_PDEATHSIG, so the signal must be armed after it.
+# The kernel sends that signal when the *thread* that forked the server ends; asyncio forks
+# on the event-loop thread, which outlives the run_embedded context.
 _LAUNCHER = """\
 import ctypes, os, sys
 death_signal, parent, uid, gid = (int(arg) for arg in sys.argv[1:5])
@@ -189,6 +191,13 @@ class _Server:
     stop_signal: signal.Signals
     log_path: Path
     log_offset: int
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started (its own process group)."""
+        # The group outlives its leader while members remain, and Linux does not hand out
+        # a pid still in use as a group id, so this cannot hit an unrelated process.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def log_tail(self) -> str:
         return _log_tail(self.log_path, self.log_offset)
@@ -491,9 +500,14 @@ async def _ensure_cluster(layout: _Layout, account: _Account | None) -> None:
     )
     try:
         returncode = await asyncio.wait_for(initdb.process.wait(), _INITDB_TIMEOUT)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            initdb.process.kill()
+    except BaseException as error:
+        # initdb runs postgres in bootstrap mode through a shell; those must go too.
+        initdb.kill()
+        if isinstance(error, TimeoutError):
+            raise EmbeddedStartError(
+                f"PostgreSQL initdb did not finish within {_INITDB_TIMEOUT:.0f} s; "
+                f"last lines of {initdb.log_path}:\n{initdb.log_tail()}"
+            ) from None
         raise
     if returncode != 0:
         raise EmbeddedStartError(initdb.exit_message())
@@ -685,6 +699,10 @@ async def _spawn(
             stdout=log_fd,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            # Own session and process group: a Ctrl-C in Baton's terminal must not reach
+            # the servers directly (Baton may still need them while it shuts down), and a
+            # server with its helpers can be killed as one group.
+            start_new_session=True,
             env=_server_environment(),
         )
     finally:
@@ -837,9 +855,7 @@ async def _stop_all(servers: list[_Server]) -> None:
     except BaseException:
         # Cleanup itself was cancelled or failed: make sure nothing outlives us.
         for server in ordered:
-            if server.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    server.process.kill()
+            server.kill()
         raise
 
 
@@ -853,6 +869,5 @@ async def _wait_stopped(server: _Server) -> None:
             server.process.pid,
             _STOP_TIMEOUT,
         )
-        with contextlib.suppress(ProcessLookupError):
-            server.process.kill()
+        server.kill()
         await server.process.wait()

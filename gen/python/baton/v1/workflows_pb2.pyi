@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -177,8 +178,12 @@ class Step(_message.Message):
     """Step id; equals its key in `steps` (filled from the key when omitted)."""
     agent_name: _builtins.str
     """Name of the agent that executes the step; it must exist and be active."""
-    next_step: _builtins.str
-    """Id of the step that follows this one; absent (or null) for a final step."""
+    @_builtins.property
+    def next_step(self) -> _wrappers_pb2.StringValue:
+        """Id of the step that follows this one; absent or null for a final step. (A wrapper
+        type, so that JSON `null` is accepted by every JSON parser, grpcurl's included.)
+        """
+
     @_builtins.property
     def input_mapping(self) -> _struct_pb2.Struct:
         """Input of the agent call: keys map to static JSON values or to `${...}`
@@ -196,17 +201,15 @@ class Step(_message.Message):
         *,
         id: _builtins.str = ...,
         agent_name: _builtins.str = ...,
-        next_step: _builtins.str | None = ...,
+        next_step: _wrappers_pb2.StringValue | None = ...,
         input_mapping: _struct_pb2.Struct | None = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_step", b"_next_step", "input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_step", b"_next_step", "agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__next_step: _TypeAlias = _typing.Literal["next_step"]  # noqa: Y015
-    _WhichOneofArgType__next_step: _TypeAlias = _typing.Literal["_next_step", b"_next_step"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_step) -> _WhichOneofReturnType__next_step | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from google.protobuf import wrappers_pb2
 
 from baton.v1 import workflows_pb2, workflows_pb2_grpc
 from baton_server.paging import Sort
@@ -28,7 +29,7 @@ def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[
         key: {
             "id": step.id,
             "agent_name": step.agent_name,
-            "next_step": step.next_step if step.HasField("next_step") else None,
+            "next_step": step.next_step.value if step.HasField("next_step") else None,
             "input_mapping": struct_to_dict(step.input_mapping),
             "depends_on": list(step.depends_on),
         }
@@ -43,7 +44,10 @@ def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowDat
             key: workflows_pb2.Step(
                 id=step["id"],
                 agent_name=step["agent_name"],
-                next_step=step.get("next_step"),
+                next_step=(
+                    wrappers_pb2.StringValue(value=step["next_step"])
+                    if step.get("next_step") else None
+                ),
                 input_mapping=dict_to_struct(step["input_mapping"]),
                 depends_on=step.get("depends_on", []),
             )
