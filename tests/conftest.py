@@ -93,14 +93,14 @@ async def channel(grpc_app: GrpcApp) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def agents(channel: grpc.aio.Channel, engine: AsyncEngine) -> agents_pb2_grpc.AgentServiceStub:
+def agents(channel: grpc.aio.Channel, engine: AsyncEngine) -> agents_pb2_grpc.AgentServiceAsyncStub:
     return agents_pb2_grpc.AgentServiceStub(channel)
 
 
 @pytest.fixture
 def workflows(
     channel: grpc.aio.Channel, engine: AsyncEngine
-) -> workflows_pb2_grpc.WorkflowServiceStub:
+) -> workflows_pb2_grpc.WorkflowServiceAsyncStub:
     return workflows_pb2_grpc.WorkflowServiceStub(channel)
 
 

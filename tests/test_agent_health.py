@@ -28,8 +28,8 @@ from a2a.types import (
     Task,
     TaskState,
 )
-from baton_server.agents.health import AgentHealth, probe_agent
 
+from baton_server.agents.health import AgentHealth, probe_agent
 from tests.agents.process import (
     AgentProcess,
     ProtocolVersion,

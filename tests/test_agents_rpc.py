@@ -44,13 +44,21 @@ def as_json(message: Any) -> dict[str, Any]:
 
 
 async def test_create_with_seed_body_returns_documented_fields(
-    agents: agents_pb2_grpc.AgentServiceStub,
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
 ) -> None:
     agent = await agents.CreateAgent(create_request(**SEED_AGENT))
     body = as_json(agent)
     assert set(body) == {
-        "id", "name", "url", "description", "auth_type", "timeout_ms", "retry_config",
-        "status", "created_at", "updated_at",
+        "id",
+        "name",
+        "url",
+        "description",
+        "auth_type",
+        "timeout_ms",
+        "retry_config",
+        "status",
+        "created_at",
+        "updated_at",
     }
     assert body["name"] == "data-processor"
     assert body["auth_type"] == "bearer"
@@ -60,20 +68,22 @@ async def test_create_with_seed_body_returns_documented_fields(
 
 
 async def test_create_minimal_applies_documented_defaults(
-    agents: agents_pb2_grpc.AgentServiceStub,
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
 ) -> None:
     agent = await agents.CreateAgent(create_request(name="my-first-agent", url="http://a:8080"))
     assert agent.auth_type == agents_pb2.Agent.AuthType.none
     assert agent.timeout_ms == 30000
     assert as_json(agent.retry_config) == {
-        "max_retries": 3, "initial_delay_ms": 1000, "max_delay_ms": 30000,
+        "max_retries": 3,
+        "initial_delay_ms": 1000,
+        "max_delay_ms": 30000,
         "backoff_multiplier": 2.0,
     }
     assert agent.description == ""
 
 
 async def test_auth_config_is_never_returned_or_logged(
-    agents: agents_pb2_grpc.AgentServiceStub, caplog: pytest.LogCaptureFixture
+    agents: agents_pb2_grpc.AgentServiceAsyncStub, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     created = await agents.CreateAgent(create_request(**SEED_AGENT))
@@ -81,10 +91,15 @@ async def test_auth_config_is_never_returned_or_logged(
         created,
         await agents.GetAgent(agents_pb2.GetAgentRequest(agent_id=created.id)),
         await agents.ListAgents(agents_pb2.ListAgentsRequest()),
-        await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(
-            agent_id=created.id, auth_type=agents_pb2.Agent.AuthType.apikey,
-            auth_config=json_format.ParseDict({"key": SECRET}, agents_pb2.CreateAgentRequest()
-                                              .auth_config))),
+        await agents.UpdateAgent(
+            agents_pb2.UpdateAgentRequest(
+                agent_id=created.id,
+                auth_type=agents_pb2.Agent.AuthType.apikey,
+                auth_config=json_format.ParseDict(
+                    {"key": SECRET}, agents_pb2.CreateAgentRequest().auth_config
+                ),
+            )
+        ),
         await agents.DeleteAgent(agents_pb2.DeleteAgentRequest(agent_id=created.id)),
     ]
     for response in responses:
@@ -93,7 +108,7 @@ async def test_auth_config_is_never_returned_or_logged(
 
 
 async def test_duplicate_name_is_rejected_naming_the_name(
-    agents: agents_pb2_grpc.AgentServiceStub,
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
 ) -> None:
     await agents.CreateAgent(create_request(name="dup", url="http://a:1"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -116,23 +131,35 @@ async def test_duplicate_name_is_rejected_naming_the_name(
         ({"name": "a", "url": "ftp://a/b"}, "url"),
         ({"name": "a", "url": "http://a:1", "timeout_ms": 999}, "timeout_ms"),
         ({"name": "a", "url": "http://a:1", "timeout_ms": 300001}, "timeout_ms"),
-        ({"name": "a", "url": "http://a:1", "retry_config": {"max_retries": 11}},
-         "retry_config.max_retries"),
-        ({"name": "a", "url": "http://a:1", "retry_config": {"max_retries": -1}},
-         "retry_config.max_retries"),
-        ({"name": "a", "url": "http://a:1", "retry_config": {"initial_delay_ms": 99}},
-         "retry_config.initial_delay_ms"),
-        ({"name": "a", "url": "http://a:1", "retry_config": {"max_delay_ms": 999}},
-         "retry_config.max_delay_ms"),
-        ({"name": "a", "url": "http://a:1", "retry_config": {"backoff_multiplier": 0.9}},
-         "retry_config.backoff_multiplier"),
+        (
+            {"name": "a", "url": "http://a:1", "retry_config": {"max_retries": 11}},
+            "retry_config.max_retries",
+        ),
+        (
+            {"name": "a", "url": "http://a:1", "retry_config": {"max_retries": -1}},
+            "retry_config.max_retries",
+        ),
+        (
+            {"name": "a", "url": "http://a:1", "retry_config": {"initial_delay_ms": 99}},
+            "retry_config.initial_delay_ms",
+        ),
+        (
+            {"name": "a", "url": "http://a:1", "retry_config": {"max_delay_ms": 999}},
+            "retry_config.max_delay_ms",
+        ),
+        (
+            {"name": "a", "url": "http://a:1", "retry_config": {"backoff_multiplier": 0.9}},
+            "retry_config.backoff_multiplier",
+        ),
         ({"name": "a", "url": "http://a:1", "auth_type": "bearer"}, "auth_config.token"),
-        ({"name": "a", "url": "http://a:1", "auth_type": "apikey",
-          "auth_config": {"key": ""}}, "auth_config.key"),
+        (
+            {"name": "a", "url": "http://a:1", "auth_type": "apikey", "auth_config": {"key": ""}},
+            "auth_config.key",
+        ),
     ],
 )
 async def test_invalid_fields_are_rejected_by_name_and_change_nothing(
-    agents: agents_pb2_grpc.AgentServiceStub, fields: dict[str, Any], field: str
+    agents: agents_pb2_grpc.AgentServiceAsyncStub, fields: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await agents.CreateAgent(create_request(**fields))
@@ -143,7 +170,7 @@ async def test_invalid_fields_are_rejected_by_name_and_change_nothing(
     assert (await agents.ListAgents(agents_pb2.ListAgentsRequest())).total == 0
 
 
-async def test_get_unknown_and_malformed_ids(agents: agents_pb2_grpc.AgentServiceStub) -> None:
+async def test_get_unknown_and_malformed_ids(agents: agents_pb2_grpc.AgentServiceAsyncStub) -> None:
     unknown = "123e4567-e89b-12d3-a456-426614174000"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await agents.GetAgent(agents_pb2.GetAgentRequest(agent_id=unknown))
@@ -158,13 +185,17 @@ async def test_get_unknown_and_malformed_ids(agents: agents_pb2_grpc.AgentServic
 
 
 async def test_partial_update_changes_only_given_fields(
-    agents: agents_pb2_grpc.AgentServiceStub,
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
 ) -> None:
     created = await agents.CreateAgent(create_request(**SEED_AGENT))
     updated = await agents.UpdateAgent(
         json_format.ParseDict(
-            {"agent_id": created.id, "description": "Updated description", "timeout_ms": 60000,
-             "retry_config": {"max_retries": 5}},
+            {
+                "agent_id": created.id,
+                "description": "Updated description",
+                "timeout_ms": 60000,
+                "retry_config": {"max_retries": 5},
+            },
             agents_pb2.UpdateAgentRequest(),
         )
     )
@@ -175,29 +206,33 @@ async def test_partial_update_changes_only_given_fields(
     assert updated.retry_config.initial_delay_ms == 1000
     assert updated.retry_config.backoff_multiplier == 2.0
     assert (updated.name, updated.url, updated.auth_type) == (
-        created.name, created.url, created.auth_type)
+        created.name,
+        created.url,
+        created.auth_type,
+    )
     assert updated.updated_at.ToDatetime() > created.updated_at.ToDatetime()
     assert updated.created_at == created.created_at
 
 
 async def test_update_validates_and_rejects_bad_values(
-    agents: agents_pb2_grpc.AgentServiceStub,
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
 ) -> None:
     created = await agents.CreateAgent(create_request(name="a", url="http://a:1"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await agents.UpdateAgent(
-            agents_pb2.UpdateAgentRequest(agent_id=created.id, timeout_ms=10)
-        )
+        await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(agent_id=created.id, timeout_ms=10))
     assert "timeout_ms" in failure(caught.value).fields
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(
-            agent_id=created.id, auth_type=agents_pb2.Agent.AuthType.bearer))
+        await agents.UpdateAgent(
+            agents_pb2.UpdateAgentRequest(
+                agent_id=created.id, auth_type=agents_pb2.Agent.AuthType.bearer
+            )
+        )
     assert "auth_config.token" in failure(caught.value).fields
     again = await agents.GetAgent(agents_pb2.GetAgentRequest(agent_id=created.id))
     assert again == created
 
 
-async def test_soft_delete(agents: agents_pb2_grpc.AgentServiceStub) -> None:
+async def test_soft_delete(agents: agents_pb2_grpc.AgentServiceAsyncStub) -> None:
     created = await agents.CreateAgent(create_request(name="gone", url="http://a:1"))
     deleted = await agents.DeleteAgent(agents_pb2.DeleteAgentRequest(agent_id=created.id))
     assert deleted.message == f"Agent '{created.id}' deleted successfully"
@@ -205,41 +240,59 @@ async def test_soft_delete(agents: agents_pb2_grpc.AgentServiceStub) -> None:
     assert fetched.status == agents_pb2.Agent.Status.deleted
     assert (await agents.ListAgents(agents_pb2.ListAgentsRequest())).total == 0
     only_deleted = await agents.ListAgents(
-        agents_pb2.ListAgentsRequest(status=agents_pb2.Agent.Status.deleted))
+        agents_pb2.ListAgentsRequest(status=agents_pb2.Agent.Status.deleted)
+    )
     assert [a.id for a in only_deleted.items] == [created.id]
     # Deleting again is harmless; changing a deleted agent is not allowed.
     await agents.DeleteAgent(agents_pb2.DeleteAgentRequest(agent_id=created.id))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(
-            agent_id=created.id, status=agents_pb2.Agent.Status.active))
+        await agents.UpdateAgent(
+            agents_pb2.UpdateAgentRequest(
+                agent_id=created.id, status=agents_pb2.Agent.Status.active
+            )
+        )
     found = failure(caught.value)
     assert (found.code, found.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "AGENT_DELETED")
     # The name of a deleted agent can be registered again.
     again = await agents.CreateAgent(create_request(name="gone", url="http://b:1"))
     assert again.id != created.id
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await agents.DeleteAgent(agents_pb2.DeleteAgentRequest(
-            agent_id="123e4567-e89b-12d3-a456-426614174000"))
+        await agents.DeleteAgent(
+            agents_pb2.DeleteAgentRequest(agent_id="123e4567-e89b-12d3-a456-426614174000")
+        )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_list_pagination_filters_and_sorting(
-    agents: agents_pb2_grpc.AgentServiceStub,
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
 ) -> None:
     for i in range(25):
         await agents.CreateAgent(create_request(name=f"agent-{i:02d}", url="http://a:1"))
     inactive = await agents.CreateAgent(create_request(name="zz-inactive", url="http://a:1"))
-    await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(
-        agent_id=inactive.id, status=agents_pb2.Agent.Status.inactive))
+    await agents.UpdateAgent(
+        agents_pb2.UpdateAgentRequest(agent_id=inactive.id, status=agents_pb2.Agent.Status.inactive)
+    )
 
-    first = await agents.ListAgents(agents_pb2.ListAgentsRequest(
-        page=1, page_size=10, status=agents_pb2.Agent.Status.active,
-        sort_by="name", sort_order="asc"))
+    first = await agents.ListAgents(
+        agents_pb2.ListAgentsRequest(
+            page=1,
+            page_size=10,
+            status=agents_pb2.Agent.Status.active,
+            sort_by="name",
+            sort_order="asc",
+        )
+    )
     assert (first.total, first.page, first.page_size, first.total_pages) == (25, 1, 10, 3)
     assert [a.name for a in first.items] == [f"agent-{i:02d}" for i in range(10)]
-    last = await agents.ListAgents(agents_pb2.ListAgentsRequest(
-        page=3, page_size=10, status=agents_pb2.Agent.Status.active,
-        sort_by="name", sort_order="asc"))
+    last = await agents.ListAgents(
+        agents_pb2.ListAgentsRequest(
+            page=3,
+            page_size=10,
+            status=agents_pb2.Agent.Status.active,
+            sort_by="name",
+            sort_order="asc",
+        )
+    )
     assert [a.name for a in last.items] == [f"agent-{i:02d}" for i in range(20, 25)]
     beyond = await agents.ListAgents(agents_pb2.ListAgentsRequest(page=9, page_size=10))
     assert (len(beyond.items), beyond.total, beyond.page) == (0, 26, 9)
@@ -249,8 +302,9 @@ async def test_list_pagination_filters_and_sorting(
     assert default.items[0].name == "zz-inactive"  # newest first by default
     by_name = await agents.ListAgents(agents_pb2.ListAgentsRequest(name="agent-07"))
     assert [a.name for a in by_name.items] == ["agent-07"]
-    only_inactive = await agents.ListAgents(agents_pb2.ListAgentsRequest(
-        status=agents_pb2.Agent.Status.inactive))
+    only_inactive = await agents.ListAgents(
+        agents_pb2.ListAgentsRequest(status=agents_pb2.Agent.Status.inactive)
+    )
     assert [a.name for a in only_inactive.items] == ["zz-inactive"]
 
 
@@ -265,7 +319,7 @@ async def test_list_pagination_filters_and_sorting(
     ],
 )
 async def test_invalid_list_parameters_are_rejected_by_name(
-    agents: agents_pb2_grpc.AgentServiceStub, request_fields: dict[str, Any], field: str
+    agents: agents_pb2_grpc.AgentServiceAsyncStub, request_fields: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await agents.ListAgents(agents_pb2.ListAgentsRequest(**request_fields))
@@ -275,7 +329,7 @@ async def test_invalid_list_parameters_are_rejected_by_name(
 
 
 async def test_health_of_a_live_and_a_dead_agent(
-    agents: agents_pb2_grpc.AgentServiceStub, echo_agent_url: str
+    agents: agents_pb2_grpc.AgentServiceAsyncStub, echo_agent_url: str
 ) -> None:
     live = await agents.CreateAgent(create_request(name="live", url=echo_agent_url))
     health = await agents.CheckAgentHealth(agents_pb2.CheckAgentHealthRequest(agent_id=live.id))
@@ -284,8 +338,11 @@ async def test_health_of_a_live_and_a_dead_agent(
     assert health.response_time_ms > 0
     assert not health.HasField("error")
 
-    dead = await agents.CreateAgent(create_request(
-        name="dead", url=f"http://127.0.0.1:{unused_loopback_port()}", timeout_ms=1000))
+    dead = await agents.CreateAgent(
+        create_request(
+            name="dead", url=f"http://127.0.0.1:{unused_loopback_port()}", timeout_ms=1000
+        )
+    )
     health = await agents.CheckAgentHealth(agents_pb2.CheckAgentHealthRequest(agent_id=dead.id))
     assert not health.healthy
     assert not health.HasField("status_code")

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from redis.asyncio import Redis
+
 from baton_server.embedded import (
     DataDirInUseError,
     EmbeddedServices,
     EmbeddedStartError,
     run_embedded,
 )
-from redis.asyncio import Redis
 
 
 def _asyncpg_dsn(services: EmbeddedServices) -> str:

@@ -61,8 +61,16 @@ class Server:
     def __init__(self, data_dir: Path, grpc_port: int) -> None:
         self.grpc_port = grpc_port
         self.process = subprocess.Popen(
-            [str(BATON), "serve", "--data-dir", str(data_dir), "--grpc-port", str(grpc_port),
-             "--http-port", str(free_port())],
+            [
+                str(BATON),
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--grpc-port",
+                str(grpc_port),
+                "--http-port",
+                str(free_port()),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -72,7 +80,7 @@ class Server:
     def wait_serving(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+            stub: Any = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.process.poll() is None, self.output()
                 try:
@@ -119,24 +127,41 @@ def server(data_dir: Path) -> Iterator[Server]:
 def test_serve_grpcurl_persistence_and_clean_stop(server: Server, data_dir: Path) -> None:
     server.wait_serving()
     listed = server.grpcurl("list")
-    assert {"baton.v1.AgentService", "baton.v1.WorkflowService",
-            "grpc.health.v1.Health"} <= set(listed.split())
+    assert {"baton.v1.AgentService", "baton.v1.WorkflowService", "grpc.health.v1.Health"} <= set(
+        listed.split()
+    )
     described = server.grpcurl("describe", "baton.v1.WorkflowService")
     assert "rpc ListWorkflowVersions" in described
     assert "/api/v1/workflows/{workflow_id}/versions" in described
 
-    agent = server.grpcurl("baton.v1.AgentService/CreateAgent", data={
-        "name": "data-processor", "url": "http://data-processor:8080",
-        "description": "Processes data transformations", "auth_type": "bearer",
-        "auth_config": {"token": "secret-token-123"}, "timeout_ms": 60000,
-    })
+    agent = server.grpcurl(
+        "baton.v1.AgentService/CreateAgent",
+        data={
+            "name": "data-processor",
+            "url": "http://data-processor:8080",
+            "description": "Processes data transformations",
+            "auth_type": "bearer",
+            "auth_config": {"token": "secret-token-123"},
+            "timeout_ms": 60000,
+        },
+    )
     assert agent["auth_type"] == "bearer"
     assert "auth_config" not in agent
-    workflow = server.grpcurl("baton.v1.WorkflowService/CreateWorkflow", data={
-        "name": "p", "start_step": "a",
-        "steps": {"a": {"id": "a", "agent_name": "data-processor", "next_step": None,
-                        "input_mapping": {"x": "${workflow.input.x}"}}},
-    })
+    workflow = server.grpcurl(
+        "baton.v1.WorkflowService/CreateWorkflow",
+        data={
+            "name": "p",
+            "start_step": "a",
+            "steps": {
+                "a": {
+                    "id": "a",
+                    "agent_name": "data-processor",
+                    "next_step": None,
+                    "input_mapping": {"x": "${workflow.input.x}"},
+                }
+            },
+        },
+    )
     assert workflow["version"] == 1
 
     descendants = children_of(server.process.pid)
@@ -152,8 +177,9 @@ def test_serve_grpcurl_persistence_and_clean_stop(server: Server, data_dir: Path
         again.wait_serving()
         fetched = again.grpcurl("baton.v1.AgentService/GetAgent", data={"agent_id": agent["id"]})
         assert fetched["name"] == "data-processor"
-        versions = again.grpcurl("baton.v1.WorkflowService/ListWorkflowVersions",
-                                 data={"workflow_id": workflow["id"]})
+        versions = again.grpcurl(
+            "baton.v1.WorkflowService/ListWorkflowVersions", data={"workflow_id": workflow["id"]}
+        )
         assert versions["total"] == 1
         assert again.stop() == 0
     finally:
@@ -168,7 +194,8 @@ def test_second_instance_on_the_same_data_dir_fails_fast(server: Server, data_di
     assert second.process.wait(timeout=15) != 0
     assert time.monotonic() - started < 10
     output = second.output()
-    assert "in use" in output and str(data_dir) in output, output
+    assert "in use" in output, output
+    assert str(data_dir) in output, output
     server.wait_serving(timeout=5)  # the first one is unaffected
 
 
@@ -182,5 +209,6 @@ def test_taken_port_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
         assert taken.process.wait(timeout=15) != 0
         assert time.monotonic() - started < 10
         output = taken.output()
-    assert f"port {port}" in output and "in use" in output, output
+    assert f"port {port}" in output, output
+    assert "in use" in output, output
     assert not (tmp_path / "data").exists(), "nothing should start when the port is taken"

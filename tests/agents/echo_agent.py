@@ -4,7 +4,7 @@ Run it as a separate process::
 
     python tests/agents/echo_agent.py --port 8001 [--mode echo|fail|sleep|flaky]
         [--protocol-version 1.0|0.3] [--host 127.0.0.1] [--no-health]
-        [--request-handler default|legacy]
+        [--request-handler default|legacy] [--public-url URL]
 
 It is built from the a2a-sdk's own server pieces (JSON-RPC transport, agent card
 at ``/.well-known/agent-card.json``), so every byte on the wire is what a real
@@ -264,7 +264,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
 
 
@@ -284,8 +283,11 @@ async def serve(args: argparse.Namespace) -> int:
     sock = _bind(args.host, args.port)
     port = int(sock.getsockname()[1])
     url_host = f"[{args.host}]" if ":" in args.host else args.host
+    # SDK clients call the URL in the card, not the one they fetched it from,
+    # so an agent bound to 0.0.0.0 (e.g. in a container) must be told its name.
+    base_url = args.public_url or f"http://{url_host}:{port}/"
     app = build_app(
-        base_url=f"http://{url_host}:{port}/",
+        base_url=base_url,
         mode=args.mode,
         protocol_version=args.protocol_version,
         health=not args.no_health,
@@ -317,6 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument(
+        "--public-url", help="URL to advertise in the agent card (default: http://HOST:PORT/)"
+    )
     parser.add_argument("--mode", choices=MODES, default="echo")
     parser.add_argument("--protocol-version", choices=PROTOCOL_VERSIONS, default="1.0")
     parser.add_argument(

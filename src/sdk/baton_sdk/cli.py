@@ -54,12 +54,29 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="BATON_HOST",
-              help="Interface to listen on (0.0.0.0 for all).")
-@click.option("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, show_default=True,
-              envvar="BATON_GRPC_PORT", help="gRPC port.")
-@click.option("--http-port", type=int, default=DEFAULT_HTTP_PORT, show_default=True,
-              envvar="BATON_HTTP_PORT", help="REST (Envoy) port.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="BATON_HOST",
+    help="Interface to listen on (0.0.0.0 for all).",
+)
+@click.option(
+    "--grpc-port",
+    type=int,
+    default=DEFAULT_GRPC_PORT,
+    show_default=True,
+    envvar="BATON_GRPC_PORT",
+    help="gRPC port.",
+)
+@click.option(
+    "--http-port",
+    type=int,
+    default=DEFAULT_HTTP_PORT,
+    show_default=True,
+    envvar="BATON_HTTP_PORT",
+    help="REST (Envoy) port.",
+)
 @_data_dir
 @_database_url
 @_redis_url
@@ -78,7 +95,8 @@ def serve(
     With no database or Redis configured, starts an embedded PostgreSQL and Redis
     in the data directory, so one command gives a working, persistent Baton.
     """
-    from baton_server.serve import ServeError, serve as run
+    from baton_server.serve import ServeError
+    from baton_server.serve import serve as run
 
     _configure_logging(log_level)
     settings = Settings(
@@ -109,4 +127,3 @@ def migrate(data_dir: Path | None, database_url: str | None, log_level: str) -> 
     except ServeError as error:
         raise click.ClickException(str(error)) from None
     click.echo("database is up to date")
-

@@ -77,21 +77,23 @@ async def backends(settings: Settings) -> AsyncIterator[Backends]:
         yield Backends(services.database_url, services.redis_url)
 
 
-async def wait_for_database(engine: AsyncEngine, *, timeout: float = 60.0) -> None:
+async def wait_for_database(engine: AsyncEngine, *, max_wait: float = 60.0) -> None:
     """Retry until PostgreSQL accepts connections (it may still be starting)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     delay = 0.1
-    while True:
-        try:
-            async with engine.connect():
-                return
-        except Exception as error:  # any connect failure means "not yet"
-            if loop.time() > deadline:
-                raise ServeError(f"PostgreSQL is unreachable: {error}") from None
-            log.warning("waiting for PostgreSQL: %s", error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    last_error: Exception | None = None
+    try:
+        async with asyncio.timeout(max_wait):
+            while True:
+                try:
+                    async with engine.connect():
+                        return
+                except Exception as error:  # any connect failure means "not yet"
+                    last_error = error
+                    log.warning("waiting for PostgreSQL: %s", error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+    except TimeoutError:
+        raise ServeError(f"PostgreSQL is unreachable: {last_error}") from None
 
 
 @contextlib.asynccontextmanager

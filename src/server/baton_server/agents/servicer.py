@@ -10,9 +10,10 @@ from baton.v1 import agents_pb2, agents_pb2_grpc
 from baton_server.agents.model import Agent, AgentChanges, AgentSpec, RetryPolicy
 from baton_server.agents.service import AgentService
 from baton_server.paging import Sort
-from baton_server.rpc.convert import page_request, parse_uuid, struct_to_dict, timestamp
+from baton_server.rpc.convert import page_request, parse_uuid, present, struct_to_dict, timestamp
 
 _Context = grpc.aio.ServicerContext[Any, Any]
+_RETRY_FIELDS = ("max_retries", "initial_delay_ms", "max_delay_ms", "backoff_multiplier")
 
 
 def agent_to_proto(agent: Agent) -> agents_pb2.Agent:
@@ -33,10 +34,6 @@ def agent_to_proto(agent: Agent) -> agents_pb2.Agent:
         created_at=timestamp(agent.created_at),
         updated_at=timestamp(agent.updated_at),
     )
-
-
-def _retry_field(config: agents_pb2.RetryConfig, name: str) -> Any:
-    return getattr(config, name) if config.HasField(name) else None
 
 
 class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
@@ -62,9 +59,13 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
             timeout_ms=request.timeout_ms if request.HasField("timeout_ms") else 30000,
             retry=RetryPolicy(
                 **{
-                    name: _retry_field(retry, name)
-                    for name in ("max_retries", "initial_delay_ms", "max_delay_ms",
-                                 "backoff_multiplier")
+                    name: present(retry, name)
+                    for name in (
+                        "max_retries",
+                        "initial_delay_ms",
+                        "max_delay_ms",
+                        "backoff_multiplier",
+                    )
                     if retry.HasField(name)
                 }
             ),
@@ -100,24 +101,22 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     ) -> agents_pb2.Agent:
         retry = request.retry_config
 
-        def given(name: str) -> Any:
-            return getattr(request, name) if request.HasField(name) else None
-
         changes = AgentChanges(
-            url=given("url"),
-            description=given("description"),
+            url=present(request, "url"),
+            description=present(request, "description"),
             auth_type=(
                 agents_pb2.Agent.AuthType.Name(request.auth_type)
-                if request.HasField("auth_type") else None
+                if request.HasField("auth_type")
+                else None
             ),
             auth_config=(
                 struct_to_dict(request.auth_config) if request.HasField("auth_config") else None
             ),
-            timeout_ms=given("timeout_ms"),
-            max_retries=_retry_field(retry, "max_retries"),
-            initial_delay_ms=_retry_field(retry, "initial_delay_ms"),
-            max_delay_ms=_retry_field(retry, "max_delay_ms"),
-            backoff_multiplier=_retry_field(retry, "backoff_multiplier"),
+            timeout_ms=present(request, "timeout_ms"),
+            max_retries=present(retry, "max_retries"),
+            initial_delay_ms=present(retry, "initial_delay_ms"),
+            max_delay_ms=present(retry, "max_delay_ms"),
+            backoff_multiplier=present(retry, "backoff_multiplier"),
             status=(
                 agents_pb2.Agent.Status.Name(request.status) if request.HasField("status") else None
             ),

@@ -16,11 +16,14 @@ from baton_server.paging import Page, PageRequest, Sort
 LIVE_NAME_INDEX = "uq_agents_live_name"
 
 _PUBLIC_COLUMNS = [c for c in agents.c if c.name != "auth_config"]
-_SORT_COLUMNS = {"name": agents.c.name, "created_at": agents.c.created_at,
-                 "updated_at": agents.c.updated_at}
+_SORT_COLUMNS = {
+    "name": agents.c.name,
+    "created_at": agents.c.created_at,
+    "updated_at": agents.c.updated_at,
+}
 
 
-def _to_agent(row: sa.Row[Any]) -> Agent:
+def _to_agent(row: Any) -> Agent:
     return Agent(
         id=row.id,
         name=row.name,
@@ -45,8 +48,9 @@ async def insert(conn: AsyncConnection, values: Mapping[str, Any]) -> Agent:
     return _to_agent(row)
 
 
-async def get(conn: AsyncConnection, agent_id: uuid.UUID, *, for_update: bool = False
-              ) -> Agent | None:
+async def get(
+    conn: AsyncConnection, agent_id: uuid.UUID, *, for_update: bool = False
+) -> Agent | None:
     query = sa.select(*_PUBLIC_COLUMNS).where(agents.c.id == agent_id)
     if for_update:
         query = query.with_for_update()
@@ -82,14 +86,21 @@ async def list_page(
     conditions = [agents.c.status == status if status else agents.c.status != "deleted"]
     if name:
         conditions.append(agents.c.name == name)
-    total = (await conn.execute(
-        sa.select(sa.func.count()).select_from(agents).where(*conditions))).scalar_one()
+    total = (
+        await conn.execute(sa.select(sa.func.count()).select_from(agents).where(*conditions))
+    ).scalar_one()
     column = _SORT_COLUMNS[sort.field]
-    order = [column.desc(), agents.c.id.desc()] if sort.descending else [column.asc(),
-                                                                         agents.c.id.asc()]
+    order = (
+        [column.desc(), agents.c.id.desc()]
+        if sort.descending
+        else [column.asc(), agents.c.id.asc()]
+    )
     rows = await conn.execute(
-        sa.select(*_PUBLIC_COLUMNS).where(*conditions).order_by(*order)
-        .limit(page.page_size).offset(page.offset)
+        sa.select(*_PUBLIC_COLUMNS)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(page.page_size)
+        .offset(page.offset)
     )
     return Page(items=[_to_agent(r) for r in rows], total=total, request=page)
 

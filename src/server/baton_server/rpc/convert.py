@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from baton_server.errors import FieldViolation, InvalidArgument
 from baton_server.paging import DEFAULT_PAGE_SIZE, PageRequest
@@ -51,14 +52,20 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidArgument(
-            f"{field} must be a UUID", reason="INVALID_FIELD",
+            f"{field} must be a UUID",
+            reason="INVALID_FIELD",
             violations=[FieldViolation(field, "value must be a valid UUID")],
         ) from None
+
+
+def present(message: Message, name: str) -> Any:
+    """The value of an optional (presence-tracking) field, or ``None`` when unset."""
+    return getattr(message, name) if message.HasField(name) else None
 
 
 def page_request(message: Any) -> PageRequest:
     """``page``/``page_size`` from a list request (both optional fields)."""
     return PageRequest(
-        page=message.page if message.HasField("page") else 1,
-        page_size=message.page_size if message.HasField("page_size") else DEFAULT_PAGE_SIZE,
+        page=present(message, "page") or 1,
+        page_size=present(message, "page_size") or DEFAULT_PAGE_SIZE,
     )

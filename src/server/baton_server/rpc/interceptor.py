@@ -36,9 +36,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler:
+    ) -> _Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler

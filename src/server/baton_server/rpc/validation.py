@@ -16,7 +16,8 @@ _validator = protovalidate.Validator()
 
 def _field_path(violation: protovalidate.Violation) -> str:
     parts: list[str] = []
-    for element in violation.proto.field.elements:
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
         subscript = element.subscript
         if subscript is None:
             parts.append(element.field_name)

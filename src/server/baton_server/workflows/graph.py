@@ -90,7 +90,7 @@ class StepGraph:
                     path.pop()
                     stack.pop()
                 elif state.get(child) == 1:
-                    return [*path[path.index(child):], child]
+                    return [*path[path.index(child) :], child]
                 elif child not in state:
                     state[child] = 1
                     path.append(child)
@@ -118,8 +118,9 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
             unknown.append(FieldViolation(f"{prefix}.next_step", _bad_target(next_step, step_id)))
         for index, dep in enumerate(step.get("depends_on") or ()):
             if dep not in steps or dep == step_id:
-                unknown.append(FieldViolation(f"{prefix}.depends_on[{index}]",
-                                              _bad_target(dep, step_id)))
+                unknown.append(
+                    FieldViolation(f"{prefix}.depends_on[{index}]", _bad_target(dep, step_id))
+                )
     if unknown:
         raise _fail("WORKFLOW_UNKNOWN_STEP", _summary("unknown step", unknown), unknown)
 
@@ -135,8 +136,9 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
             except ReferenceSyntaxError as error:
                 malformed.append(FieldViolation(path, str(error)))
     if malformed:
-        raise _fail("WORKFLOW_INVALID_REFERENCE", _summary("invalid reference", malformed),
-                    malformed)
+        raise _fail(
+            "WORKFLOW_INVALID_REFERENCE", _summary("invalid reference", malformed), malformed
+        )
 
     graph = StepGraph.of(workflow_data)
     cycle = graph.find_cycle()
@@ -154,8 +156,9 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
             FieldViolation(f"steps.{s}", f"is not reachable from start_step '{start}'")
             for s in unreachable
         ]
-        raise _fail("WORKFLOW_UNREACHABLE_STEP",
-                    _summary("unreachable step", violations), violations)
+        raise _fail(
+            "WORKFLOW_UNREACHABLE_STEP", _summary("unreachable step", violations), violations
+        )
 
     out_of_order: list[FieldViolation] = []
     for step_id, found in parsed.items():
@@ -166,13 +169,19 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
             if ref.source not in steps:
                 out_of_order.append(FieldViolation(path, f"{ref.text} names no step"))
             elif ref.source not in ancestors:
-                out_of_order.append(FieldViolation(
-                    path, f"{ref.text} reads step '{ref.source}', which does not always "
-                    f"complete before step '{step_id}'"))
+                out_of_order.append(
+                    FieldViolation(
+                        path,
+                        f"{ref.text} reads step '{ref.source}', which does not always "
+                        f"complete before step '{step_id}'",
+                    )
+                )
     if out_of_order:
-        raise _fail("WORKFLOW_REFERENCE_ORDER",
-                    _summary("reference to a later or unknown step", out_of_order),
-                    out_of_order)
+        raise _fail(
+            "WORKFLOW_REFERENCE_ORDER",
+            _summary("reference to a later or unknown step", out_of_order),
+            out_of_order,
+        )
     return graph
 
 

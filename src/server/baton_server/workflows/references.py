@@ -47,9 +47,7 @@ def parse(expression: str) -> Reference:
     text = "${" + expression + "}"
     head = _SOURCE.match(expression)
     if head is None:
-        raise ReferenceSyntaxError(
-            f"{text} must start with 'workflow.input' or '<step_id>.output'"
-        )
+        raise ReferenceSyntaxError(f"{text} must start with 'workflow.input' or '<step_id>.output'")
     source, kind = head["source"], head["kind"]
     if (source == WORKFLOW_SOURCE) != (kind == "input"):
         raise ReferenceSyntaxError(
@@ -61,8 +59,7 @@ def parse(expression: str) -> Reference:
         segment = _SEGMENT.match(expression, position)
         if segment is None:
             raise ReferenceSyntaxError(
-                f"{text}: invalid path at '{expression[position:]}'"
-                " (use .name or [index] segments)"
+                f"{text}: invalid path at '{expression[position:]}' (use .name or [index] segments)"
             )
         path.append(int(segment["index"]) if segment["index"] is not None else segment["name"])
         position = segment.end()

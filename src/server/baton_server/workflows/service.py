@@ -44,8 +44,9 @@ async def _check_agents(conn: AsyncConnection, data: Mapping[str, Any]) -> None:
     """Every step's agent must exist and be active (checked inside the transaction)."""
     steps: Mapping[str, Mapping[str, Any]] = data["steps"]
     statuses = await agent_store.statuses_by_name(conn, {s["agent_name"] for s in steps.values()})
-    unavailable = {name for name in {s["agent_name"] for s in steps.values()}
-                   if statuses.get(name) != "active"}
+    unavailable = {
+        name for name in {s["agent_name"] for s in steps.values()} if statuses.get(name) != "active"
+    }
     if not unavailable:
         return
     raise FailedPrecondition(
@@ -83,8 +84,12 @@ class WorkflowService:
         try:
             async with self._engine.begin() as conn:
                 await _check_agents(conn, data)
-                values = {"id": uuid.uuid4(), "name": spec.name,
-                          "description": spec.description, "status": "active"}
+                values = {
+                    "id": uuid.uuid4(),
+                    "name": spec.name,
+                    "description": spec.description,
+                    "status": "active",
+                }
                 return await store.insert(conn, values, data)
         except IntegrityError as error:
             if violated_constraint(error) == store.LIVE_NAME_INDEX:

@@ -14,6 +14,7 @@ from baton_server.rpc.convert import (
     dict_to_struct,
     page_request,
     parse_uuid,
+    present,
     struct_to_dict,
     timestamp,
 )
@@ -46,7 +47,8 @@ def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowDat
                 agent_name=step["agent_name"],
                 next_step=(
                     wrappers_pb2.StringValue(value=step["next_step"])
-                    if step.get("next_step") else None
+                    if step.get("next_step")
+                    else None
                 ),
                 input_mapping=dict_to_struct(step["input_mapping"]),
                 depends_on=step.get("depends_on", []),
@@ -129,13 +131,10 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
     async def UpdateWorkflow(
         self, request: workflows_pb2.UpdateWorkflowRequest, context: _Context
     ) -> workflows_pb2.Workflow:
-        def given(name: str) -> Any:
-            return getattr(request, name) if request.HasField(name) else None
-
         changes = WorkflowChanges(
-            name=given("name"),
-            description=given("description"),
-            start_step=given("start_step"),
+            name=present(request, "name"),
+            description=present(request, "description"),
+            start_step=present(request, "start_step"),
             steps=steps_from_proto(request.steps) if request.steps else None,
             status=_Status.Name(request.status) if request.HasField("status") else None,
         )

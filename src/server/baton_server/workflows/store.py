@@ -34,7 +34,7 @@ _SORT_COLUMNS = {
 }
 
 
-def _to_workflow(row: sa.Row[Any]) -> Workflow:
+def _to_workflow(row: Any) -> Workflow:
     return Workflow(
         id=row.id,
         name=row.name,
@@ -63,7 +63,9 @@ async def insert_version(
 ) -> None:
     await conn.execute(
         workflow_versions.insert().values(
-            id=uuid.uuid4(), workflow_id=workflow_id, version=version,
+            id=uuid.uuid4(),
+            workflow_id=workflow_id,
+            version=version,
             workflow_data=workflow_data,
         )
     )
@@ -81,23 +83,32 @@ async def get(
 
 async def update(conn: AsyncConnection, workflow_id: uuid.UUID, values: Mapping[str, Any]) -> None:
     await conn.execute(
-        workflows.update().where(workflows.c.id == workflow_id)
+        workflows.update()
+        .where(workflows.c.id == workflow_id)
         .values(**values, updated_at=sa.func.now())
     )
 
 
 async def list_page(
-    conn: AsyncConnection, *, status: str | None, name: str | None, sort: Sort,
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    name: str | None,
+    sort: Sort,
     page: PageRequest,
 ) -> Page[Workflow]:
     conditions = [workflows.c.status == status if status else workflows.c.status != "deleted"]
     if name:
         conditions.append(workflows.c.name == name)
-    total = (await conn.execute(
-        sa.select(sa.func.count()).select_from(workflows).where(*conditions))).scalar_one()
+    total = (
+        await conn.execute(sa.select(sa.func.count()).select_from(workflows).where(*conditions))
+    ).scalar_one()
     column = _SORT_COLUMNS[sort.field]
-    order = [column.desc(), workflows.c.id.desc()] if sort.descending else [
-        column.asc(), workflows.c.id.asc()]
+    order = (
+        [column.desc(), workflows.c.id.desc()]
+        if sort.descending
+        else [column.asc(), workflows.c.id.asc()]
+    )
     rows = await conn.execute(
         _CURRENT.where(*conditions).order_by(*order).limit(page.page_size).offset(page.offset)
     )
@@ -121,7 +132,8 @@ async def list_versions(
         sa.select(workflow_versions)
         .where(workflow_versions.c.workflow_id == workflow.id)
         .order_by(workflow_versions.c.version.desc())
-        .limit(page.page_size).offset(page.offset)
+        .limit(page.page_size)
+        .offset(page.offset)
     )
     items = [
         WorkflowVersion(

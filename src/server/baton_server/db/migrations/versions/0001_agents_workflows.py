@@ -19,10 +19,18 @@ depends_on = None
 
 def _timestamps() -> list[sa.Column[object]]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.text("now()")),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.text("now()")),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
     ]
 
 
@@ -43,13 +51,16 @@ def upgrade() -> None:
         sa.Column("status", sa.Text, nullable=False),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name="pk_agents"),
-        sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')",
-                           name="ck_agents_status"),
-        sa.CheckConstraint("auth_type IN ('none', 'bearer', 'apikey')",
-                           name="ck_agents_auth_type"),
+        sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')", name="ck_agents_status"),
+        sa.CheckConstraint("auth_type IN ('none', 'bearer', 'apikey')", name="ck_agents_auth_type"),
     )
-    op.create_index("uq_agents_live_name", "agents", ["name"], unique=True,
-                    postgresql_where=sa.text("status <> 'deleted'"))
+    op.create_index(
+        "uq_agents_live_name",
+        "agents",
+        ["name"],
+        unique=True,
+        postgresql_where=sa.text("status <> 'deleted'"),
+    )
     op.create_index("ix_agents_created_at", "agents", ["created_at"])
 
     op.create_table(
@@ -61,11 +72,17 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name="pk_workflows"),
-        sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')",
-                           name="ck_workflows_status"),
+        sa.CheckConstraint(
+            "status IN ('active', 'inactive', 'deleted')", name="ck_workflows_status"
+        ),
     )
-    op.create_index("uq_workflows_live_name", "workflows", ["name"], unique=True,
-                    postgresql_where=sa.text("status <> 'deleted'"))
+    op.create_index(
+        "uq_workflows_live_name",
+        "workflows",
+        ["name"],
+        unique=True,
+        postgresql_where=sa.text("status <> 'deleted'"),
+    )
     op.create_index("ix_workflows_created_at", "workflows", ["created_at"])
 
     op.create_table(
@@ -74,13 +91,22 @@ def upgrade() -> None:
         sa.Column("workflow_id", UUID(as_uuid=True), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("workflow_data", JSONB, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.text("now()")),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_workflow_versions"),
-        sa.ForeignKeyConstraint(["workflow_id"], ["workflows.id"], ondelete="CASCADE",
-                                name="fk_workflow_versions_workflow_id_workflows"),
-        sa.UniqueConstraint("workflow_id", "version",
-                            name="uq_workflow_versions_workflow_id_version"),
+        sa.ForeignKeyConstraint(
+            ["workflow_id"],
+            ["workflows.id"],
+            ondelete="CASCADE",
+            name="fk_workflow_versions_workflow_id_workflows",
+        ),
+        sa.UniqueConstraint(
+            "workflow_id", "version", name="uq_workflow_versions_workflow_id_version"
+        ),
     )
 
 
