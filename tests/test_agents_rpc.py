@@ -59,10 +59,12 @@ async def test_create_with_seed_body_returns_documented_fields(
         "status",
         "created_at",
         "updated_at",
+        "protocol",
     }
     assert body["name"] == "data-processor"
     assert body["auth_type"] == "bearer"
     assert body["status"] == "active"
+    assert body["protocol"] == "a2a"
     assert body["retry_config"] == SEED_AGENT["retry_config"]
     assert body["created_at"].endswith("Z")
 

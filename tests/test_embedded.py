@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
@@ -26,6 +29,20 @@ from baton_server.embedded import (
     EmbeddedStartError,
     run_embedded,
 )
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh data directory, outside pytest's temporary tree.
+
+    When tests run as root the servers run as an unprivileged user that needs search
+    permission on every directory above their data. pytest resets /tmp/pytest-of-root to
+    0700 whenever a session starts, so a concurrent session (another engineer, CI shard)
+    would pull that permission from under a server that is starting.
+    """
+    path = Path(tempfile.mkdtemp(prefix="baton-embedded-test-")).resolve()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _asyncpg_dsn(services: EmbeddedServices) -> str:
@@ -97,66 +114,66 @@ async def _wait_until_gone(pids: set[int], data_dir: Path, seconds: float) -> se
         await asyncio.sleep(0.1)
 
 
-async def test_data_survives_a_restart(tmp_path: Path) -> None:
-    async with run_embedded(tmp_path) as services:
+async def test_data_survives_a_restart(data_dir: Path) -> None:
+    async with run_embedded(data_dir) as services:
         assert services.database_url.startswith("postgresql+asyncpg://baton@127.0.0.1:")
         assert services.database_url.endswith("/baton")
         assert services.redis_url.startswith("redis://127.0.0.1:")
-        names = set(_server_processes(tmp_path).values())
+        names = set(_server_processes(data_dir).values())
         assert {"postgres", "redis-server"} <= names
         await _write_marks(services, "before restart")
 
-    assert _server_processes(tmp_path) == {}
-    assert (tmp_path / "logs" / "postgres.log").stat().st_size > 0
-    assert (tmp_path / "logs" / "redis.log").stat().st_size > 0
+    assert _server_processes(data_dir) == {}
+    assert (data_dir / "logs" / "postgres.log").stat().st_size > 0
+    assert (data_dir / "logs" / "redis.log").stat().st_size > 0
 
-    async with run_embedded(tmp_path) as services:
+    async with run_embedded(data_dir) as services:
         assert await _read_marks(services) == (["before restart"], ["before restart"])
 
 
-async def test_a_second_owner_is_refused_at_once(tmp_path: Path) -> None:
-    async with run_embedded(tmp_path) as services:
-        logs = {log: log.stat().st_size for log in (tmp_path / "logs").iterdir()}
+async def test_a_second_owner_is_refused_at_once(data_dir: Path) -> None:
+    async with run_embedded(data_dir) as services:
+        logs = {log: log.stat().st_size for log in (data_dir / "logs").iterdir()}
         started = time.monotonic()
 
         with pytest.raises(DataDirInUseError) as refused:
-            async with run_embedded(tmp_path):
+            async with run_embedded(data_dir):
                 pytest.fail("a second owner must not get the data directory")
 
         # The lock is checked before anything else, so nothing was started (no new log
         # output) and the refusal does not wait for anything.
         assert time.monotonic() - started < 2
-        assert str(tmp_path) in str(refused.value)
+        assert str(data_dir) in str(refused.value)
         assert f"process {os.getpid()}" in str(refused.value)
-        assert {log: log.stat().st_size for log in (tmp_path / "logs").iterdir()} == logs
+        assert {log: log.stat().st_size for log in (data_dir / "logs").iterdir()} == logs
 
         # The refused attempt left the owner's servers and lock alone.
         await _write_marks(services, "still served")
         assert await _read_marks(services) == (["still served"], ["still served"])
         with pytest.raises(DataDirInUseError):
-            async with run_embedded(tmp_path):
+            async with run_embedded(data_dir):
                 pass
 
 
-async def test_an_exception_in_the_body_stops_both_servers(tmp_path: Path) -> None:
+async def test_an_exception_in_the_body_stops_both_servers(data_dir: Path) -> None:
     async def fail_while_serving() -> None:
-        async with run_embedded(tmp_path):
-            assert _server_processes(tmp_path)
+        async with run_embedded(data_dir):
+            assert _server_processes(data_dir)
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         await fail_while_serving()
 
-    assert _server_processes(tmp_path) == {}
-    async with run_embedded(tmp_path):
+    assert _server_processes(data_dir) == {}
+    async with run_embedded(data_dir):
         pass  # and the lock was released
 
 
-async def test_cancellation_at_any_point_leaves_no_server_running(tmp_path: Path) -> None:
+async def test_cancellation_at_any_point_leaves_no_server_running(data_dir: Path) -> None:
     entered = asyncio.Event()
 
     async def serve_forever() -> None:
-        async with run_embedded(tmp_path):
+        async with run_embedded(data_dir):
             entered.set()
             await asyncio.Event().wait()
 
@@ -171,38 +188,39 @@ async def test_cancellation_at_any_point_leaves_no_server_running(tmp_path: Path
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        assert _server_processes(tmp_path) == {}, f"cancelled after {delay} s"
+        assert _server_processes(data_dir) == {}, f"cancelled after {delay} s"
 
-    async with run_embedded(tmp_path):
+    async with run_embedded(data_dir):
         pass  # the lock was released every time
 
 
-async def test_a_server_that_fails_to_start_is_reported_with_its_log(tmp_path: Path) -> None:
-    async with run_embedded(tmp_path):
+async def test_a_server_that_fails_to_start_is_reported_with_its_log(data_dir: Path) -> None:
+    async with run_embedded(data_dir):
         pass
-    config = tmp_path / "postgres" / "postgresql.conf"
+    config = data_dir / "postgres" / "postgresql.conf"
     good_config = config.read_text()
     config.write_text(good_config + "\nshared_buffers = 'plenty'\n")
 
     with pytest.raises(EmbeddedStartError) as failed:
-        async with run_embedded(tmp_path):
+        async with run_embedded(data_dir):
             pytest.fail("PostgreSQL cannot start with an invalid setting")
 
     message = str(failed.value)
     assert message.startswith("PostgreSQL exited during startup")
     assert "shared_buffers" in message  # from the tail of postgres.log
-    assert str(tmp_path / "logs" / "postgres.log") in message
-    assert _server_processes(tmp_path) == {}  # Redis, which did start, was stopped
+    assert str(data_dir / "logs" / "postgres.log") in message
+    assert _server_processes(data_dir) == {}  # Redis, which did start, was stopped
 
     config.write_text(good_config)
-    async with run_embedded(tmp_path):
+    async with run_embedded(data_dir):
         pass  # and the lock was released
 
 
 _HOLDER = textwrap.dedent(
     """
     import asyncio, json, sys
-    from pathlib import Path
+    from collections.abc import Iterator
+from pathlib import Path
     from baton_server.embedded import run_embedded
 
     async def main() -> None:
@@ -215,9 +233,9 @@ _HOLDER = textwrap.dedent(
 )
 
 
-async def test_servers_die_with_a_killed_owner(tmp_path: Path) -> None:
+async def test_servers_die_with_a_killed_owner(data_dir: Path) -> None:
     holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _HOLDER, str(tmp_path), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", _HOLDER, str(data_dir), stdout=asyncio.subprocess.PIPE
     )
     try:
         assert holder.stdout is not None
@@ -227,48 +245,50 @@ async def test_servers_die_with_a_killed_owner(tmp_path: Path) -> None:
         services = EmbeddedServices(database_url=database_url, redis_url=redis_url)
         await _write_marks(services, "before the kill")
 
-        servers = _server_processes(tmp_path)
+        servers = _server_processes(data_dir)
         assert {"postgres", "redis-server"} <= set(servers.values())
     finally:
         # SIGKILL: no cleanup code of the holder runs, only the kernel's.
-        holder.kill()
+        with contextlib.suppress(ProcessLookupError):
+            holder.kill()
         await holder.wait()
 
-    assert await _wait_until_gone(set(servers), tmp_path, seconds=10) == set()
+    assert await _wait_until_gone(set(servers), data_dir, seconds=10) == set()
 
     # The flock died with its owner and the servers left nothing a new start trips on;
     # what was committed before the kill is still there.
-    async with run_embedded(tmp_path) as services:
+    async with run_embedded(data_dir) as services:
         assert await _read_marks(services) == (["before the kill"], ["before the kill"])
 
 
-async def test_servers_that_outlive_their_owner_are_stopped_first(tmp_path: Path) -> None:
+async def test_servers_that_outlive_their_owner_are_stopped_first(data_dir: Path) -> None:
     # PR_SET_PDEATHSIG leaves a window in which a server outlives its Baton (still
     # shutting down, or stopped by job control or a debugger). Stopping the servers with
     # SIGSTOP before killing their owner recreates that state on demand: the death signal
     # stays queued, and the servers keep their files until something continues them.
     holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _HOLDER, str(tmp_path), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", _HOLDER, str(data_dir), stdout=asyncio.subprocess.PIPE
     )
     try:
         assert holder.stdout is not None
         assert await asyncio.wait_for(holder.stdout.readline(), 60)
-        postmaster = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
-        redis = int((tmp_path / "redis" / "redis-server.pid").read_text().split()[0])
-        assert _server_processes(tmp_path)[postmaster] == "postgres"
-        assert _server_processes(tmp_path)[redis] == "redis-server"
+        postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        redis = int((data_dir / "redis" / "redis-server.pid").read_text().split()[0])
+        assert _server_processes(data_dir)[postmaster] == "postgres"
+        assert _server_processes(data_dir)[redis] == "redis-server"
         for pid in (postmaster, redis):
             os.kill(pid, signal.SIGSTOP)
     finally:
-        holder.kill()
+        with contextlib.suppress(ProcessLookupError):
+            holder.kill()
         await holder.wait()
 
     try:
         await asyncio.sleep(0.5)
-        assert {postmaster, redis} <= _server_processes(tmp_path).keys()
+        assert {postmaster, redis} <= _server_processes(data_dir).keys()
 
-        async with run_embedded(tmp_path) as services:
-            running = _server_processes(tmp_path)
+        async with run_embedded(data_dir) as services:
+            running = _server_processes(data_dir)
             assert postmaster not in running
             assert redis not in running
             await _write_marks(services, "after the takeover")

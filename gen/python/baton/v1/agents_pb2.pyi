@@ -81,6 +81,39 @@ class Agent(_message.Message):
     apikey: Agent.AuthType.ValueType  # 3
     """`<auth_config.header or X-API-Key>: <auth_config.key>`."""
 
+    class _Protocol:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ProtocolEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Agent._Protocol.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PROTOCOL_UNSPECIFIED: Agent._Protocol.ValueType  # 0
+        """Not set; treated as `a2a`."""
+        a2a: Agent._Protocol.ValueType  # 1
+        """The A2A protocol: Baton reads the agent card and speaks the JSON-RPC version it
+        advertises (1.0 or 0.3); the step input is sent as a data part and the output
+        read from the task's artifacts.
+        """
+        http: Agent._Protocol.ValueType  # 2
+        """Plain HTTP: Baton POSTs the step input as JSON to `url`; the JSON response body
+        is the step output.
+        """
+
+    class Protocol(_Protocol, metaclass=_ProtocolEnumTypeWrapper):
+        """How Baton talks to the agent. Values are lower-case, like the other agent enums."""
+
+    PROTOCOL_UNSPECIFIED: Agent.Protocol.ValueType  # 0
+    """Not set; treated as `a2a`."""
+    a2a: Agent.Protocol.ValueType  # 1
+    """The A2A protocol: Baton reads the agent card and speaks the JSON-RPC version it
+    advertises (1.0 or 0.3); the step input is sent as a data part and the output
+    read from the task's artifacts.
+    """
+    http: Agent.Protocol.ValueType  # 2
+    """Plain HTTP: Baton POSTs the step input as JSON to `url`; the JSON response body
+    is the step output.
+    """
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
@@ -91,6 +124,7 @@ class Agent(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     name: _builtins.str
@@ -105,6 +139,8 @@ class Agent(_message.Message):
     """Timeout of one call to the agent, in milliseconds."""
     status: Global___Agent.Status.ValueType
     """Lifecycle status."""
+    protocol: Global___Agent.Protocol.ValueType
+    """How Baton talks to the agent."""
     @_builtins.property
     def retry_config(self) -> Global___RetryConfig:
         """Retry policy for failed calls to the agent."""
@@ -130,10 +166,11 @@ class Agent(_message.Message):
         status: Global___Agent.Status.ValueType = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        protocol: Global___Agent.Protocol.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "retry_config", b"retry_config", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_type", b"auth_type", "created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_type", b"auth_type", "created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name", "protocol", b"protocol", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,6 +242,7 @@ class CreateAgentRequest(_message.Message):
     AUTH_CONFIG_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     RETRY_CONFIG_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique agent name, 1-255 characters."""
     url: _builtins.str
@@ -215,6 +253,8 @@ class CreateAgentRequest(_message.Message):
     """Authentication type (default `none`)."""
     timeout_ms: _builtins.int
     """Timeout of one call to the agent in milliseconds, 1000-300000 (default 30000)."""
+    protocol: Global___Agent.Protocol.ValueType
+    """How Baton talks to the agent (default `a2a`)."""
     @_builtins.property
     def auth_config(self) -> _struct_pb2.Struct:
         """Credentials for `auth_type`: `{"token": ...}` for bearer, `{"key": ...}` (and an
@@ -235,10 +275,11 @@ class CreateAgentRequest(_message.Message):
         auth_config: _struct_pb2.Struct | None = ...,
         timeout_ms: _builtins.int | None = ...,
         retry_config: Global___RetryConfig | None = ...,
+        protocol: Global___Agent.Protocol.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "auth_config", b"auth_config", "retry_config", b"retry_config", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "auth_config", b"auth_config", "auth_type", b"auth_type", "description", b"description", "name", b"name", "retry_config", b"retry_config", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "auth_config", b"auth_config", "auth_type", b"auth_type", "description", b"description", "name", b"name", "protocol", b"protocol", "retry_config", b"retry_config", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
@@ -371,6 +412,7 @@ class UpdateAgentRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     RETRY_CONFIG_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """UUID of the agent (path parameter)."""
     url: _builtins.str
@@ -383,6 +425,8 @@ class UpdateAgentRequest(_message.Message):
     """New call timeout in milliseconds, 1000-300000."""
     status: Global___Agent.Status.ValueType
     """New status (`active`, `inactive` or `deleted`)."""
+    protocol: Global___Agent.Protocol.ValueType
+    """New protocol."""
     @_builtins.property
     def auth_config(self) -> _struct_pb2.Struct:
         """New credentials; replaces the stored ones as a whole. Write-only."""
@@ -402,15 +446,18 @@ class UpdateAgentRequest(_message.Message):
         timeout_ms: _builtins.int | None = ...,
         retry_config: Global___RetryConfig | None = ...,
         status: Global___Agent.Status.ValueType | None = ...,
+        protocol: Global___Agent.Protocol.ValueType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_auth_type", b"_auth_type", "_description", b"_description", "_status", b"_status", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "auth_config", b"auth_config", "auth_type", b"auth_type", "description", b"description", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_auth_type", b"_auth_type", "_description", b"_description", "_protocol", b"_protocol", "_status", b"_status", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "auth_config", b"auth_config", "auth_type", b"auth_type", "description", b"description", "protocol", b"protocol", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_auth_type", b"_auth_type", "_description", b"_description", "_status", b"_status", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "agent_id", b"agent_id", "auth_config", b"auth_config", "auth_type", b"auth_type", "description", b"description", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_auth_type", b"_auth_type", "_description", b"_description", "_protocol", b"_protocol", "_status", b"_status", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "agent_id", b"agent_id", "auth_config", b"auth_config", "auth_type", b"auth_type", "description", b"description", "protocol", b"protocol", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__auth_type: _TypeAlias = _typing.Literal["auth_type"]  # noqa: Y015
     _WhichOneofArgType__auth_type: _TypeAlias = _typing.Literal["_auth_type", b"_auth_type"]  # noqa: Y015
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__protocol: _TypeAlias = _typing.Literal["protocol"]  # noqa: Y015
+    _WhichOneofArgType__protocol: _TypeAlias = _typing.Literal["_protocol", b"_protocol"]  # noqa: Y015
     _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
     _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
@@ -421,6 +468,8 @@ class UpdateAgentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__auth_type) -> _WhichOneofReturnType__auth_type | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__protocol) -> _WhichOneofReturnType__protocol | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
     @_typing.overload

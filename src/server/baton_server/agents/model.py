@@ -9,6 +9,7 @@ from typing import Any
 
 AGENT_STATUSES = ("active", "inactive", "deleted")
 AUTH_TYPES = ("none", "bearer", "apikey")
+PROTOCOLS = ("a2a", "http")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Agent:
     status: str
     created_at: datetime
     updated_at: datetime
+    protocol: str = "a2a"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class AgentSpec:
     auth_config: dict[str, Any] | None = None
     timeout_ms: int = 30000
     retry: RetryPolicy = RetryPolicy()
+    protocol: str = "a2a"
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,4 @@ class AgentChanges:
     max_delay_ms: int | None = None
     backoff_multiplier: float | None = None
     status: str | None = None
+    protocol: str | None = None

@@ -53,6 +53,7 @@ class AgentService:
             "auth_config": spec.auth_config,
             "timeout_ms": spec.timeout_ms,
             **asdict(spec.retry),
+            "protocol": spec.protocol,
             "status": "active",
         }
         try:

@@ -33,6 +33,7 @@ def agent_to_proto(agent: Agent) -> agents_pb2.Agent:
         status=agents_pb2.Agent.Status.Value(agent.status),
         created_at=timestamp(agent.created_at),
         updated_at=timestamp(agent.updated_at),
+        protocol=agents_pb2.Agent.Protocol.Value(agent.protocol),
     )
 
 
@@ -57,6 +58,9 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
                 struct_to_dict(request.auth_config) if request.HasField("auth_config") else None
             ),
             timeout_ms=request.timeout_ms if request.HasField("timeout_ms") else 30000,
+            protocol=(
+                agents_pb2.Agent.Protocol.Name(request.protocol) if request.protocol else "a2a"
+            ),
             retry=RetryPolicy(
                 **{
                     name: present(retry, name)
@@ -119,6 +123,11 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
             backoff_multiplier=present(retry, "backoff_multiplier"),
             status=(
                 agents_pb2.Agent.Status.Name(request.status) if request.HasField("status") else None
+            ),
+            protocol=(
+                agents_pb2.Agent.Protocol.Name(request.protocol)
+                if request.HasField("protocol")
+                else None
             ),
         )
         agent = await self._service.update(parse_uuid(request.agent_id, "agent_id"), changes)

@@ -40,6 +40,7 @@ def _to_agent(row: Any) -> Agent:
         status=row.status,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        protocol=row.protocol,
     )
 
 

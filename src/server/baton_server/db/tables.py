@@ -39,8 +39,10 @@ agents = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("protocol", sa.Text, nullable=False, server_default="a2a"),
     sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')", name="status"),
     sa.CheckConstraint("auth_type IN ('none', 'bearer', 'apikey')", name="auth_type"),
+    sa.CheckConstraint("protocol IN ('a2a', 'http')", name="protocol"),
     # Names are unique among live agents; a deleted agent's name can be reused.
     sa.Index(
         "uq_agents_live_name",
@@ -87,4 +89,97 @@ workflow_versions = sa.Table(
     sa.Column("workflow_data", JSONB, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.UniqueConstraint("workflow_id", "version"),
+)
+
+RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+STEP_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("workflow_id", UUID(as_uuid=True), sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("workflow_name", sa.Text, nullable=False),
+    # The pinned version: editing the workflow never changes a run.
+    sa.Column(
+        "definition_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workflow_versions.id"),
+        nullable=False,
+    ),
+    sa.Column("workflow_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("input_data", JSONB, nullable=False),
+    sa.Column("output", JSONB, nullable=True),
+    sa.Column("triggered_by", sa.Text, nullable=False),
+    sa.Column("request_id", sa.Text, nullable=True),
+    sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("cancelled_by", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+    # The worker driving the run, and until when; another may take over after that.
+    sa.Column("lease_owner", sa.Text, nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    # Last time the run was put on the Redis stream (the reconciler re-enqueues).
+    sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
+    # Last event sequence number used; bumped in the same statement as each change.
+    sa.Column("event_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.Index("ix_runs_created_at", "created_at"),
+    sa.Index("ix_runs_status_created_at", "status", "created_at"),
+    sa.Index("ix_runs_workflow_id_created_at", "workflow_id", "created_at"),
+    sa.Index(
+        "uq_runs_workflow_id_request_id",
+        "workflow_id",
+        "request_id",
+        unique=True,
+        postgresql_where=sa.text("request_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_runs_unfinished",
+        "lease_expires_at",
+        postgresql_where=sa.text("status IN ('PENDING', 'RUNNING')"),
+    ),
+)
+
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_id", sa.Text, nullable=False),
+    sa.Column("agent_name", sa.Text, nullable=False),
+    # Topological position in the workflow graph, for a stable display order.
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("input_data", JSONB, nullable=True),
+    sa.Column("output_data", JSONB, nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("run_id", "step_id"),
+    sa.CheckConstraint(_in("status", STEP_STATUSES), name="status"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    # Gap-free per run, allocated from runs.event_seq in the changing transaction.
+    sa.Column("sequence", sa.BigInteger, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("step_id", sa.Text, nullable=True),
+    sa.Column("level", sa.Text, nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("data", JSONB, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
