@@ -9,27 +9,31 @@ touch existing data.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import redis.asyncio as redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from baton.v1 import agents_pb2_grpc, workflows_pb2_grpc
+from baton.v1 import agents_pb2_grpc, runs_pb2_grpc, workflows_pb2_grpc
 from baton_server.app import GrpcApp, start_grpc
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
 from baton_server.db.tables import metadata
 from baton_server.embedded import EmbeddedServices, run_embedded
+from baton_server.executor.worker import Worker, WorkerSettings
 from tests.agents.process import AgentProcess
 
 
 @pytest.fixture(scope="session")
-async def backend_urls(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, str]]:
+async def backend_urls() -> AsyncIterator[tuple[str, str]]:
     """(PostgreSQL server URL, Redis URL) for the whole session."""
     database_url = os.environ.get("BATON_TEST_DATABASE_URL")
     redis_url = os.environ.get("BATON_TEST_REDIS_URL")
@@ -37,8 +41,14 @@ async def backend_urls(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         yield database_url, redis_url
         return
     services: EmbeddedServices
-    async with run_embedded(tmp_path_factory.mktemp("embedded")) as services:
-        yield database_url or services.database_url, redis_url or services.redis_url
+    # Not under pytest's tmp dir: a concurrent pytest session resets its permissions,
+    # which the embedded servers' unprivileged user (when run as root) relies on.
+    data_dir = Path(tempfile.mkdtemp(prefix="baton-test-"))
+    try:
+        async with run_embedded(data_dir) as services:
+            yield database_url or services.database_url, redis_url or services.redis_url
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -78,12 +88,38 @@ async def _clean_tables(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="session")
-async def grpc_app(engine: AsyncEngine) -> AsyncIterator[GrpcApp]:
+async def redis_url(backend_urls: tuple[str, str]) -> str:
+    return backend_urls[1]
+
+
+@pytest.fixture(scope="session")
+async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def grpc_app(engine: AsyncEngine, redis_client: redis.Redis) -> AsyncIterator[GrpcApp]:
     """An in-process Baton gRPC server on a free port, SERVING."""
-    app = await start_grpc(engine, "127.0.0.1:0")
+    app = await start_grpc(engine, redis_client, "127.0.0.1:0")
     await app.set_serving(True)
     yield app
     await app.stop(grace=1)
+
+
+FAST_WORKER = WorkerSettings(
+    lease_ttl_s=2.0, reconcile_interval_s=0.3, enqueue_grace_s=1.0, block_ms=200
+)
+
+
+@pytest.fixture(scope="session")
+async def worker(database_url: str, redis_url: str) -> AsyncIterator[Worker]:
+    """An in-process executor worker with short leases and a fast reconciler."""
+    started = Worker(database_url, redis_url, FAST_WORKER)
+    await started.start()
+    yield started
+    await started.stop()
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +131,11 @@ async def channel(grpc_app: GrpcApp) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def agents(channel: grpc.aio.Channel, engine: AsyncEngine) -> agents_pb2_grpc.AgentServiceAsyncStub:
     return agents_pb2_grpc.AgentServiceStub(channel)
+
+
+@pytest.fixture
+def runs(channel: grpc.aio.Channel, engine: AsyncEngine) -> runs_pb2_grpc.RunServiceAsyncStub:
+    return runs_pb2_grpc.RunServiceStub(channel)
 
 
 @pytest.fixture

@@ -219,8 +219,7 @@ async def test_a_server_that_fails_to_start_is_reported_with_its_log(data_dir: P
 _HOLDER = textwrap.dedent(
     """
     import asyncio, json, sys
-    from collections.abc import Iterator
-from pathlib import Path
+    from pathlib import Path
     from baton_server.embedded import run_embedded
 
     async def main() -> None:

@@ -77,6 +77,12 @@ def main() -> None:
     envvar="BATON_HTTP_PORT",
     help="REST (Envoy) port.",
 )
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    show_default=True,
+    help="Run an executor worker inside the server.",
+)
 @_data_dir
 @_database_url
 @_redis_url
@@ -85,6 +91,7 @@ def serve(
     host: str,
     grpc_port: int,
     http_port: int,
+    worker: bool,
     data_dir: Path | None,
     database_url: str | None,
     redis_url: str | None,
@@ -106,9 +113,25 @@ def serve(
         data_dir=data_dir,
         database_url=database_url,
         redis_url=redis_url,
+        run_worker=worker,
     )
     try:
         asyncio.run(run(settings))
+    except ServeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@_database_url
+@_redis_url
+@_log_level
+def worker(database_url: str | None, redis_url: str | None, log_level: str) -> None:
+    """Run an executor worker (any number, against the same PostgreSQL and Redis)."""
+    from baton_server.serve import ServeError, work
+
+    _configure_logging(log_level)
+    try:
+        asyncio.run(work(Settings(database_url=database_url, redis_url=redis_url)))
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 

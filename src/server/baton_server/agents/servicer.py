@@ -81,7 +81,7 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     async def ListAgents(
         self, request: agents_pb2.ListAgentsRequest, context: _Context
     ) -> agents_pb2.ListAgentsResponse:
-        page = await self._service.list(
+        page = await self._service.list_page(
             status=agents_pb2.Agent.Status.Name(request.status) if request.status else None,
             name=request.name or None,
             sort=Sort.parse(request.sort_by, request.sort_order),

@@ -61,6 +61,24 @@ class StepGraph:
                 pending.extend(self.predecessors[current])
         return seen
 
+    def topological_order(self) -> list[str]:
+        """Steps in an order where every step follows all its predecessors.
+
+        Ties are broken by name so the order is stable; the graph must be acyclic.
+        """
+        waiting = {step: len(before) for step, before in self.predecessors.items()}
+        ready = sorted(step for step, count in waiting.items() if count == 0)
+        order: list[str] = []
+        while ready:
+            step = ready.pop(0)
+            order.append(step)
+            for nxt in sorted(self.successors[step]):
+                waiting[nxt] -= 1
+                if waiting[nxt] == 0:
+                    ready.append(nxt)
+            ready.sort()
+        return order
+
     def reachable(self) -> set[str]:
         """Steps reachable from the start step."""
         seen = {self.start_step}

@@ -100,7 +100,7 @@ class WorkflowService:
         async with self._engine.connect() as conn:
             return await self._require(conn, workflow_id)
 
-    async def list(
+    async def list_page(
         self, *, status: str | None, name: str | None, sort: Sort, page: PageRequest
     ) -> Page[Workflow]:
         async with self._engine.connect() as conn:

@@ -108,7 +108,7 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: workflows_pb2.ListWorkflowsRequest, context: _Context
     ) -> workflows_pb2.ListWorkflowsResponse:
-        page = await self._service.list(
+        page = await self._service.list_page(
             status=_Status.Name(request.status) if request.status else None,
             name=request.name or None,
             sort=Sort.parse(request.sort_by, request.sort_order),

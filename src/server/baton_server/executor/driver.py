@@ -1,0 +1,359 @@
+"""Drives one run: starts steps as their predecessors complete, calls agents, retries.
+
+The driver is the only writer of its run while it holds the lease; every transition goes
+through the journal as a compare-and-set. When a write comes back void (the run was
+cancelled, or another worker took it over) the driver stops at once. A step's
+completion and the start of the steps it unblocks are one write, so the dispatch
+overhead between steps is one group commit.
+
+Resuming is the same code path as starting: completed steps keep their outputs, any
+other step (including one that was RUNNING when a worker died) gets a new attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from baton_server.agents.client import AgentCallError, AgentClient
+from baton_server.executor.backoff import retry_delay_ms
+from baton_server.executor.catalog import AgentTarget, Catalog
+from baton_server.executor.journal import Journal, RunChange, StepOp
+from baton_server.executor.mapping import MappingError, resolve_input
+from baton_server.runs import events
+from baton_server.runs.model import COMPLETED, FAILED, PENDING, RUNNING, EventDraft
+from baton_server.workflows.graph import StepGraph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeasedRun:
+    """What a worker read when it took the lease."""
+
+    id: str
+    status: str
+    definition_id: uuid.UUID
+    input_data: Any
+
+
+@dataclass
+class StepState:
+    """The driver's view of one step."""
+
+    step_id: str
+    agent_name: str
+    status: str
+    attempt: int
+    output: Any = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    attempt: int
+    output: Any = None
+    error: str | None = None
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Run best-effort work that must outlive the cancelled driver."""
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class RunInterrupted(Exception):
+    """The run is no longer this driver's (cancelled, or taken over)."""
+
+
+class RunDriver:
+    """Executes one leased run to its end (or until interrupted)."""
+
+    def __init__(
+        self,
+        run: LeasedRun,
+        steps: Sequence[StepState],
+        workflow_data: dict[str, Any],
+        *,
+        journal: Journal,
+        catalog: Catalog,
+        client: AgentClient,
+        max_parallel_steps: int = 16,
+    ) -> None:
+        self._run = run
+        self._steps = {s.step_id: s for s in steps}
+        self._definitions: dict[str, dict[str, Any]] = workflow_data["steps"]
+        self._graph = StepGraph.of(workflow_data)
+        self._journal = journal
+        self._catalog = catalog
+        self._client = client
+        self._status = run.status
+        self._parallel = asyncio.Semaphore(max_parallel_steps)
+        self._tasks: dict[asyncio.Task[_Outcome], str] = {}
+        self._started = time.monotonic()
+
+    # -- the main loop -------------------------------------------------------------
+
+    async def drive(self) -> None:
+        """Run until the run completes, fails, or stops being ours."""
+        try:
+            await self._drive()
+        except RunInterrupted:
+            log.info("run %s interrupted (cancelled or taken over)", self._run.id)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _drive(self) -> None:
+        opening = (
+            events.log("Run started")
+            if self._status == PENDING
+            else events.log("Run resumed from its first incomplete step")
+        )
+        change = self._change([opening, events.run_status(RUNNING, progress=self._progress())])
+        change.status = RUNNING
+        if self._all_completed():
+            self._finish(change)
+            await self._write(change)
+            return
+        await self._launch(self._ready(self._steps), change)
+        while self._tasks:
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                step_id = self._tasks.pop(task)
+                outcome = task.result()  # RunInterrupted propagates from here
+                if outcome.error is not None:
+                    await self._fail(step_id, outcome)
+                    return
+                await self._complete(step_id, outcome)
+
+    async def _complete(self, step_id: str, outcome: _Outcome) -> None:
+        step = self._steps[step_id]
+        step.status, step.output = COMPLETED, outcome.output
+        change = self._change(
+            [
+                EventDraft(
+                    type=events.STEP_COMPLETED,
+                    step_id=step_id,
+                    data={"attempt": outcome.attempt, "output": outcome.output},
+                ),
+                events.log(f"Step '{step_id}' completed", step_id=step_id),
+            ],
+            steps=[
+                StepOp(
+                    step_id,
+                    (RUNNING,),
+                    outcome.attempt,
+                    COMPLETED,
+                    outcome.attempt,
+                    output_data=outcome.output,
+                )
+            ],
+        )
+        if self._all_completed():
+            self._finish(change)
+            await self._write(change)
+            return
+        await self._launch(self._ready(self._graph.successors[step_id]), change)
+
+    def _finish(self, change: RunChange) -> None:
+        sinks = [s for s in self._graph.topological_order() if not self._graph.successors[s]]
+        output = (
+            self._steps[sinks[0]].output
+            if len(sinks) == 1
+            else {s: self._steps[s].output for s in sinks}
+        )
+        seconds = time.monotonic() - self._started
+        change.status, change.progress, change.output = COMPLETED, 100, output
+        change.events += [
+            events.log(f"Run completed in {seconds * 1000:.0f} ms"),
+            events.run_status(COMPLETED, progress=100, output=output),
+        ]
+
+    async def _fail(self, step_id: str, outcome: _Outcome) -> None:
+        """The run fails with this step's error; steps still in flight are abandoned."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        error = outcome.error or "unknown error"
+        message = f"Step '{step_id}' failed: {error}"
+        expected = (RUNNING,) if self._steps[step_id].status == RUNNING else (PENDING, RUNNING)
+        ops = [
+            StepOp(step_id, expected, outcome.attempt, FAILED, outcome.attempt, error_message=error)
+        ]
+        # In-flight siblings go back to PENDING: a retry of the run runs them again.
+        ops += [
+            StepOp(
+                other, (RUNNING,), self._steps[other].attempt, PENDING, self._steps[other].attempt
+            )
+            for other in self._tasks.values()
+        ]
+        self._tasks.clear()
+        change = self._change(
+            [
+                EventDraft(
+                    type=events.STEP_FAILED,
+                    step_id=step_id,
+                    data={"attempt": outcome.attempt, "error": error},
+                ),
+                events.log(message, level="error", step_id=step_id),
+                events.run_status(FAILED, progress=self._progress(), error_message=message),
+            ],
+            steps=ops,
+        )
+        change.status, change.error_message = FAILED, message
+        await self._write(change)
+
+    # -- starting steps ------------------------------------------------------------
+
+    def _ready(self, candidates: Any) -> list[str]:
+        return [
+            s
+            for s in self._graph.topological_order()
+            if s in candidates
+            and self._steps[s].status != COMPLETED
+            and all(self._steps[p].status == COMPLETED for p in self._graph.predecessors[s])
+        ]
+
+    async def _launch(self, step_ids: list[str], change: RunChange) -> None:
+        """Write ``change`` plus the start of ``step_ids``, then call their agents."""
+        targets = await self._catalog.agents({self._steps[s].agent_name for s in step_ids})
+        starts: list[tuple[str, AgentTarget, dict[str, Any]]] = []
+        for step_id in step_ids:
+            step = self._steps[step_id]
+            target = targets[step.agent_name]
+            try:
+                if target is None:
+                    raise MappingError(f"Agent '{step.agent_name}' not found or inactive")
+                payload = resolve_input(
+                    self._definitions[step_id].get("input_mapping") or {},
+                    self._run.input_data,
+                    {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED},
+                )
+            except MappingError as error:
+                await self._write(change)
+                await self._fail(step_id, _Outcome(attempt=step.attempt, error=str(error)))
+                raise RunInterrupted from None
+            previous = step.attempt
+            step.status, step.attempt = RUNNING, previous + 1
+            change.steps.append(
+                StepOp(
+                    step_id,
+                    (PENDING, RUNNING),
+                    previous,
+                    RUNNING,
+                    step.attempt,
+                    input_data=payload,
+                    starting=True,
+                )
+            )
+            change.events += self._attempt_events(step_id, step.attempt)
+            starts.append((step_id, target, payload))
+        await self._write(change)
+        for step_id, target, payload in starts:
+            task = asyncio.create_task(self._call(step_id, target, payload))
+            self._tasks[task] = step_id
+
+    def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
+        agent = self._steps[step_id].agent_name
+        return [
+            EventDraft(
+                type=events.STEP_STARTED,
+                step_id=step_id,
+                data={"attempt": attempt, "agent_name": agent},
+            ),
+            events.log(
+                f"Step '{step_id}' attempt {attempt} started (agent '{agent}')", step_id=step_id
+            ),
+        ]
+
+    async def _call(self, step_id: str, target: AgentTarget, payload: dict[str, Any]) -> _Outcome:
+        """Call the agent, retrying per its policy; every new attempt is written first."""
+        step = self._steps[step_id]
+        retries = 0
+        while True:
+            attempt = step.attempt
+            task_ids: list[str] = []
+            try:
+                async with self._parallel:
+                    output = await self._client.call(
+                        target.endpoint,
+                        payload,
+                        idempotency_key=f"{self._run.id}/{step_id}/{attempt}",
+                        on_task=task_ids.append,
+                    )
+                return _Outcome(attempt=attempt, output=output)
+            except asyncio.CancelledError:
+                # The run was cancelled or failed elsewhere: abandon the call, and ask
+                # the agent to stop working on it.
+                if task_ids:
+                    _in_background(self._client.cancel(target.endpoint, task_ids[-1]))
+                raise
+            except AgentCallError as error:
+                if not error.retryable or retries >= target.retry.max_retries:
+                    return _Outcome(attempt=attempt, error=str(error))
+                delay = retry_delay_ms(target.retry, retries)
+                retries += 1
+                await self._write(
+                    self._change(
+                        [
+                            EventDraft(
+                                type=events.STEP_RETRYING,
+                                step_id=step_id,
+                                data={"attempt": attempt, "delay_ms": delay, "error": str(error)},
+                            ),
+                            events.log(
+                                f"Step '{step_id}' attempt {attempt} failed: {error}; "
+                                f"retrying in {delay} ms",
+                                level="warning",
+                                step_id=step_id,
+                            ),
+                        ]
+                    )
+                )
+                await asyncio.sleep(delay / 1000)
+                step.attempt = attempt + 1
+                await self._write(
+                    self._change(
+                        self._attempt_events(step_id, step.attempt),
+                        steps=[
+                            StepOp(
+                                step_id, (RUNNING,), attempt, RUNNING, step.attempt, starting=True
+                            )
+                        ],
+                    )
+                )
+
+    # -- writing -------------------------------------------------------------------
+
+    def _change(self, drafts: list[EventDraft], *, steps: list[StepOp] | None = None) -> RunChange:
+        return RunChange(
+            run_id=self._run.id,
+            expected_status=self._status,
+            status=self._status,
+            progress=self._progress(),
+            steps=steps or [],
+            events=drafts,
+        )
+
+    async def _write(self, change: RunChange) -> None:
+        change.progress = self._progress() if change.status != COMPLETED else 100
+        if not await self._journal.write(change):
+            raise RunInterrupted
+        self._status = change.status
+
+    def _progress(self) -> int:
+        done = sum(1 for s in self._steps.values() if s.status == COMPLETED)
+        return done * 100 // len(self._steps)
+
+    def _all_completed(self) -> bool:
+        return all(s.status == COMPLETED for s in self._steps.values())

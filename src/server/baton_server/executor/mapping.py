@@ -1,0 +1,66 @@
+"""Builds a step's input from its ``input_mapping``, the run input and earlier outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from baton_server.workflows import references
+from baton_server.workflows.references import Reference
+
+
+class MappingError(Exception):
+    """A reference cannot be resolved; the message names it."""
+
+
+def _lookup(reference: Reference, workflow_input: Any, outputs: Mapping[str, Any]) -> Any:
+    if reference.is_workflow_input:
+        value = workflow_input
+    elif reference.source in outputs:
+        value = outputs[reference.source]
+    else:
+        raise MappingError(f"{reference.text}: step '{reference.source}' has no output")
+    for segment in reference.path:
+        if isinstance(segment, int) and isinstance(value, list) and segment < len(value):
+            value = value[segment]
+        elif isinstance(segment, str) and isinstance(value, dict) and segment in value:
+            value = value[segment]
+        else:
+            raise MappingError(f"{reference.text}: '{segment}' not found")
+    return value
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _resolve(value: Any, workflow_input: Any, outputs: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        whole = references.whole_reference(value)
+        if whole is not None:
+            return _lookup(whole, workflow_input, outputs)
+        if "${" not in value:
+            return value
+        result = value
+        for reference in references.references_in(value):
+            result = result.replace(
+                reference.text, _as_text(_lookup(reference, workflow_input, outputs)), 1
+            )
+        return result
+    if isinstance(value, dict):
+        return {k: _resolve(v, workflow_input, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, workflow_input, outputs) for v in value]
+    return value
+
+
+def resolve_input(
+    input_mapping: Mapping[str, Any], workflow_input: Any, outputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The step input: static values as they are, references replaced by their values.
+
+    A value that is exactly one reference keeps the referenced JSON type; references
+    inside longer strings are interpolated as text (JSON for non-strings).
+    """
+    return {k: _resolve(v, workflow_input, outputs) for k, v in input_mapping.items()}

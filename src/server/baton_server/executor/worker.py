@@ -1,0 +1,324 @@
+"""A worker: takes runs from the Redis stream, leases them in PostgreSQL, drives them.
+
+Crash safety rests on PostgreSQL, not on Redis:
+
+* A run is driven only by the worker holding its lease (``runs.lease_owner`` until
+  ``lease_expires_at``); workers renew their leases with a heartbeat. A duplicate
+  delivery cannot start a second driver, because taking the lease is a compare-and-set.
+* The reconciler (one at a time, under an advisory lock) finds unfinished runs with no
+  live lease that have not been enqueued recently - a worker died, a run was committed
+  but never enqueued, Redis lost its data - and puts them on the stream again.
+* Stream entries are acknowledged once the lease is taken (or found unnecessary); a
+  worker that dies before that leaves them pending, and ``XAUTOCLAIM`` hands them to
+  another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import redis.asyncio as redis
+from redis.exceptions import RedisError, ResponseError
+
+from baton_server import keys
+from baton_server.agents.client import AgentClient
+from baton_server.executor.catalog import Catalog
+from baton_server.executor.driver import LeasedRun, RunDriver, StepState
+from baton_server.executor.journal import Journal
+from baton_server.runs.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+_TAKE_LEASE = """
+UPDATE runs SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
+  AND (lease_owner IS NULL OR lease_expires_at < now())
+RETURNING id, status, definition_id, input_data
+"""
+_LOAD_STEPS = """
+SELECT step_id, agent_name, status, attempt, output_data FROM run_steps WHERE run_id = $1
+"""
+_RENEW_LEASES = """
+UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE lease_owner = $1 AND id = ANY($2::text[])
+RETURNING id
+"""
+_RELEASE_LEASES = """
+UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, enqueued_at = now()
+WHERE lease_owner = $1 RETURNING id
+"""
+_RECONCILE = """
+WITH lost AS (
+    SELECT id FROM runs
+    WHERE status IN ('PENDING', 'RUNNING')
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $1))
+    ORDER BY created_at
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs SET enqueued_at = now() FROM lost WHERE runs.id = lost.id
+RETURNING runs.id
+"""
+_RECONCILER_LOCK = 0x6261746F6E02
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Tuning of a worker; the defaults suit production, tests shorten the intervals."""
+
+    lease_ttl_s: float = 15.0
+    reconcile_interval_s: float = 5.0
+    enqueue_grace_s: float = 10.0
+    max_runs: int = 512
+    read_batch: int = 64
+    block_ms: int = 1000
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        """Defaults, overridden by ``BATON_LEASE_TTL_S``, ``BATON_RECONCILE_INTERVAL_S``,
+        ``BATON_ENQUEUE_GRACE_S`` and ``BATON_MAX_RUNS``."""
+        defaults = cls()
+        return cls(
+            lease_ttl_s=float(os.environ.get("BATON_LEASE_TTL_S", defaults.lease_ttl_s)),
+            reconcile_interval_s=float(
+                os.environ.get("BATON_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s)
+            ),
+            enqueue_grace_s=float(
+                os.environ.get("BATON_ENQUEUE_GRACE_S", defaults.enqueue_grace_s)
+            ),
+            max_runs=int(os.environ.get("BATON_MAX_RUNS", defaults.max_runs)),
+        )
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """SQLAlchemy's ``postgresql+asyncpg://`` URL as a plain libpq URL for asyncpg."""
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class Worker:
+    """Consumes the run stream until stopped. Run any number against one database."""
+
+    def __init__(
+        self, database_url: str, redis_url: str, settings: WorkerSettings | None = None
+    ) -> None:
+        self.settings = settings or WorkerSettings.from_env()
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._database_url = database_url
+        self._redis_url = redis_url
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._background: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            asyncpg_dsn(self._database_url), min_size=2, max_size=8
+        )
+        self._redis = redis.Redis.from_url(self._redis_url)
+        self._dispatcher = Dispatcher(self._redis)
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+        )
+        self._client = AgentClient(self._http)
+        self._journal = Journal(self._pool, self.id)
+        self._journal.start()
+        self._catalog = Catalog(self._pool)
+        for name, loop in (
+            ("consume", self._consume),
+            ("heartbeat", self._heartbeat),
+            ("reconcile", self._reconcile),
+            ("control", self._control),
+        ):
+            self._background.append(asyncio.create_task(self._forever(name, loop)))
+        log.info("worker %s started", self.id)
+
+    async def stop(self) -> None:
+        """Stop driving; release leases so another worker resumes the runs at once."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for task in self._drivers.values():
+            task.cancel()
+        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        await self._journal.stop()
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            released = [r["id"] for r in await self._pool.fetch(_RELEASE_LEASES, self.id)]
+            await self._dispatcher.enqueue(released)
+        await self._pool.close()
+        await self._http.aclose()
+        await self._redis.aclose()
+        log.info("worker %s stopped", self.id)
+
+    @property
+    def running(self) -> int:
+        return len(self._drivers)
+
+    # -- loops -----------------------------------------------------------------------
+
+    async def _forever(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a loop alive across Redis or PostgreSQL outages."""
+        delay = 0.1
+        while True:
+            try:
+                await loop()
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("worker loop %s failed, restarting in %.1fs: %s", name, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(
+                keys.RUN_STREAM, keys.WORKER_GROUP, id="0", mkstream=True
+            )
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def _consume(self) -> None:
+        await self._ensure_group()
+        next_claim = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+            if loop.time() >= next_claim:
+                # Entries a dead worker read but never acknowledged.
+                claimed = await self._redis.xautoclaim(
+                    keys.RUN_STREAM,
+                    keys.WORKER_GROUP,
+                    self.id,
+                    min_idle_time=int(self.settings.lease_ttl_s * 2000),
+                    count=100,
+                )
+                entries += claimed[1]
+                next_claim = loop.time() + self.settings.lease_ttl_s
+            free = self.settings.max_runs - len(self._drivers)
+            if free > 0 and not entries:
+                try:
+                    reply: Any = await self._redis.xreadgroup(
+                        keys.WORKER_GROUP,
+                        self.id,
+                        {keys.RUN_STREAM: ">"},
+                        count=min(free, self.settings.read_batch),
+                        block=self.settings.block_ms,
+                    )
+                except ResponseError as error:
+                    if "NOGROUP" not in str(error):
+                        raise
+                    await self._ensure_group()  # Redis restarted without its data
+                    continue
+                for _stream, stream_entries in reply or []:
+                    entries += stream_entries
+            elif free <= 0:
+                await asyncio.sleep(0.01)
+            for entry_id, fields in entries:
+                await self._accept(entry_id, fields)
+
+    async def _accept(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        run_id = fields.get(b"run_id", b"").decode()
+        if run_id and run_id not in self._drivers:
+            leased = await self._take_lease(run_id)
+            if leased is not None:
+                task = asyncio.create_task(self._drive(leased), name=f"run {run_id}")
+                self._drivers[run_id] = task
+        await self._redis.xack(keys.RUN_STREAM, keys.WORKER_GROUP, entry_id)
+
+    async def _take_lease(self, run_id: str) -> tuple[LeasedRun, list[StepState]] | None:
+        row = await self._pool.fetchrow(_TAKE_LEASE, run_id, self.id, self.settings.lease_ttl_s)
+        if row is None:
+            return None  # finished, or driven by a live worker
+        steps = [
+            StepState(
+                step_id=s["step_id"],
+                agent_name=s["agent_name"],
+                status=s["status"],
+                attempt=s["attempt"],
+                output=json.loads(s["output_data"]) if s["output_data"] is not None else None,
+            )
+            for s in await self._pool.fetch(_LOAD_STEPS, run_id)
+        ]
+        run = LeasedRun(
+            id=row["id"],
+            status=row["status"],
+            definition_id=row["definition_id"],
+            input_data=json.loads(row["input_data"]),
+        )
+        return run, steps
+
+    async def _drive(self, leased: tuple[LeasedRun, list[StepState]]) -> None:
+        run, steps = leased
+        try:
+            driver = RunDriver(
+                run,
+                steps,
+                await self._catalog.workflow_data(run.definition_id),
+                journal=self._journal,
+                catalog=self._catalog,
+                client=self._client,
+            )
+            await driver.drive()
+        except Exception:
+            log.exception("driver of run %s crashed; the run will be resumed", run.id)
+        finally:
+            self._drivers.pop(run.id, None)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_ttl_s / 3)
+            held = list(self._drivers)
+            if not held:
+                continue
+            renewed = {
+                r["id"]
+                for r in await self._pool.fetch(
+                    _RENEW_LEASES, self.id, held, self.settings.lease_ttl_s
+                )
+            }
+            for run_id in set(held) - renewed:
+                # Finished meanwhile, cancelled, or taken over: stop driving it.
+                task = self._drivers.get(run_id)
+                if task is not None:
+                    task.cancel()
+
+    async def _reconcile(self) -> None:
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RECONCILER_LOCK):
+                    lost = [
+                        r["id"] for r in await conn.fetch(_RECONCILE, self.settings.enqueue_grace_s)
+                    ]
+                else:
+                    lost = []
+            if lost:
+                log.info("reconciler re-enqueues %d run(s)", len(lost))
+                await self._dispatcher.enqueue(lost)
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+
+    async def _control(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(keys.RUN_CONTROL_CHANNEL)
+        try:
+            async for message in pubsub.listen():
+                data: Any = message.get("data")
+                if message.get("type") != "message" or not isinstance(data, bytes):
+                    continue
+                command, _, run_id = data.decode().partition(":")
+                task = self._drivers.get(run_id)
+                if command == "cancel" and task is not None:
+                    task.cancel()
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,16 @@
+"""Every Redis key and channel Baton uses, in one place.
+
+Redis only dispatches work and fans out signals; PostgreSQL holds the truth, so all of
+this can be lost (a Redis restart without data) without losing a run.
+"""
+
+from __future__ import annotations
+
+#: Stream of runs to execute; entries are ``{"run_id": ...}``.
+RUN_STREAM = "baton:runs"
+#: Consumer group of the workers on RUN_STREAM.
+WORKER_GROUP = "baton-workers"
+#: Pub/sub channel of run control signals; messages are ``cancel:<run_id>``.
+RUN_CONTROL_CHANNEL = "baton:run-control"
+#: Approximate cap on RUN_STREAM's length (entries are acknowledged quickly).
+RUN_STREAM_MAXLEN = 100_000

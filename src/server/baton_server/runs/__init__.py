@@ -1,0 +1,1 @@
+"""Runs: starting, observing and controlling workflow executions (the API side)."""

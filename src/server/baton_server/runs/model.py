@@ -1,0 +1,93 @@
+"""Runs, steps and events as the services see them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED = (
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "SKIPPED",
+)
+TERMINAL_RUN_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+UNFINISHED_RUN_STATUSES = (PENDING, RUNNING)
+
+
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4()}"
+
+
+def new_step_execution_id() -> str:
+    return f"step-exec-{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a pinned workflow version."""
+
+    id: str
+    workflow_id: uuid.UUID
+    workflow_name: str
+    definition_id: uuid.UUID
+    workflow_version: int
+    status: str
+    input_data: dict[str, Any]
+    output: Any
+    triggered_by: str
+    request_id: str | None
+    progress: int
+    error_message: str | None
+    cancelled_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """The state of one step of a run."""
+
+    id: str
+    run_id: str
+    step_id: str
+    agent_name: str
+    position: int
+    status: str
+    attempt: int
+    input_data: dict[str, Any] | None
+    output_data: Any
+    error_message: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """An event about to be appended to a run's event log (its sequence comes later)."""
+
+    type: str
+    step_id: str | None = None
+    level: str | None = None
+    message: str | None = None
+    data: dict[str, Any] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A persisted event: position ``sequence`` in the run's gap-free event log."""
+
+    run_id: str
+    sequence: int
+    type: str
+    step_id: str | None
+    level: str | None
+    message: str | None
+    data: dict[str, Any] | None
+    created_at: datetime

@@ -1,0 +1,175 @@
+"""``baton.v1.RunService``: proto <-> domain only; the service does the work."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+from baton.v1 import runs_pb2, runs_pb2_grpc
+from baton_server.paging import Sort
+from baton_server.rpc.convert import (
+    dict_to_struct,
+    page_request,
+    parse_uuid,
+    present,
+    struct_to_dict,
+    timestamp,
+)
+from baton_server.runs.model import Run, RunEvent, RunStep
+from baton_server.runs.service import RunService
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+_ACCEPTED = (("x-http-code", "202"),)
+DEFAULT_LOG_LIMIT = 1000
+
+
+def json_value(value: Any) -> struct_pb2.Value:
+    message = struct_pb2.Value()
+    struct = struct_pb2.Struct()
+    struct.update({"v": value})
+    message.CopyFrom(struct.fields["v"])
+    return message
+
+
+def run_to_proto(run: Run) -> runs_pb2.Run:
+    message = runs_pb2.Run(
+        id=run.id,
+        run_id=run.id,
+        workflow_id=str(run.workflow_id),
+        workflow_name=run.workflow_name,
+        workflow_definition_id=str(run.definition_id),
+        status=runs_pb2.Run.Status.Value(run.status),
+        input_data=dict_to_struct(run.input_data),
+        triggered_by=run.triggered_by,
+        created_at=timestamp(run.created_at),
+        updated_at=timestamp(run.updated_at),
+        cancelled_by=run.cancelled_by,
+        error_message=run.error_message,
+        workflow_version=run.workflow_version,
+        progress=run.progress,
+        request_id=run.request_id or "",
+    )
+    if run.completed_at:
+        message.completed_at.CopyFrom(timestamp(run.completed_at))
+    if run.cancelled_at:
+        message.cancelled_at.CopyFrom(timestamp(run.cancelled_at))
+    if run.output is not None:
+        message.output.CopyFrom(json_value(run.output))
+    return message
+
+
+def step_to_proto(step: RunStep) -> runs_pb2.RunStep:
+    message = runs_pb2.RunStep(
+        id=step.id,
+        run_id=step.run_id,
+        step_id=step.step_id,
+        step_name=step.step_id,
+        agent_name=step.agent_name,
+        status=runs_pb2.RunStep.Status.Value(step.status),
+        error_message=step.error_message,
+        attempt=step.attempt,
+    )
+    if step.input_data is not None:
+        message.input_data.CopyFrom(dict_to_struct(step.input_data))
+    if step.output_data is not None:
+        message.output_data.CopyFrom(json_value(step.output_data))
+    if step.started_at:
+        message.started_at.CopyFrom(timestamp(step.started_at))
+    if step.completed_at:
+        message.completed_at.CopyFrom(timestamp(step.completed_at))
+    return message
+
+
+def log_to_proto(event: RunEvent) -> runs_pb2.RunLog:
+    return runs_pb2.RunLog(
+        sequence=event.sequence,
+        step_id=event.step_id or "",
+        level=runs_pb2.RunLog.Level.Value(event.level or "info"),
+        message=event.message or "",
+        timestamp=timestamp(event.created_at),
+    )
+
+
+class RunServicer(runs_pb2_grpc.RunServiceServicer):
+    """Translates RunService RPCs to ``RunService`` use cases."""
+
+    def __init__(self, service: RunService) -> None:
+        self._service = service
+
+    async def ExecuteWorkflow(
+        self, request: runs_pb2.ExecuteWorkflowRequest, context: _Context
+    ) -> runs_pb2.Run:
+        run = await self._service.execute(
+            parse_uuid(request.workflow_id, "workflow_id"),
+            struct_to_dict(request.input_data),
+            request_id=request.request_id or None,
+            triggered_by=request.triggered_by or None,
+        )
+        await context.send_initial_metadata(_ACCEPTED)
+        return run_to_proto(run)
+
+    async def ListRuns(
+        self, request: runs_pb2.ListRunsRequest, context: _Context
+    ) -> runs_pb2.ListRunsResponse:
+        page = await self._service.list_page(
+            status=runs_pb2.Run.Status.Name(request.status) if request.status else None,
+            workflow_id=request.workflow_id or None,
+            definition_id=request.workflow_definition_id or None,
+            created_after=(
+                request.created_after.ToDatetime(tzinfo=UTC)
+                if request.HasField("created_after")
+                else None
+            ),
+            created_before=(
+                request.created_before.ToDatetime(tzinfo=UTC)
+                if request.HasField("created_before")
+                else None
+            ),
+            sort=Sort.parse(request.sort_by, request.sort_order),
+            page=page_request(request),
+        )
+        return runs_pb2.ListRunsResponse(
+            items=[run_to_proto(r) for r in page.items],
+            total=page.total,
+            page=page.request.page,
+            page_size=page.request.page_size,
+            total_pages=page.total_pages,
+        )
+
+    async def GetRun(self, request: runs_pb2.GetRunRequest, context: _Context) -> runs_pb2.Run:
+        return run_to_proto(await self._service.get(request.run_id))
+
+    async def ListRunSteps(
+        self, request: runs_pb2.ListRunStepsRequest, context: _Context
+    ) -> runs_pb2.ListRunStepsResponse:
+        steps = await self._service.steps(request.run_id)
+        return runs_pb2.ListRunStepsResponse(steps=[step_to_proto(s) for s in steps])
+
+    async def RetryRun(self, request: runs_pb2.RetryRunRequest, context: _Context) -> runs_pb2.Run:
+        run = await self._service.retry(request.run_id)
+        await context.send_initial_metadata(_ACCEPTED)
+        return run_to_proto(run)
+
+    async def CancelRun(
+        self, request: runs_pb2.CancelRunRequest, context: _Context
+    ) -> runs_pb2.Run:
+        run = await self._service.cancel(
+            request.run_id, reason=request.reason, cancelled_by=request.cancelled_by or None
+        )
+        return run_to_proto(run)
+
+    async def GetRunLogs(
+        self, request: runs_pb2.GetRunLogsRequest, context: _Context
+    ) -> runs_pb2.GetRunLogsResponse:
+        lines = await self._service.logs(
+            request.run_id,
+            step_id=request.step_id or None,
+            after_sequence=request.after_sequence,
+            limit=present(request, "limit") or DEFAULT_LOG_LIMIT,
+        )
+        return runs_pb2.GetRunLogsResponse(
+            run_id=request.run_id, logs=[log_to_proto(line) for line in lines]
+        )
