@@ -11,6 +11,11 @@ It speaks A2A over JSON-RPC in both dialects on one endpoint (``/``):
   requires the header ``A2A-Version: 1.0`` (error -32009 otherwise).
 - v0.3: ``message/send``, ``tasks/get``, ``tasks/cancel``.
 
+``--protocol-version`` picks the dialects: ``both`` (default), or only one, so a
+client can be pushed onto either; the card advertises exactly those, and the
+other dialect's methods get "method not found" (-32601), as from a real agent
+of that version.
+
 ``SendMessage`` / ``message/send`` answers at once with a COMPLETED task whose
 single artifact holds one data part: the input (the first data part of the
 message, minus ``_``-prefixed keys) plus ``"echo": true`` and ``"data"``
@@ -19,9 +24,8 @@ message, minus ``_``-prefixed keys) plus ``"echo": true`` and ``"data"``
 as integers. The last 4096 tasks are kept for ``GetTask``; they are complete, so
 ``CancelTask`` answers "not cancelable" (-32002).
 
-``GET /.well-known/agent-card.json`` serves the card (``--protocol-version``
-picks which interfaces it advertises: both, or only one, so a client can be
-pushed onto either dialect); ``GET /health`` answers ``{"status": "ok"}``.
+``GET /.well-known/agent-card.json`` serves the card; ``GET /health`` answers
+``{"status": "ok"}``.
 
 Two servers, same agent logic (``--server``):
 
@@ -163,6 +167,10 @@ class LeanAgent:
     def __init__(self, base_url: str, protocol_version: str) -> None:
         """Serve a card naming ``base_url``; ``protocol_version`` is both, 1.0 or 0.3."""
         self._card = _dumps(agent_card(base_url, protocol_version))
+        # Only the advertised dialects are served, as a real agent of that
+        # version would: a client that picked the wrong one gets -32601.
+        self._v1 = protocol_version in ("both", "1.0")
+        self._v03 = protocol_version in ("both", "0.3")
         self._health = _dumps({"status": "ok"})
         # Counter ids: unique per process without uuid4's os.urandom per call.
         self._id_prefix = uuid.uuid4().hex[:12]
@@ -204,18 +212,18 @@ class LeanAgent:
         return _dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
 
     def _dispatch(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> Any:
-        if method in (_V1_SEND, _V1_GET, _V1_CANCEL):
+        if self._v1 and method in (_V1_SEND, _V1_GET, _V1_CANCEL):
             _require_v1(headers)
             if method == _V1_SEND:
                 return {"task": self._send(params, legacy=False)}
             if method == _V1_GET:
                 return self._task(_task_id(params), legacy=False)
             return self._cancel(_task_id(params))
-        if method == _V03_SEND:
-            return self._send(params, legacy=True)
-        if method == _V03_GET:
-            return self._task(_task_id(params), legacy=True)
-        if method == _V03_CANCEL:
+        if self._v03 and method in (_V03_SEND, _V03_GET, _V03_CANCEL):
+            if method == _V03_SEND:
+                return self._send(params, legacy=True)
+            if method == _V03_GET:
+                return self._task(_task_id(params), legacy=True)
             return self._cancel(_task_id(params))
         if method in _UNSUPPORTED_METHODS:
             raise _RpcError(_UNSUPPORTED_OPERATION, f"{method} is not supported by this agent")
@@ -535,8 +543,13 @@ class LeanAgentProcess:
         *,
         protocol_version: Literal["both", "1.0", "0.3"] = "both",
         server: Literal["asyncio", "uvicorn"] = "asyncio",
+        port: int = 0,
     ) -> str:
-        """Start the agent and wait until it serves; return its base URL."""
+        """Start the agent and wait until it serves; return its base URL.
+
+        ``port`` 0 lets the agent pick a free port; pass a fixed one to bring an
+        agent back on the URL a stopped one had.
+        """
         if self._process is not None:
             raise RuntimeError("agent already started; stop() it first")
         command = [
@@ -545,7 +558,7 @@ class LeanAgentProcess:
             "--host",
             self.host,
             "--port",
-            "0",
+            str(port),
             "--protocol-version",
             protocol_version,
             "--server",

@@ -54,7 +54,10 @@ def _protoc(args: list[str]) -> None:
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         *args,
     ]
-    subprocess.run(command, check=True, cwd=ROOT)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"protoc failed with exit code {result.returncode}")
 
 
 def generate(out: Path) -> None:

@@ -109,12 +109,16 @@ async def grpc_app(engine: AsyncEngine, redis_client: redis.Redis) -> AsyncItera
 
 
 FAST_WORKER = WorkerSettings(
-    lease_ttl_s=2.0, reconcile_interval_s=0.3, enqueue_grace_s=1.0, block_ms=200
+    lease_ttl_s=2.0,
+    reconcile_interval_s=0.3,
+    enqueue_grace_s=1.0,
+    block_ms=200,
+    agent_cache_ttl_s=0.0,
 )
 
 
-@pytest.fixture(scope="session")
-async def worker(database_url: str, redis_url: str) -> AsyncIterator[Worker]:
+@pytest.fixture
+async def worker(database_url: str, redis_url: str, engine: AsyncEngine) -> AsyncIterator[Worker]:
     """An in-process executor worker with short leases and a fast reconciler."""
     started = Worker(database_url, redis_url, FAST_WORKER)
     await started.start()

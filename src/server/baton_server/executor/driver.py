@@ -86,6 +86,7 @@ class RunDriver:
         journal: Journal,
         catalog: Catalog,
         client: AgentClient,
+        worker_id: str = "",
         max_parallel_steps: int = 16,
     ) -> None:
         self._run = run
@@ -95,6 +96,7 @@ class RunDriver:
         self._journal = journal
         self._catalog = catalog
         self._client = client
+        self._worker_id = worker_id
         self._status = run.status
         self._parallel = asyncio.Semaphore(max_parallel_steps)
         self._tasks: dict[asyncio.Task[_Outcome], str] = {}
@@ -114,10 +116,10 @@ class RunDriver:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _drive(self) -> None:
-        opening = (
-            events.log("Run started")
+        opening = events.log(
+            f"Run started on worker {self._worker_id}"
             if self._status == PENDING
-            else events.log("Run resumed from its first incomplete step")
+            else f"Run resumed from its first incomplete step on worker {self._worker_id}"
         )
         change = self._change([opening, events.run_status(RUNNING, progress=self._progress())])
         change.status = RUNNING

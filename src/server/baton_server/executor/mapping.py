@@ -22,12 +22,12 @@ def _lookup(reference: Reference, workflow_input: Any, outputs: Mapping[str, Any
     else:
         raise MappingError(f"{reference.text}: step '{reference.source}' has no output")
     for segment in reference.path:
-        if isinstance(segment, int) and isinstance(value, list) and segment < len(value):
-            value = value[segment]
-        elif isinstance(segment, str) and isinstance(value, dict) and segment in value:
-            value = value[segment]
-        else:
+        found = (isinstance(segment, int) and isinstance(value, list) and segment < len(value)) or (
+            isinstance(segment, str) and isinstance(value, dict) and segment in value
+        )
+        if not found:
             raise MappingError(f"{reference.text}: '{segment}' not found")
+        value = value[segment]
     return value
 
 

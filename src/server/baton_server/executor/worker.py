@@ -84,6 +84,7 @@ class WorkerSettings:
     max_runs: int = 512
     read_batch: int = 64
     block_ms: int = 1000
+    agent_cache_ttl_s: float = 2.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -132,7 +133,7 @@ class Worker:
         self._client = AgentClient(self._http)
         self._journal = Journal(self._pool, self.id)
         self._journal.start()
-        self._catalog = Catalog(self._pool)
+        self._catalog = Catalog(self._pool, agent_ttl_s=self.settings.agent_cache_ttl_s)
         for name, loop in (
             ("consume", self._consume),
             ("heartbeat", self._heartbeat),
@@ -268,6 +269,7 @@ class Worker:
                 journal=self._journal,
                 catalog=self._catalog,
                 client=self._client,
+                worker_id=self.id,
             )
             await driver.drive()
         except Exception:
