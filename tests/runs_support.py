@@ -23,8 +23,9 @@ TERMINAL = {runs_pb2.Run.COMPLETED, runs_pb2.Run.FAILED, runs_pb2.Run.CANCELLED}
 async def register_agent(
     agents: agents_pb2_grpc.AgentServiceAsyncStub, name: str, url: str, **fields: Any
 ) -> agents_pb2.Agent:
-    request = json_format.ParseDict({"name": name, "url": url, **fields},
-                                    agents_pb2.CreateAgentRequest())
+    request = json_format.ParseDict(
+        {"name": name, "url": url, **fields}, agents_pb2.CreateAgentRequest()
+    )
     return await agents.CreateAgent(request)
 
 
@@ -37,21 +38,28 @@ async def create_workflow(
 
 
 async def execute(
-    runs: runs_pb2_grpc.RunServiceAsyncStub, workflow_id: str, input_data: dict[str, Any],
+    runs: runs_pb2_grpc.RunServiceAsyncStub,
+    workflow_id: str,
+    input_data: dict[str, Any],
     **fields: Any,
 ) -> runs_pb2.Run:
-    return await runs.ExecuteWorkflow(json_format.ParseDict(
-        {"workflow_id": workflow_id, "input_data": input_data, **fields},
-        runs_pb2.ExecuteWorkflowRequest(),
-    ))
+    return await runs.ExecuteWorkflow(
+        json_format.ParseDict(
+            {"workflow_id": workflow_id, "input_data": input_data, **fields},
+            runs_pb2.ExecuteWorkflowRequest(),
+        )
+    )
 
 
 async def wait_for(
-    runs: runs_pb2_grpc.RunServiceAsyncStub, run_id: str, *, statuses: set[int] = TERMINAL,
-    timeout: float = 30.0,
+    runs: runs_pb2_grpc.RunServiceAsyncStub,
+    run_id: str,
+    *,
+    statuses: set[Any] = TERMINAL,
+    within: float = 30.0,
 ) -> runs_pb2.Run:
     """Poll until the run reaches one of ``statuses``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         run = await runs.GetRun(runs_pb2.GetRunRequest(run_id=run_id))
         if run.status in statuses:
@@ -62,10 +70,14 @@ async def wait_for(
 
 
 async def wait_for_step(
-    runs: runs_pb2_grpc.RunServiceAsyncStub, run_id: str, step_id: str, status: int,
-    *, timeout: float = 30.0,
+    runs: runs_pb2_grpc.RunServiceAsyncStub,
+    run_id: str,
+    step_id: str,
+    status: int,
+    *,
+    within: float = 30.0,
 ) -> runs_pb2.RunStep:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         for step in (await runs.ListRunSteps(runs_pb2.ListRunStepsRequest(run_id=run_id))).steps:
             if step.step_id == step_id and step.status == status:
@@ -75,8 +87,9 @@ async def wait_for_step(
         await asyncio.sleep(0.02)
 
 
-async def steps_of(runs: runs_pb2_grpc.RunServiceAsyncStub, run_id: str
-                   ) -> dict[str, runs_pb2.RunStep]:
+async def steps_of(
+    runs: runs_pb2_grpc.RunServiceAsyncStub, run_id: str
+) -> dict[str, runs_pb2.RunStep]:
     reply = await runs.ListRunSteps(runs_pb2.ListRunStepsRequest(run_id=run_id))
     return {s.step_id: s for s in reply.steps}
 

@@ -49,8 +49,11 @@ def stubs(
     workflows: wf_grpc.WorkflowServiceAsyncStub,
     runs: runs_pb2_grpc.RunServiceAsyncStub,
     worker: Worker,
-) -> tuple[agents_pb2_grpc.AgentServiceAsyncStub, wf_grpc.WorkflowServiceAsyncStub,
-           runs_pb2_grpc.RunServiceAsyncStub]:
+) -> tuple[
+    agents_pb2_grpc.AgentServiceAsyncStub,
+    wf_grpc.WorkflowServiceAsyncStub,
+    runs_pb2_grpc.RunServiceAsyncStub,
+]:
     return agents, workflows, runs
 
 
@@ -60,34 +63,59 @@ async def test_seed_etl_example_runs_with_mapping_and_interpolation(
     agents, workflows, runs = stubs
     for name in ("DataExtractorAgent", "DataTransformerAgent", "DataLoaderAgent"):
         await register_agent(agents, name, echo_agent_url)
-    workflow = await create_workflow(workflows, {
-        "name": "data-processing-pipeline",
-        "start_step": "extract",
-        "steps": {
-            "extract": {"id": "extract", "agent_name": "DataExtractorAgent",
-                        "next_step": "transform",
-                        "input_mapping": {"source_url": "${workflow.input.data_source}",
-                                          "format": "${workflow.input.format}",
-                                          "limit": "${workflow.input.options.limit}"}},
-            "transform": {"id": "transform", "agent_name": "DataTransformerAgent",
-                          "next_step": "load",
-                          "input_mapping": {"raw_data": "${extract.output.data}",
-                                            "schema": "${workflow.input.schema}",
-                                            "note": "Hello, ${workflow.input.user.name}! "
-                                                    "limit=${extract.output.limit}"}},
-            "load": {"id": "load", "agent_name": "DataLoaderAgent", "next_step": None,
-                     "input_mapping": {"transformed_data": "${transform.output.data}",
-                                       "destination": "${workflow.input.destination}",
-                                       "first_tag": "${workflow.input.tags[0]}",
-                                       "static": {"retries": 2}}},
+    workflow = await create_workflow(
+        workflows,
+        {
+            "name": "data-processing-pipeline",
+            "start_step": "extract",
+            "steps": {
+                "extract": {
+                    "id": "extract",
+                    "agent_name": "DataExtractorAgent",
+                    "next_step": "transform",
+                    "input_mapping": {
+                        "source_url": "${workflow.input.data_source}",
+                        "format": "${workflow.input.format}",
+                        "limit": "${workflow.input.options.limit}",
+                    },
+                },
+                "transform": {
+                    "id": "transform",
+                    "agent_name": "DataTransformerAgent",
+                    "next_step": "load",
+                    "input_mapping": {
+                        "raw_data": "${extract.output.data}",
+                        "schema": "${workflow.input.schema}",
+                        "note": "Hello, ${workflow.input.user.name}! limit=${extract.output.limit}",
+                    },
+                },
+                "load": {
+                    "id": "load",
+                    "agent_name": "DataLoaderAgent",
+                    "next_step": None,
+                    "input_mapping": {
+                        "transformed_data": "${transform.output.data}",
+                        "destination": "${workflow.input.destination}",
+                        "first_tag": "${workflow.input.tags[0]}",
+                        "static": {"retries": 2},
+                    },
+                },
+            },
         },
-    })
-    input_data = {"data_source": "https://api.example.com/data", "format": "json",
-                  "schema": "v2", "destination": "s3://bucket/output/",
-                  "user": {"name": "Ada"}, "options": {"limit": 100}, "tags": ["a", "b"]}
+    )
+    input_data = {
+        "data_source": "https://api.example.com/data",
+        "format": "json",
+        "schema": "v2",
+        "destination": "s3://bucket/output/",
+        "user": {"name": "Ada"},
+        "options": {"limit": 100},
+        "tags": ["a", "b"],
+    }
     started = await execute(runs, workflow.id, input_data)
     assert started.status == Run.PENDING
-    assert started.id.startswith("run-") and started.run_id == started.id
+    assert started.id.startswith("run-")
+    assert started.run_id == started.id
     assert (started.workflow_id, started.workflow_version) == (workflow.id, 1)
     assert started.workflow_definition_id == workflow.definition_id
     assert started.triggered_by == "system"
@@ -100,11 +128,16 @@ async def test_seed_etl_example_runs_with_mapping_and_interpolation(
     assert as_json(run.input_data) == as_json(started.input_data)
 
     steps = await steps_of(runs, run.id)
-    assert [s.step_id for s in (await runs.ListRunSteps(
-        runs_pb2.ListRunStepsRequest(run_id=run.id))).steps] == ["extract", "transform", "load"]
-    assert all(s.status == Step.COMPLETED and s.attempt == 1 for s in steps.values())
+    assert [
+        s.step_id
+        for s in (await runs.ListRunSteps(runs_pb2.ListRunStepsRequest(run_id=run.id))).steps
+    ] == ["extract", "transform", "load"]
+    assert {(s.status, s.attempt) for s in steps.values()} == {(Step.COMPLETED, 1)}
     assert as_json(steps["extract"].input_data) == {
-        "source_url": "https://api.example.com/data", "format": "json", "limit": 100}
+        "source_url": "https://api.example.com/data",
+        "format": "json",
+        "limit": 100,
+    }
     transform_input = as_json(steps["transform"].input_data)
     assert transform_input["raw_data"] == as_json(steps["extract"].output_data)["data"]
     # Interpolated integers read as integers, not "100.0".
@@ -116,10 +149,16 @@ async def test_seed_etl_example_runs_with_mapping_and_interpolation(
     assert as_json(run.output)["destination"] == "s3://bucket/output/"
 
     async with engine.connect() as conn:
-        stored = (await conn.execute(sa.text(
-            "SELECT input_data FROM run_steps WHERE run_id = :r AND step_id = 'extract'"),
-            {"r": run.id})).scalar_one()
-    assert stored["limit"] == 100 and isinstance(stored["limit"], int)
+        stored = (
+            await conn.execute(
+                sa.text(
+                    "SELECT input_data FROM run_steps WHERE run_id = :r AND step_id = 'extract'"
+                ),
+                {"r": run.id},
+            )
+        ).scalar_one()
+    assert stored["limit"] == 100
+    assert isinstance(stored["limit"], int)
 
     lines = await log_lines(runs, run.id)
     assert lines[0].startswith("Run created for workflow 'data-processing-pipeline'")
@@ -133,18 +172,27 @@ async def test_parallel_branches_run_concurrently(stubs: Any, echo_agent_url: st
     agents, workflows, runs = stubs
     await register_agent(agents, "echo", echo_agent_url)
     slow = {"_mode": "sleep", "_sleep_ms": 800}
-    workflow = await create_workflow(workflows, {
-        "name": "fan-out-fan-in",
-        "start_step": "start",
-        "steps": {
-            "start": {"agent_name": "echo", "next_step": "left", "input_mapping": {"x": 1}},
-            "left": {"agent_name": "echo", "input_mapping": {**slow, "side": "left"}},
-            "right": {"agent_name": "echo", "depends_on": ["start"],
-                      "input_mapping": {**slow, "side": "right"}},
-            "join": {"agent_name": "echo", "depends_on": ["left", "right"],
-                     "input_mapping": {"l": "${left.output.side}", "r": "${right.output.side}"}},
+    workflow = await create_workflow(
+        workflows,
+        {
+            "name": "fan-out-fan-in",
+            "start_step": "start",
+            "steps": {
+                "start": {"agent_name": "echo", "next_step": "left", "input_mapping": {"x": 1}},
+                "left": {"agent_name": "echo", "input_mapping": {**slow, "side": "left"}},
+                "right": {
+                    "agent_name": "echo",
+                    "depends_on": ["start"],
+                    "input_mapping": {**slow, "side": "right"},
+                },
+                "join": {
+                    "agent_name": "echo",
+                    "depends_on": ["left", "right"],
+                    "input_mapping": {"l": "${left.output.side}", "r": "${right.output.side}"},
+                },
+            },
         },
-    })
+    )
     begun = time.monotonic()
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     elapsed = time.monotonic() - begun
@@ -156,7 +204,8 @@ async def test_parallel_branches_run_concurrently(stubs: Any, echo_agent_url: st
     assert left.started_at.ToDatetime() < right.completed_at.ToDatetime()
     assert right.started_at.ToDatetime() < left.completed_at.ToDatetime()
     assert steps["join"].started_at.ToDatetime() >= max(
-        left.completed_at.ToDatetime(), right.completed_at.ToDatetime())
+        left.completed_at.ToDatetime(), right.completed_at.ToDatetime()
+    )
 
 
 async def test_failed_task_fails_the_run_with_the_step_error(
@@ -164,8 +213,10 @@ async def test_failed_task_fails_the_run_with_the_step_error(
 ) -> None:
     agents, workflows, runs = stubs
     await register_agent(agents, "echo", echo_agent_url, retry_config=FAST_RETRY)
-    workflow = await create_workflow(workflows, chain(
-        ("ok", "echo", {}), ("boom", "echo", {"_mode": "fail"}), ("never", "echo", {})))
+    workflow = await create_workflow(
+        workflows,
+        chain(("ok", "echo", {}), ("boom", "echo", {"_mode": "fail"}), ("never", "echo", {})),
+    )
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     assert run.status == Run.FAILED
     assert run.error_message.startswith("Step 'boom' failed:")
@@ -181,16 +232,23 @@ async def test_failed_task_fails_the_run_with_the_step_error(
     assert any("Step 'boom' failed" in line for line in await log_lines(runs, run.id))
 
 
-async def test_retries_back_off_exponentially_then_succeed(
-    stubs: Any, echo_agent_url: str
-) -> None:
+async def test_retries_back_off_exponentially_then_succeed(stubs: Any, echo_agent_url: str) -> None:
     agents, workflows, runs = stubs
-    await register_agent(agents, "flaky", echo_agent_url, retry_config={
-        "max_retries": 3, "initial_delay_ms": 200, "backoff_multiplier": 2.0,
-        "max_delay_ms": 1000})
+    await register_agent(
+        agents,
+        "flaky",
+        echo_agent_url,
+        retry_config={
+            "max_retries": 3,
+            "initial_delay_ms": 200,
+            "backoff_multiplier": 2.0,
+            "max_delay_ms": 1000,
+        },
+    )
     key = uuid.uuid4().hex
-    workflow = await create_workflow(workflows, chain(
-        ("step", "flaky", {"_mode": "flaky", "_fail_times": 2, "_key": key})))
+    workflow = await create_workflow(
+        workflows, chain(("step", "flaky", {"_mode": "flaky", "_fail_times": 2, "_key": key}))
+    )
     begun = time.monotonic()
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     elapsed = time.monotonic() - begun
@@ -208,11 +266,21 @@ async def test_retries_are_capped_by_max_delay_and_max_retries(
     stubs: Any, echo_agent_url: str
 ) -> None:
     agents, workflows, runs = stubs
-    await register_agent(agents, "flaky", echo_agent_url, retry_config={
-        "max_retries": 2, "initial_delay_ms": 100, "backoff_multiplier": 10.0,
-        "max_delay_ms": 1000})
-    workflow = await create_workflow(workflows, chain(
-        ("step", "flaky", {"_mode": "flaky", "_fail_times": 5, "_key": uuid.uuid4().hex})))
+    await register_agent(
+        agents,
+        "flaky",
+        echo_agent_url,
+        retry_config={
+            "max_retries": 2,
+            "initial_delay_ms": 100,
+            "backoff_multiplier": 10.0,
+            "max_delay_ms": 1000,
+        },
+    )
+    workflow = await create_workflow(
+        workflows,
+        chain(("step", "flaky", {"_mode": "flaky", "_fail_times": 5, "_key": uuid.uuid4().hex})),
+    )
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     assert run.status == Run.FAILED
     assert (await steps_of(runs, run.id))["step"].attempt == 3
@@ -223,10 +291,10 @@ async def test_retries_are_capped_by_max_delay_and_max_retries(
 
 async def test_agent_timeout_fails_the_step(stubs: Any, echo_agent_url: str) -> None:
     agents, workflows, runs = stubs
-    await register_agent(agents, "slow", echo_agent_url, timeout_ms=1000,
-                         retry_config=FAST_RETRY)
-    workflow = await create_workflow(workflows, chain(
-        ("wait", "slow", {"_mode": "sleep", "_sleep_ms": 5000})))
+    await register_agent(agents, "slow", echo_agent_url, timeout_ms=1000, retry_config=FAST_RETRY)
+    workflow = await create_workflow(
+        workflows, chain(("wait", "slow", {"_mode": "sleep", "_sleep_ms": 5000}))
+    )
     begun = time.monotonic()
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     assert run.status == Run.FAILED
@@ -236,8 +304,12 @@ async def test_agent_timeout_fails_the_step(stubs: Any, echo_agent_url: str) -> 
 
 async def test_unreachable_agent_is_retried_then_fails(stubs: Any) -> None:
     agents, workflows, runs = stubs
-    await register_agent(agents, "dead", f"http://127.0.0.1:{unused_loopback_port()}",
-                         retry_config={"max_retries": 1, "initial_delay_ms": 100})
+    await register_agent(
+        agents,
+        "dead",
+        f"http://127.0.0.1:{unused_loopback_port()}",
+        retry_config={"max_retries": 1, "initial_delay_ms": 100},
+    )
     workflow = await create_workflow(workflows, chain(("call", "dead", {})))
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     assert run.status == Run.FAILED
@@ -248,11 +320,21 @@ async def test_unreachable_agent_is_retried_then_fails(stubs: Any) -> None:
 async def test_plain_http_agent_with_auth_and_idempotency_key(stubs: Any) -> None:
     agents, workflows, runs = stubs
     with HttpAgent(lambda payload, _: (200, {"sum": payload["a"] + payload["b"]})) as agent:
-        await register_agent(agents, "adder", agent.url, protocol="http", auth_type="bearer",
-                             auth_config={"token": "t0ken"})
-        workflow = await create_workflow(workflows, chain(
-            ("add", "adder", {"a": "${workflow.input.a}", "b": 2}),
-            ("again", "adder", {"a": "${add.output.sum}", "b": 10})))
+        await register_agent(
+            agents,
+            "adder",
+            agent.url,
+            protocol="http",
+            auth_type="bearer",
+            auth_config={"token": "t0ken"},
+        )
+        workflow = await create_workflow(
+            workflows,
+            chain(
+                ("add", "adder", {"a": "${workflow.input.a}", "b": 2}),
+                ("again", "adder", {"a": "${add.output.sum}", "b": 10}),
+            ),
+        )
         run = await wait_for(runs, (await execute(runs, workflow.id, {"a": 1})).id)
         assert run.status == Run.COMPLETED, run.error_message
         assert as_json(run.output) == {"sum": 13}
@@ -266,8 +348,13 @@ async def test_plain_http_agent_with_auth_and_idempotency_key(stubs: Any) -> Non
 async def test_client_errors_are_not_retried(stubs: Any) -> None:
     agents, workflows, runs = stubs
     with HttpAgent(lambda payload, _: (400, {"error": "bad input"})) as agent:
-        await register_agent(agents, "picky", agent.url, protocol="http",
-                             retry_config={"max_retries": 5, "initial_delay_ms": 1000})
+        await register_agent(
+            agents,
+            "picky",
+            agent.url,
+            protocol="http",
+            retry_config={"max_retries": 5, "initial_delay_ms": 1000},
+        )
         workflow = await create_workflow(workflows, chain(("call", "picky", {})))
         begun = time.monotonic()
         run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
@@ -277,13 +364,12 @@ async def test_client_errors_are_not_retried(stubs: Any) -> None:
         assert "400" in run.error_message
 
 
-async def test_missing_reference_fails_the_step_naming_it(
-    stubs: Any, echo_agent_url: str
-) -> None:
+async def test_missing_reference_fails_the_step_naming_it(stubs: Any, echo_agent_url: str) -> None:
     agents, workflows, runs = stubs
     await register_agent(agents, "echo", echo_agent_url)
-    workflow = await create_workflow(workflows, chain(
-        ("first", "echo", {"x": "${workflow.input.customer.id}"})))
+    workflow = await create_workflow(
+        workflows, chain(("first", "echo", {"x": "${workflow.input.customer.id}"}))
+    )
     run = await wait_for(runs, (await execute(runs, workflow.id, {"customer": {}})).id)
     assert run.status == Run.FAILED
     assert "${workflow.input.customer.id}" in run.error_message
@@ -295,13 +381,16 @@ async def test_missing_reference_fails_the_step_naming_it(
 async def test_cancel_mid_step_stops_the_run_promptly(stubs: Any, echo_agent_url: str) -> None:
     agents, workflows, runs = stubs
     await register_agent(agents, "echo", echo_agent_url)
-    workflow = await create_workflow(workflows, chain(
-        ("slow", "echo", {"_mode": "sleep", "_sleep_ms": 20000}), ("after", "echo", {})))
+    workflow = await create_workflow(
+        workflows,
+        chain(("slow", "echo", {"_mode": "sleep", "_sleep_ms": 20000}), ("after", "echo", {})),
+    )
     run = await execute(runs, workflow.id, {})
     await wait_for_step(runs, run.id, "slow", Step.RUNNING)
     begun = time.monotonic()
-    cancelled = await runs.CancelRun(runs_pb2.CancelRunRequest(
-        run_id=run.id, reason="Dataset too large, need to optimize first"))
+    cancelled = await runs.CancelRun(
+        runs_pb2.CancelRunRequest(run_id=run.id, reason="Dataset too large, need to optimize first")
+    )
     assert time.monotonic() - begun < 1.0
     assert cancelled.status == Run.CANCELLED
     assert cancelled.error_message == "Cancelled: Dataset too large, need to optimize first"
@@ -318,8 +407,10 @@ async def test_cancel_mid_step_stops_the_run_promptly(stubs: Any, echo_agent_url
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id))
     found = failure(caught.value)
-    assert (found.code, found.reason) == (grpc.StatusCode.FAILED_PRECONDITION,
-                                          "RUN_NOT_CANCELLABLE")
+    assert (found.code, found.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "RUN_NOT_CANCELLABLE",
+    )
 
 
 async def test_retry_after_fixing_the_agent_skips_completed_steps(
@@ -328,9 +419,14 @@ async def test_retry_after_fixing_the_agent_skips_completed_steps(
     agents, workflows, runs = stubs
     await register_agent(agents, "echo", echo_agent_url)
     broken = await register_agent(agents, "broken", failing_agent_url, retry_config=FAST_RETRY)
-    workflow = await create_workflow(workflows, chain(
-        ("first", "echo", {"n": 1}), ("second", "broken", {"x": "${first.output.n}"}),
-        ("third", "echo", {"y": "${second.output.x}"})))
+    workflow = await create_workflow(
+        workflows,
+        chain(
+            ("first", "echo", {"n": 1}),
+            ("second", "broken", {"x": "${first.output.n}"}),
+            ("third", "echo", {"y": "${second.output.x}"}),
+        ),
+    )
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     assert run.status == Run.FAILED
     first_before = (await steps_of(runs, run.id))["first"]
@@ -339,8 +435,7 @@ async def test_retry_after_fixing_the_agent_skips_completed_steps(
         await runs.CancelRun(runs_pb2.CancelRunRequest(run_id=run.id))
     assert failure(caught.value).reason == "RUN_NOT_CANCELLABLE"
 
-    await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(agent_id=broken.id,
-                                                           url=echo_agent_url))
+    await agents.UpdateAgent(agents_pb2.UpdateAgentRequest(agent_id=broken.id, url=echo_agent_url))
     retried = await runs.RetryRun(runs_pb2.RetryRunRequest(run_id=run.id))
     assert retried.status == Run.PENDING
     assert not retried.HasField("error_message")
@@ -355,8 +450,7 @@ async def test_retry_after_fixing_the_agent_skips_completed_steps(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await runs.RetryRun(runs_pb2.RetryRunRequest(run_id=run.id))
     found = failure(caught.value)
-    assert (found.code, found.reason) == (grpc.StatusCode.FAILED_PRECONDITION,
-                                          "RUN_NOT_RETRYABLE")
+    assert (found.code, found.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "RUN_NOT_RETRYABLE")
 
 
 async def test_execute_is_idempotent_with_a_request_id(stubs: Any, echo_agent_url: str) -> None:
@@ -379,13 +473,21 @@ async def test_execute_is_idempotent_with_a_request_id(stubs: Any, echo_agent_ur
 async def test_runs_pin_the_version_they_started_with(stubs: Any, echo_agent_url: str) -> None:
     agents, workflows, runs = stubs
     await register_agent(agents, "echo", echo_agent_url)
-    workflow = await create_workflow(workflows, chain(
-        ("v1_first", "echo", {"_mode": "sleep", "_sleep_ms": 600}), ("v1_second", "echo", {})))
+    workflow = await create_workflow(
+        workflows,
+        chain(
+            ("v1_first", "echo", {"_mode": "sleep", "_sleep_ms": 600}), ("v1_second", "echo", {})
+        ),
+    )
     old = await execute(runs, workflow.id, {})
     await wait_for_step(runs, old.id, "v1_first", Step.RUNNING)
-    updated = await workflows.UpdateWorkflow(workflows_pb2.UpdateWorkflowRequest(
-        workflow_id=workflow.id, start_step="v2_only",
-        steps={"v2_only": workflows_pb2.Step(agent_name="echo")}))
+    updated = await workflows.UpdateWorkflow(
+        workflows_pb2.UpdateWorkflowRequest(
+            workflow_id=workflow.id,
+            start_step="v2_only",
+            steps={"v2_only": workflows_pb2.Step(agent_name="echo")},
+        )
+    )
     assert updated.version == 2
     old = await wait_for(runs, old.id)
     assert old.status == Run.COMPLETED
@@ -401,12 +503,15 @@ async def test_only_active_workflows_run(stubs: Any, echo_agent_url: str) -> Non
     await register_agent(agents, "echo", echo_agent_url)
     workflow = await create_workflow(workflows, chain(("only", "echo", {})))
     await workflows.DeactivateWorkflow(
-        workflows_pb2.DeactivateWorkflowRequest(workflow_id=workflow.id))
+        workflows_pb2.DeactivateWorkflowRequest(workflow_id=workflow.id)
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await execute(runs, workflow.id, {})
     found = failure(caught.value)
-    assert (found.code, found.reason) == (grpc.StatusCode.FAILED_PRECONDITION,
-                                          "WORKFLOW_NOT_ACTIVE")
+    assert (found.code, found.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "WORKFLOW_NOT_ACTIVE",
+    )
     await workflows.DeleteWorkflow(workflows_pb2.DeleteWorkflowRequest(workflow_id=workflow.id))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await execute(runs, workflow.id, {})
@@ -448,11 +553,13 @@ async def test_list_runs_filters_sorting_and_pagination(
     failed = await runs.ListRuns(runs_pb2.ListRunsRequest(status=Run.FAILED))
     assert [r.id for r in failed.items] == [ids[3]]
     assert failed.items[0].error_message.startswith("Step 'a' failed")
-    by_workflow = await runs.ListRuns(runs_pb2.ListRunsRequest(
-        workflow_id=good.id, sort_by="created_at", sort_order="asc"))
+    by_workflow = await runs.ListRuns(
+        runs_pb2.ListRunsRequest(workflow_id=good.id, sort_by="created_at", sort_order="asc")
+    )
     assert [r.id for r in by_workflow.items] == ids[:3]
-    assert (await runs.ListRuns(runs_pb2.ListRunsRequest(
-        workflow_definition_id=bad.definition_id))).total == 1
+    assert (
+        await runs.ListRuns(runs_pb2.ListRunsRequest(workflow_definition_id=bad.definition_id))
+    ).total == 1
     assert (await runs.ListRuns(runs_pb2.ListRunsRequest(workflow_id="wf-unknown"))).total == 0
     page = await runs.ListRuns(runs_pb2.ListRunsRequest(page=2, page_size=3))
     assert (page.total, page.total_pages, len(page.items)) == (4, 2, 1)
