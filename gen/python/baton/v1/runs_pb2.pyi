@@ -346,6 +346,209 @@ class RunLog(_message.Message):
 Global___RunLog: _TypeAlias = RunLog  # noqa: Y015
 
 @_typing.final
+class RunEvent(_message.Message):
+    """Something that happened to a run: one entry of its gap-free event log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Type:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _TypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RunEvent._Type.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        TYPE_UNSPECIFIED: RunEvent._Type.ValueType  # 0
+        """Not set. Never sent."""
+        state_sync: RunEvent._Type.ValueType  # 1
+        """A snapshot: `run` and `steps` hold the whole state as of `sequence`."""
+        run_status: RunEvent._Type.ValueType  # 2
+        """The run's status changed (`status`; `error_message` when it failed or was cancelled;
+        `output` when it completed).
+        """
+        step_started: RunEvent._Type.ValueType  # 3
+        """A step attempt started (`step_id`, `attempt`)."""
+        step_completed: RunEvent._Type.ValueType  # 4
+        """A step completed (`step_id`, `attempt`, `output`)."""
+        step_failed: RunEvent._Type.ValueType  # 5
+        """A step failed (`step_id`, `attempt`, `error_message`)."""
+        step_retrying: RunEvent._Type.ValueType  # 6
+        """A step attempt failed and will be retried after `delay_ms` (`error_message`)."""
+        log: RunEvent._Type.ValueType  # 7
+        """A log line (`level`, `message`, maybe `step_id`)."""
+        lagged: RunEvent._Type.ValueType  # 8
+        """Only in WatchRuns: this subscriber fell too far behind; the stream ends."""
+        error: RunEvent._Type.ValueType  # 9
+        """Only over REST: the stream failed and ends (`error_message`)."""
+
+    class Type(_Type, metaclass=_TypeEnumTypeWrapper):
+        """What happened. Values are lower-case, like the event names of the REST API."""
+
+    TYPE_UNSPECIFIED: RunEvent.Type.ValueType  # 0
+    """Not set. Never sent."""
+    state_sync: RunEvent.Type.ValueType  # 1
+    """A snapshot: `run` and `steps` hold the whole state as of `sequence`."""
+    run_status: RunEvent.Type.ValueType  # 2
+    """The run's status changed (`status`; `error_message` when it failed or was cancelled;
+    `output` when it completed).
+    """
+    step_started: RunEvent.Type.ValueType  # 3
+    """A step attempt started (`step_id`, `attempt`)."""
+    step_completed: RunEvent.Type.ValueType  # 4
+    """A step completed (`step_id`, `attempt`, `output`)."""
+    step_failed: RunEvent.Type.ValueType  # 5
+    """A step failed (`step_id`, `attempt`, `error_message`)."""
+    step_retrying: RunEvent.Type.ValueType  # 6
+    """A step attempt failed and will be retried after `delay_ms` (`error_message`)."""
+    log: RunEvent.Type.ValueType  # 7
+    """A log line (`level`, `message`, maybe `step_id`)."""
+    lagged: RunEvent.Type.ValueType  # 8
+    """Only in WatchRuns: this subscriber fell too far behind; the stream ends."""
+    error: RunEvent.Type.ValueType  # 9
+    """Only over REST: the stream failed and ends (`error_message`)."""
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    DELAY_MS_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    TERMINAL_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Id of the run."""
+    sequence: _builtins.int
+    """Position in the run's event log, from 1, without gaps. For `state_sync`: the last
+    event the snapshot includes.
+    """
+    type: Global___RunEvent.Type.ValueType
+    """What happened."""
+    step_id: _builtins.str
+    """The step concerned; empty for run-level events."""
+    status: Global___Run.Status.ValueType
+    """The run's status after this event."""
+    progress: _builtins.int
+    """The run's progress after this event, 0-100."""
+    attempt: _builtins.int
+    """The step attempt concerned, from 1."""
+    error_message: _builtins.str
+    """The error of a failed step or run, or of a failed stream."""
+    delay_ms: _builtins.int
+    """Delay before the retry, in milliseconds (`step_retrying`)."""
+    level: Global___RunLog.Level.ValueType
+    """Severity of a `log` line."""
+    message: _builtins.str
+    """Text of a `log` line."""
+    terminal: _builtins.bool
+    """True on the last event of a WatchRun stream: the run reached COMPLETED, FAILED or
+    CANCELLED.
+    """
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    @_builtins.property
+    def output(self) -> _struct_pb2.Value:
+        """The step's output (`step_completed`) or the run's output (`run_status` COMPLETED)."""
+
+    @_builtins.property
+    def run(self) -> Global___Run:
+        """The whole run: in `state_sync`, and in `run_status` events of WatchRuns."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStep]:
+        """Every step of the run (`state_sync` only)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        type: Global___RunEvent.Type.ValueType = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        step_id: _builtins.str = ...,
+        status: Global___Run.Status.ValueType = ...,
+        progress: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+        output: _struct_pb2.Value | None = ...,
+        delay_ms: _builtins.int = ...,
+        level: Global___RunLog.Level.ValueType = ...,
+        message: _builtins.str = ...,
+        run: Global___Run | None = ...,
+        steps: _abc.Iterable[Global___RunStep] | None = ...,
+        terminal: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "run", b"run", "timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "delay_ms", b"delay_ms", "error_message", b"error_message", "level", b"level", "message", b"message", "output", b"output", "progress", b"progress", "run", b"run", "run_id", b"run_id", "sequence", b"sequence", "status", b"status", "step_id", b"step_id", "steps", b"steps", "terminal", b"terminal", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
+
+@_typing.final
+class WatchRunRequest(_message.Message):
+    """Request of RunService.WatchRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Run id."""
+    after_sequence: _builtins.int
+    """Resume after this sequence number (no snapshot); 0 starts with a snapshot."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRunRequest: _TypeAlias = WatchRunRequest  # noqa: Y015
+
+@_typing.final
+class WatchRunsRequest(_message.Message):
+    """Request of RunService.WatchRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """Only runs of this workflow (UUID)."""
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___Run.Status.ValueType]:
+        """Only events whose new status is one of these (all when empty)."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        statuses: _abc.Iterable[Global___Run.Status.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["statuses", b"statuses", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRunsRequest: _TypeAlias = WatchRunsRequest  # noqa: Y015
+
+@_typing.final
 class ExecuteWorkflowRequest(_message.Message):
     """Request of RunService.ExecuteWorkflow."""
 

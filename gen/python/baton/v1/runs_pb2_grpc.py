@@ -75,6 +75,16 @@ class RunServiceStub:
                 request_serializer=baton_dot_v1_dot_runs__pb2.GetRunLogsRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_runs__pb2.GetRunLogsResponse.FromString,
                 _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/baton.v1.RunService/WatchRun',
+                request_serializer=baton_dot_v1_dot_runs__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.RunEvent.FromString,
+                _registered_method=True)
+        self.WatchRuns = channel.unary_stream(
+                '/baton.v1.RunService/WatchRuns',
+                request_serializer=baton_dot_v1_dot_runs__pb2.WatchRunsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -146,6 +156,28 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRun(self, request, context):
+        """Streams the events of one run, live. Without `after_sequence`, the first event is a
+        `state_sync` snapshot of the whole run and its steps; then every later event
+        follows in `sequence` order, without gaps or duplicates. The stream ends after the
+        run's terminal event (`terminal: true`). To resume after a disconnect, pass the last
+        `sequence` received as `after_sequence`: the stream continues right after it (no
+        snapshot). REST: Server-Sent Events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRuns(self, request, context):
+        """Streams run-level events (`run_status`) of all runs, or of one workflow and/or some
+        statuses, as they happen. A subscriber that falls too far behind receives a
+        `lagged` event and the stream ends; it may subscribe again (and use ListRuns to
+        catch up). REST: Server-Sent Events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +215,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.GetRunLogs,
                     request_deserializer=baton_dot_v1_dot_runs__pb2.GetRunLogsRequest.FromString,
                     response_serializer=baton_dot_v1_dot_runs__pb2.GetRunLogsResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.WatchRunRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.RunEvent.SerializeToString,
+            ),
+            'WatchRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRuns,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.WatchRunsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.RunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -380,6 +422,60 @@ class RunService:
             '/baton.v1.RunService/GetRunLogs',
             baton_dot_v1_dot_runs__pb2.GetRunLogsRequest.SerializeToString,
             baton_dot_v1_dot_runs__pb2.GetRunLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/baton.v1.RunService/WatchRun',
+            baton_dot_v1_dot_runs__pb2.WatchRunRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/baton.v1.RunService/WatchRuns',
+            baton_dot_v1_dot_runs__pb2.WatchRunsRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,

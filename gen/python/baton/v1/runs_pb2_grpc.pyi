@@ -69,6 +69,20 @@ class RunServiceStub:
     """Returns the log of a run, oldest first: step starts and finishes, every agent
     attempt, retries with their delay, and errors.
     """
+    WatchRun: _grpc.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]
+    """Streams the events of one run, live. Without `after_sequence`, the first event is a
+    `state_sync` snapshot of the whole run and its steps; then every later event
+    follows in `sequence` order, without gaps or duplicates. The stream ends after the
+    run's terminal event (`terminal: true`). To resume after a disconnect, pass the last
+    `sequence` received as `after_sequence`: the stream continues right after it (no
+    snapshot). REST: Server-Sent Events.
+    """
+    WatchRuns: _grpc.UnaryStreamMultiCallable[_runs_pb2.WatchRunsRequest, _runs_pb2.RunEvent]
+    """Streams run-level events (`run_status`) of all runs, or of one workflow and/or some
+    statuses, as they happen. A subscriber that falls too far behind receives a
+    `lagged` event and the stream ends; it may subscribe again (and use ListRuns to
+    catch up). REST: Server-Sent Events.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -110,6 +124,20 @@ class RunServiceAsyncStub(RunServiceStub):
     GetRunLogs: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunLogsRequest, _runs_pb2.GetRunLogsResponse]  # type: ignore[assignment]
     """Returns the log of a run, oldest first: step starts and finishes, every agent
     attempt, retries with their delay, and errors.
+    """
+    WatchRun: _aio.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]  # type: ignore[assignment]
+    """Streams the events of one run, live. Without `after_sequence`, the first event is a
+    `state_sync` snapshot of the whole run and its steps; then every later event
+    follows in `sequence` order, without gaps or duplicates. The stream ends after the
+    run's terminal event (`terminal: true`). To resume after a disconnect, pass the last
+    `sequence` received as `after_sequence`: the stream continues right after it (no
+    snapshot). REST: Server-Sent Events.
+    """
+    WatchRuns: _aio.UnaryStreamMultiCallable[_runs_pb2.WatchRunsRequest, _runs_pb2.RunEvent]  # type: ignore[assignment]
+    """Streams run-level events (`run_status`) of all runs, or of one workflow and/or some
+    statuses, as they happen. A subscriber that falls too far behind receives a
+    `lagged` event and the stream ends; it may subscribe again (and use ListRuns to
+    catch up). REST: Server-Sent Events.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -191,6 +219,32 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_runs_pb2.GetRunLogsResponse, _abc.Awaitable[_runs_pb2.GetRunLogsResponse]]:
         """Returns the log of a run, oldest first: step starts and finishes, every agent
         attempt, retries with their delay, and errors.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRun(
+        self,
+        request: _runs_pb2.WatchRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runs_pb2.RunEvent], _abc.AsyncIterator[_runs_pb2.RunEvent]]:
+        """Streams the events of one run, live. Without `after_sequence`, the first event is a
+        `state_sync` snapshot of the whole run and its steps; then every later event
+        follows in `sequence` order, without gaps or duplicates. The stream ends after the
+        run's terminal event (`terminal: true`). To resume after a disconnect, pass the last
+        `sequence` received as `after_sequence`: the stream continues right after it (no
+        snapshot). REST: Server-Sent Events.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRuns(
+        self,
+        request: _runs_pb2.WatchRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runs_pb2.RunEvent], _abc.AsyncIterator[_runs_pb2.RunEvent]]:
+        """Streams run-level events (`run_status`) of all runs, or of one workflow and/or some
+        statuses, as they happen. A subscriber that falls too far behind receives a
+        `lagged` event and the stream ends; it may subscribe again (and use ListRuns to
+        catch up). REST: Server-Sent Events.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,6 +23,8 @@ from baton_server.runs.service import RunService
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 _ACCEPTED = (("x-http-code", "202"),)
+#: Tells Envoy's Lua filter to answer with this JSON field of the response alone.
+UNWRAP_HEADER = "x-baton-unwrap"
 DEFAULT_LOG_LIMIT = 1000
 
 
@@ -146,6 +148,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         self, request: runs_pb2.ListRunStepsRequest, context: _Context
     ) -> runs_pb2.ListRunStepsResponse:
         steps = await self._service.steps(request.run_id)
+        # REST returns the bare array: the Envoy Lua filter unwraps the named field.
+        await context.send_initial_metadata(((UNWRAP_HEADER, "steps"),))
         return runs_pb2.ListRunStepsResponse(steps=[step_to_proto(s) for s in steps])
 
     async def RetryRun(self, request: runs_pb2.RetryRunRequest, context: _Context) -> runs_pb2.Run:
