@@ -22,10 +22,13 @@ from baton.v1 import (
 )
 from baton_server.agents.service import AgentService
 from baton_server.agents.servicer import AgentServicer
+from baton_server.events.hub import EventHub
+from baton_server.events.publisher import EventPublisher
 from baton_server.rpc.interceptor import ErrorMappingInterceptor
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.service import RunService
 from baton_server.runs.servicer import RunServicer
+from baton_server.runs.watch import WatchService
 from baton_server.workflows.service import WorkflowService
 from baton_server.workflows.servicer import WorkflowServicer
 
@@ -56,6 +59,8 @@ class GrpcApp:
     port: int
     health: health.aio.HealthServicer
     http: httpx.AsyncClient
+    hub: EventHub
+    publisher: EventPublisher
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -69,6 +74,8 @@ class GrpcApp:
     async def stop(self, grace: float = 5.0) -> None:
         await self.set_serving(False)
         await self.server.stop(grace)
+        await self.hub.stop()
+        await self.publisher.stop()
         await self.http.aclose()
 
 
@@ -82,8 +89,13 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
     workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(WorkflowService(engine)), server
     )
+    hub = EventHub(redis_client)
+    publisher = EventPublisher(redis_client)
     runs_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(RunService(engine, Dispatcher(redis_client))), server
+        RunServicer(
+            RunService(engine, Dispatcher(redis_client), publisher), WatchService(engine, hub)
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -95,7 +107,11 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
     except RuntimeError as error:
         await http.aclose()
         raise PortInUseError(f"cannot listen on {address}: the port is in use") from error
-    app = GrpcApp(server=server, port=port, health=health_servicer, http=http)
+    hub.start()
+    publisher.start()
+    app = GrpcApp(
+        server=server, port=port, health=health_servicer, http=http, hub=hub, publisher=publisher
+    )
     await app.set_serving(False)
     await server.start()
     log.info("gRPC listening on port %d", port)

@@ -14,3 +14,10 @@ WORKER_GROUP = "baton-workers"
 RUN_CONTROL_CHANNEL = "baton:run-control"
 #: Approximate cap on RUN_STREAM's length (entries are acknowledged quickly).
 RUN_STREAM_MAXLEN = 100_000
+#: Pub/sub channel of run-level events (``run_status``) of every run.
+RUN_FEED_CHANNEL = "baton:run-feed"
+
+
+def run_events_channel(run_id: str) -> str:
+    """Pub/sub channel of every event of one run."""
+    return f"baton:run-events:{run_id}"

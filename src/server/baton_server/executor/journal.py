@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
 
-from baton_server.runs.model import EventDraft
+from baton_server.runs.model import EventDraft, RunEvent
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ UPDATE runs AS r SET
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[], $6::text[], $7::int[])
     AS v(id, expected, status, progress, output, error_message, event_count)
 WHERE r.id = v.id AND r.status = v.expected AND r.lease_owner = $8
-RETURNING r.id, r.event_seq
+RETURNING r.id, r.event_seq, r.workflow_id, now() AS at
 """
 
 _UPDATE_STEPS = """
@@ -126,9 +126,17 @@ def _json(value: Any) -> str | None:
 class Journal:
     """The single writer of run and step state for one worker."""
 
-    def __init__(self, pool: asyncpg.Pool, owner: str, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        owner: str,
+        *,
+        on_commit: Callable[[list[tuple[RunEvent, str]]], None] | None = None,
+        max_batch: int = 1000,
+    ) -> None:
         self._pool = pool
         self._owner = owner
+        self._on_commit = on_commit
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -188,14 +196,22 @@ class Journal:
                     output=change.output,
                     error_message=change.error_message,
                 )
-        accepted = await self._apply(merged)
+        accepted, committed = await self._apply(merged)
         self.commits += 1
+        if self._on_commit is not None:
+            self._on_commit(committed)
         for pending in batch:
             if not pending.done.done():
                 pending.done.set_result(pending.change.run_id in accepted)
 
-    async def _apply(self, merged: dict[str, RunChange]) -> set[str]:
-        """Commit the changes that pass their compare-and-set; return their run ids."""
+    async def _apply(
+        self, merged: dict[str, RunChange]
+    ) -> tuple[set[str], list[tuple[RunEvent, str]]]:
+        """Commit the changes that pass their compare-and-set.
+
+        Returns the accepted run ids and the committed events (with their run's
+        workflow id, for publishing).
+        """
         candidates = dict(merged)
         while candidates:
             try:
@@ -203,16 +219,16 @@ class Journal:
                     accepted, void = await self._try(conn, list(candidates.values()))
                     if void:
                         raise _StepConflict(void)
-                return accepted
+                return set(accepted), [e for events in accepted.values() for e in events]
             except _StepConflict as conflict:
                 # Undone as a whole; redo without the runs whose step state moved on.
                 for run_id in conflict.void:
                     del candidates[run_id]
-        return set()
+        return set(), []
 
     async def _try(
         self, conn: asyncpg.pool.PoolConnectionProxy[Any], changes: list[RunChange]
-    ) -> tuple[set[str], set[str]]:
+    ) -> tuple[dict[str, list[tuple[RunEvent, str]]], set[str]]:
         rows = await conn.fetch(
             _UPDATE_RUNS,
             [c.run_id for c in changes],
@@ -225,6 +241,7 @@ class Journal:
             self._owner,
         )
         last_sequence = {row["id"]: row["event_seq"] for row in rows}
+        context = {row["id"]: (str(row["workflow_id"]), row["at"]) for row in rows}
         changes = [c for c in changes if c.run_id in last_sequence]
         ops = [(c.run_id, op) for c in changes for op in c.steps]
         if ops:
@@ -244,9 +261,14 @@ class Journal:
             done = {(row["run_id"], row["step_id"]) for row in updated}
             void = {run_id for run_id, op in ops if (run_id, op.step_id) not in done}
             if void:
-                return set(), void
+                return {}, void
+        # Every event records the run's status and progress after its change.
         events = [
-            (c.run_id, last_sequence[c.run_id] - len(c.events) + 1 + i, e)
+            (
+                c.run_id,
+                last_sequence[c.run_id] - len(c.events) + 1 + i,
+                replace(e, data={**(e.data or {}), "status": c.status, "progress": c.progress}),
+            )
             for c in changes
             for i, e in enumerate(c.events)
         ]
@@ -261,7 +283,25 @@ class Journal:
                 [e.message for _, _, e in events],
                 [_json(e.data) for _, _, e in events],
             )
-        return set(last_sequence), set()
+        committed: dict[str, list[tuple[RunEvent, str]]] = {run_id: [] for run_id in last_sequence}
+        for run_id, sequence, draft in events:
+            workflow_id, at = context[run_id]
+            committed[run_id].append(
+                (
+                    RunEvent(
+                        run_id=run_id,
+                        sequence=sequence,
+                        type=draft.type,
+                        step_id=draft.step_id,
+                        level=draft.level,
+                        message=draft.message,
+                        data=draft.data,
+                        created_at=at,
+                    ),
+                    workflow_id,
+                )
+            )
+        return committed, set()
 
 
 class _StepConflict(Exception):

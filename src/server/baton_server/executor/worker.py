@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from baton_server import keys
 from baton_server.agents.client import AgentClient
+from baton_server.events.publisher import EventPublisher
 from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
@@ -131,7 +132,9 @@ class Worker:
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256)
         )
         self._client = AgentClient(self._http)
-        self._journal = Journal(self._pool, self.id)
+        self._publisher = EventPublisher(self._redis)
+        self._publisher.start()
+        self._journal = Journal(self._pool, self.id, on_commit=self._publisher.publish)
         self._journal.start()
         self._catalog = Catalog(self._pool, agent_ttl_s=self.settings.agent_cache_ttl_s)
         for name, loop in (
@@ -152,6 +155,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._drivers.values(), return_exceptions=True)
         await self._journal.stop()
+        await self._publisher.stop()
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             released = [r["id"] for r in await self._pool.fetch(_RELEASE_LEASES, self.id)]
             await self._dispatcher.enqueue(released)

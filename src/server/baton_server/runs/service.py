@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from baton_server.db.errors import violated_constraint
 from baton_server.errors import FailedPrecondition, NotFound
+from baton_server.events.publisher import EventPublisher
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import events, store
 from baton_server.runs.dispatch import Dispatcher
@@ -43,9 +44,15 @@ def run_not_found(run_id: str) -> NotFound:
 class RunService:
     """Starts, lists, retries and cancels runs; the executor does the running."""
 
-    def __init__(self, engine: AsyncEngine, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, engine: AsyncEngine, dispatcher: Dispatcher, publisher: EventPublisher
+    ) -> None:
         self._engine = engine
         self._dispatcher = dispatcher
+        self._publisher = publisher
+
+    def _publish(self, run: Run, written: list[RunEvent]) -> None:
+        self._publisher.publish([(event, str(run.workflow_id)) for event in written])
 
     async def execute(
         self,
@@ -61,7 +68,7 @@ class RunService:
                     existing = await store.find_by_request_id(conn, workflow_id, request_id)
                     if existing:
                         return existing
-                run = await self._create(
+                run, written = await self._create(
                     conn, workflow_id, input_data, request_id, triggered_by or DEFAULT_ACTOR
                 )
         except IntegrityError as error:
@@ -72,6 +79,7 @@ class RunService:
                 if existing:
                     return existing
             raise
+        self._publish(run, written)
         await self._dispatcher.enqueue([run.id])
         return run
 
@@ -82,7 +90,7 @@ class RunService:
         input_data: dict[str, Any],
         request_id: str | None,
         triggered_by: str,
-    ) -> Run:
+    ) -> tuple[Run, list[RunEvent]]:
         workflow = await workflow_store.get(conn, workflow_id)
         if workflow is None:
             raise workflow_not_found(workflow_id)
@@ -121,7 +129,7 @@ class RunService:
                 for position, step_id in enumerate(order)
             ],
         )
-        await store.append_events(
+        written = await store.append_events(
             conn,
             run_id,
             [
@@ -131,8 +139,10 @@ class RunService:
                 ),
                 events.run_status(PENDING, progress=0),
             ],
+            status=PENDING,
+            progress=0,
         )
-        return run
+        return run, written
 
     async def get(self, run_id: str) -> Run:
         async with self._engine.connect() as conn:
@@ -182,13 +192,13 @@ class RunService:
 
     async def cancel(self, run_id: str, *, reason: str, cancelled_by: str | None) -> Run:
         async with self._engine.begin() as conn:
-            run = await store.cancel(
+            cancelled = await store.cancel(
                 conn,
                 run_id,
                 reason=reason or "no reason given",
                 cancelled_by=cancelled_by or DEFAULT_ACTOR,
             )
-            if run is None:
+            if cancelled is None:
                 current = await self._require(conn, run_id)
                 raise FailedPrecondition(
                     f"Run '{run_id}' is {current.status}; only PENDING or RUNNING runs can be"
@@ -196,13 +206,15 @@ class RunService:
                     reason="RUN_NOT_CANCELLABLE",
                     metadata={"run_id": run_id, "status": current.status},
                 )
+        run, written = cancelled
+        self._publish(run, written)
         await self._dispatcher.broadcast_cancel(run_id)
         return run
 
     async def retry(self, run_id: str) -> Run:
         async with self._engine.begin() as conn:
-            run = await store.reset_for_retry(conn, run_id)
-            if run is None:
+            reset = await store.reset_for_retry(conn, run_id)
+            if reset is None:
                 current = await self._require(conn, run_id)
                 raise FailedPrecondition(
                     f"Run '{run_id}' is {current.status}; only FAILED or CANCELLED runs can be"
@@ -210,6 +222,8 @@ class RunService:
                     reason="RUN_NOT_RETRYABLE",
                     metadata={"run_id": run_id, "status": current.status},
                 )
+        run, written = reset
+        self._publish(run, written)
         await self._dispatcher.enqueue([run.id])
         return run
 

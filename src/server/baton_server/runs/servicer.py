@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
@@ -9,6 +11,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
+from baton_server.errors import BatonError
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
@@ -18,9 +21,11 @@ from baton_server.rpc.convert import (
     struct_to_dict,
     timestamp,
 )
-from baton_server.runs.model import Run, RunEvent, RunStep
+from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run, RunEvent, RunStep
 from baton_server.runs.service import RunService
+from baton_server.runs.watch import Lagged, Snapshot, WatchService, is_terminal
 
+log = logging.getLogger(__name__)
 _Context = grpc.aio.ServicerContext[Any, Any]
 _ACCEPTED = (("x-http-code", "202"),)
 #: Tells Envoy's Lua filter to answer with this JSON field of the response alone.
@@ -95,11 +100,53 @@ def log_to_proto(event: RunEvent) -> runs_pb2.RunLog:
     )
 
 
+_EVENT_TYPES = runs_pb2.RunEvent.Type
+
+
+def event_to_proto(event: RunEvent, *, terminal: bool = False) -> runs_pb2.RunEvent:
+    data = event.data or {}
+    message = runs_pb2.RunEvent(
+        run_id=event.run_id,
+        sequence=event.sequence,
+        type=_EVENT_TYPES.Value(event.type),
+        timestamp=timestamp(event.created_at),
+        step_id=event.step_id or "",
+        status=runs_pb2.Run.Status.Value(data.get("status", "STATUS_UNSPECIFIED")),
+        progress=data.get("progress", 0),
+        attempt=data.get("attempt", 0),
+        error_message=data.get("error_message") or data.get("error") or "",
+        delay_ms=data.get("delay_ms", 0),
+        level=runs_pb2.RunLog.Level.Value(event.level or "LEVEL_UNSPECIFIED"),
+        message=event.message or "",
+        terminal=terminal,
+    )
+    if "output" in data:
+        message.output.CopyFrom(json_value(data["output"]))
+    return message
+
+
+def snapshot_to_proto(snapshot: Snapshot) -> runs_pb2.RunEvent:
+    run = snapshot.run
+    return runs_pb2.RunEvent(
+        run_id=run.id,
+        sequence=snapshot.sequence,
+        type=_EVENT_TYPES.state_sync,
+        timestamp=timestamp(run.updated_at),
+        status=runs_pb2.Run.Status.Value(run.status),
+        progress=run.progress,
+        error_message=run.error_message or "",
+        run=run_to_proto(run),
+        steps=[step_to_proto(s) for s in snapshot.steps],
+        terminal=run.status in TERMINAL_RUN_STATUSES,
+    )
+
+
 class RunServicer(runs_pb2_grpc.RunServiceServicer):
     """Translates RunService RPCs to ``RunService`` use cases."""
 
-    def __init__(self, service: RunService) -> None:
+    def __init__(self, service: RunService, watcher: WatchService) -> None:
         self._service = service
+        self._watcher = watcher
 
     async def ExecuteWorkflow(
         self, request: runs_pb2.ExecuteWorkflowRequest, context: _Context
@@ -177,3 +224,45 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         return runs_pb2.GetRunLogsResponse(
             run_id=request.run_id, logs=[log_to_proto(line) for line in lines]
         )
+
+    async def WatchRun(
+        self, request: runs_pb2.WatchRunRequest, context: _Context
+    ) -> AsyncIterator[runs_pb2.RunEvent]:
+        stream = self._watcher.watch_run(request.run_id, after_sequence=request.after_sequence)
+        sent = False
+        try:
+            async for item in stream:
+                if isinstance(item, Snapshot):
+                    yield snapshot_to_proto(item)
+                else:
+                    yield event_to_proto(item, terminal=is_terminal(item))
+                sent = True
+        except Exception as error:
+            if not sent or isinstance(error, BatonError):
+                raise
+            # Once events flowed, an HTTP client can no longer see a status: say it in
+            # a final event instead (gRPC clients see it too, then a normal end).
+            log.exception("watch of %s failed", request.run_id)
+            yield runs_pb2.RunEvent(
+                run_id=request.run_id,
+                type=_EVENT_TYPES.error,
+                error_message="event stream failed; resume with after_sequence",
+            )
+
+    async def WatchRuns(
+        self, request: runs_pb2.WatchRunsRequest, context: _Context
+    ) -> AsyncIterator[runs_pb2.RunEvent]:
+        statuses = {runs_pb2.Run.Status.Name(s) for s in request.statuses}
+        async for item in self._watcher.watch_runs(
+            workflow_id=request.workflow_id or None, statuses=statuses
+        ):
+            if isinstance(item, Lagged):
+                yield runs_pb2.RunEvent(
+                    type=_EVENT_TYPES.lagged,
+                    error_message="subscriber fell behind; subscribe again",
+                )
+                return
+            event, run = item
+            message = event_to_proto(event)
+            message.run.CopyFrom(run_to_proto(run))
+            yield message

@@ -55,11 +55,19 @@ def to_event(row: Any) -> RunEvent:
     return RunEvent(**{c.name: getattr(row, c.name) for c in run_events.c})
 
 
-async def append_events(conn: AsyncConnection, run_id: str, drafts: Sequence[EventDraft]) -> None:
+async def append_events(
+    conn: AsyncConnection,
+    run_id: str,
+    drafts: Sequence[EventDraft],
+    *,
+    status: str,
+    progress: int,
+) -> list[RunEvent]:
     """Append events with the next gap-free sequence numbers of the run.
 
     The ``UPDATE ... RETURNING`` takes the run's row lock, so concurrent writers of the
-    same run (the executor, a cancel) get disjoint, consecutive numbers.
+    same run (the executor, a cancel) get disjoint, consecutive numbers. Every event
+    records the run's ``status`` and ``progress`` after the change.
     """
     last = (
         await conn.execute(
@@ -70,8 +78,8 @@ async def append_events(conn: AsyncConnection, run_id: str, drafts: Sequence[Eve
         )
     ).scalar_one()
     first = last - len(drafts) + 1
-    await conn.execute(
-        run_events.insert(),
+    rows = await conn.execute(
+        run_events.insert().returning(*run_events.c),
         [
             {
                 "run_id": run_id,
@@ -80,11 +88,12 @@ async def append_events(conn: AsyncConnection, run_id: str, drafts: Sequence[Eve
                 "step_id": d.step_id,
                 "level": d.level,
                 "message": d.message,
-                "data": d.data,
+                "data": {**(d.data or {}), "status": status, "progress": progress},
             }
             for i, d in enumerate(drafts)
         ],
     )
+    return sorted((to_event(r) for r in rows), key=lambda e: e.sequence)
 
 
 async def insert(
@@ -193,7 +202,7 @@ async def list_events(
 
 async def cancel(
     conn: AsyncConnection, run_id: str, *, reason: str, cancelled_by: str
-) -> Run | None:
+) -> tuple[Run, list[RunEvent]] | None:
     """PENDING/RUNNING -> CANCELLED; the step in flight is marked FAILED. None if not allowed."""
     message = f"Cancelled: {reason}"
     row = (
@@ -227,7 +236,7 @@ async def cancel(
         .all()
     )
     run = to_run(row)
-    await append_events(
+    written = await append_events(
         conn,
         run_id,
         [
@@ -238,11 +247,13 @@ async def cancel(
             events.log(f"Run cancelled by {cancelled_by}: {reason}", level="warning"),
             events.run_status("CANCELLED", progress=run.progress, error_message=message),
         ],
+        status=run.status,
+        progress=run.progress,
     )
-    return run
+    return run, written
 
 
-async def reset_for_retry(conn: AsyncConnection, run_id: str) -> Run | None:
+async def reset_for_retry(conn: AsyncConnection, run_id: str) -> tuple[Run, list[RunEvent]] | None:
     """FAILED/CANCELLED -> PENDING; unfinished steps back to PENDING. None if not allowed."""
     row = (
         await conn.execute(
@@ -268,18 +279,27 @@ async def reset_for_retry(conn: AsyncConnection, run_id: str) -> Run | None:
         .values(status=PENDING, error_message=None, completed_at=None)
     )
     run = to_run(row)
-    await append_events(
+    written = await append_events(
         conn,
         run_id,
         [
             events.log("Run retried: resuming from the first incomplete step"),
             events.run_status(PENDING, progress=run.progress),
         ],
+        status=run.status,
+        progress=run.progress,
     )
-    return run
+    return run, written
 
 
 async def mark_enqueued(conn: AsyncConnection, run_ids: Sequence[str]) -> None:
     await conn.execute(
         runs.update().where(runs.c.id.in_(run_ids)).values(enqueued_at=sa.func.now())
     )
+
+
+async def last_sequence(conn: AsyncConnection, run_id: str) -> int:
+    value: int = (
+        await conn.execute(sa.select(runs.c.event_seq).where(runs.c.id == run_id))
+    ).scalar_one()
+    return value
