@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.agents.model import Agent, RetryPolicy
+from baton_server.db.pages import fetch_page
 from baton_server.db.tables import agents
 from baton_server.paging import Page, PageRequest, Sort
 
@@ -87,23 +88,16 @@ async def list_page(
     conditions = [agents.c.status == status if status else agents.c.status != "deleted"]
     if name:
         conditions.append(agents.c.name == name)
-    total = (
-        await conn.execute(sa.select(sa.func.count()).select_from(agents).where(*conditions))
-    ).scalar_one()
-    column = _SORT_COLUMNS[sort.field]
-    order = (
-        [column.desc(), agents.c.id.desc()]
-        if sort.descending
-        else [column.asc(), agents.c.id.asc()]
+    return await fetch_page(
+        conn,
+        sa.select(*_PUBLIC_COLUMNS),
+        table=agents,
+        conditions=conditions,
+        sort_columns=_SORT_COLUMNS,
+        sort=sort,
+        page=page,
+        convert=_to_agent,
     )
-    rows = await conn.execute(
-        sa.select(*_PUBLIC_COLUMNS)
-        .where(*conditions)
-        .order_by(*order)
-        .limit(page.page_size)
-        .offset(page.offset)
-    )
-    return Page(items=[_to_agent(r) for r in rows], total=total, request=page)
 
 
 async def statuses_by_name(conn: AsyncConnection, names: Collection[str]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_server.db.pages import fetch_page
 from baton_server.db.tables import run_events, run_steps, runs
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import events
@@ -146,29 +147,22 @@ async def list_page(
     # Ids are UUIDs; any other value matches no run (rather than being an error).
     for column, value in ((runs.c.workflow_id, workflow_id), (runs.c.definition_id, definition_id)):
         if value:
-            conditions.append(
-                column == _uuid_or_none(value) if _uuid_or_none(value) else sa.false()
-            )
+            parsed = _uuid_or_none(value)
+            conditions.append(column == parsed if parsed else sa.false())
     if created_after:
         conditions.append(runs.c.created_at >= created_after)
     if created_before:
         conditions.append(runs.c.created_at < created_before)
-    total = (
-        await conn.execute(sa.select(sa.func.count()).select_from(runs).where(*conditions))
-    ).scalar_one()
-    column = _SORT_COLUMNS[sort.field]
-    if sort.descending:
-        order = [column.desc().nulls_last(), runs.c.id.desc()]
-    else:
-        order = [column.asc().nulls_last(), runs.c.id.asc()]
-    rows = await conn.execute(
-        sa.select(*_RUN_COLUMNS)
-        .where(*conditions)
-        .order_by(*order)
-        .limit(page.page_size)
-        .offset(page.offset)
+    return await fetch_page(
+        conn,
+        sa.select(*_RUN_COLUMNS),
+        table=runs,
+        conditions=conditions,
+        sort_columns=_SORT_COLUMNS,
+        sort=sort,
+        page=page,
+        convert=to_run,
     )
-    return Page(items=[to_run(r) for r in rows], total=total, request=page)
 
 
 async def list_steps(conn: AsyncConnection, run_id: str) -> list[RunStep]:

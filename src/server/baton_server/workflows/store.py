@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_server.db.pages import fetch_page
 from baton_server.db.tables import workflow_versions, workflows
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.workflows.model import Workflow, WorkflowVersion
@@ -100,19 +101,16 @@ async def list_page(
     conditions = [workflows.c.status == status if status else workflows.c.status != "deleted"]
     if name:
         conditions.append(workflows.c.name == name)
-    total = (
-        await conn.execute(sa.select(sa.func.count()).select_from(workflows).where(*conditions))
-    ).scalar_one()
-    column = _SORT_COLUMNS[sort.field]
-    order = (
-        [column.desc(), workflows.c.id.desc()]
-        if sort.descending
-        else [column.asc(), workflows.c.id.asc()]
+    return await fetch_page(
+        conn,
+        _CURRENT,
+        table=workflows,
+        conditions=conditions,
+        sort_columns=_SORT_COLUMNS,
+        sort=sort,
+        page=page,
+        convert=_to_workflow,
     )
-    rows = await conn.execute(
-        _CURRENT.where(*conditions).order_by(*order).limit(page.page_size).offset(page.offset)
-    )
-    return Page(items=[_to_workflow(r) for r in rows], total=total, request=page)
 
 
 async def resolve_workflow_id(conn: AsyncConnection, any_id: uuid.UUID) -> uuid.UUID | None:
