@@ -51,7 +51,6 @@ import importlib.util
 import logging
 import os
 import pwd
-import shlex
 import shutil
 import signal
 import socket
@@ -66,6 +65,8 @@ from pathlib import Path
 # asyncpg ships no type information; the ignore stays harmless if pyproject later lists
 # asyncpg among the untyped modules.
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
+
+from baton_server.children import ChildProcess, spawn
 
 __all__ = [
     "DATABASE_NAME",
@@ -97,32 +98,7 @@ _STOP_TIMEOUT = 20.0
 # Ports are picked by binding port 0 and releasing it, so another process can take the
 # port before the server binds it; a few retries make that race harmless.
 _PORT_ATTEMPTS = 3
-_LOG_TAIL_LINES = 25
 _POLL_INTERVAL = 0.05
-
-# Runs in the child between fork and the server's exec. A tiny interpreter instead of
-# Popen(preexec_fn=...): preexec_fn is unsafe once the parent has threads (gRPC, asyncio's
-# child watcher), since the forked child may inherit a lock held by another thread.
-# Privileges are dropped here and not with Popen(user=...) because the interpreter may live
-# where the service account cannot read it (e.g. under /root/.pyenv), and because any
-# change of credentials clears PR_SET_PDEATHSIG, so the signal must be armed after it.
-# The kernel sends that signal when the *thread* that forked the server ends; asyncio forks
-# on the event-loop thread, which outlives the run_embedded context.
-_LAUNCHER = """\
-import ctypes, os, sys
-death_signal, parent, uid, gid = (int(arg) for arg in sys.argv[1:5])
-if uid >= 0:
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-PR_SET_PDEATHSIG = 1
-if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, death_signal, 0, 0, 0) != 0:
-    raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-if os.getppid() != parent:
-    # Baton died before the signal was armed: nobody would ever stop this server.
-    sys.exit(70)
-os.execv(sys.argv[5], sys.argv[5:])
-"""
 
 
 class DataDirInUseError(Exception):
@@ -186,33 +162,6 @@ class _Layout:
         )
 
 
-@dataclass
-class _Server:
-    """A server child process and where its output goes."""
-
-    name: str
-    process: asyncio.subprocess.Process
-    stop_signal: signal.Signals
-    log_path: Path
-    log_offset: int
-
-    def kill(self) -> None:
-        """SIGKILL the server and everything it started (its own process group)."""
-        # The group outlives its leader while members remain, and Linux does not hand out
-        # a pid still in use as a group id, so this cannot hit an unrelated process.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-    def log_tail(self) -> str:
-        return _log_tail(self.log_path, self.log_offset)
-
-    def exit_message(self) -> str:
-        return (
-            f"{self.name} exited during startup with code {self.process.returncode}; "
-            f"last lines of {self.log_path}:\n{self.log_tail()}"
-        )
-
-
 class _PortTaken(Exception):
     """The server lost the race for its port to another process."""
 
@@ -235,7 +184,7 @@ async def run_embedded(data_dir: Path) -> AsyncIterator[EmbeddedServices]:
     if not sys.platform.startswith("linux"):
         raise EmbeddedStartError("the embedded PostgreSQL and Redis are supported on Linux only")
     data_dir, lock_fd = _claim_data_dir(data_dir)
-    servers: list[_Server] = []
+    servers: list[ChildProcess] = []
     try:
         layout = _Layout.of(data_dir)
         account = await asyncio.to_thread(_prepare_filesystem, layout)
@@ -395,7 +344,7 @@ def _chown_tree(root: Path, account: _Account) -> None:
 
 
 async def _start_all(
-    layout: _Layout, account: _Account | None, servers: list[_Server]
+    layout: _Layout, account: _Account | None, servers: list[ChildProcess]
 ) -> tuple[str, str]:
     """Start both servers concurrently; return (database URL, Redis URL)."""
     # return_exceptions: a failure of one must not abandon the other halfway through its
@@ -414,7 +363,9 @@ async def _start_all(
     return database, redis
 
 
-async def _start_postgres(layout: _Layout, account: _Account | None, servers: list[_Server]) -> str:
+async def _start_postgres(
+    layout: _Layout, account: _Account | None, servers: list[ChildProcess]
+) -> str:
     await _ensure_cluster(layout, account)
     await _stop_leftover(
         "PostgreSQL",
@@ -535,7 +486,7 @@ def _publish_cluster(layout: _Layout) -> None:
         os.close(directory)
 
 
-async def _wait_postgres_ready(server: _Server, port: int) -> None:
+async def _wait_postgres_ready(server: ChildProcess, port: int) -> None:
     """Wait until PostgreSQL accepts connections, then create the Baton database."""
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
@@ -570,7 +521,9 @@ async def _wait_postgres_ready(server: _Server, port: int) -> None:
         return
 
 
-async def _start_redis(layout: _Layout, account: _Account | None, servers: list[_Server]) -> str:
+async def _start_redis(
+    layout: _Layout, account: _Account | None, servers: list[ChildProcess]
+) -> str:
     await _stop_leftover(
         "Redis", layout.redis_pid_file, "redis-server", layout.redis_dir, signal.SIGTERM
     )
@@ -627,7 +580,7 @@ async def _start_redis(layout: _Layout, account: _Account | None, servers: list[
     raise AssertionError("unreachable")
 
 
-async def _wait_redis_ready(server: _Server, port: int) -> None:
+async def _wait_redis_ready(server: ChildProcess, port: int) -> None:
     """Wait until Redis answers PING (it answers -LOADING while replaying its AOF)."""
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
@@ -660,7 +613,7 @@ async def _redis_answers_ping(port: int) -> bool:
     return reply.startswith(b"+PONG")
 
 
-def _raise_if_exited(server: _Server) -> None:
+def _raise_if_exited(server: ChildProcess) -> None:
     if server.process.returncode is None:
         return
     if "Address already in use" in server.log_tail():
@@ -684,39 +637,17 @@ async def _spawn(
     account: _Account | None,
     death_signal: signal.Signals,
     stop_signal: signal.Signals,
-) -> _Server:
-    """Start ``argv`` through the launcher, with its output appended to ``log_path``."""
-    log_fd, log_offset = _open_log(log_path, f"starting {name}: {shlex.join(argv)}")
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # ignore PYTHON* variables and user site-packages
-            "-S",  # skip site: the launcher needs only the standard library, and starts faster
-            "-c",
-            _LAUNCHER,
-            str(int(death_signal)),
-            str(os.getpid()),
-            str(account.uid if account else -1),
-            str(account.gid if account else -1),
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            # Own session and process group: a Ctrl-C in Baton's terminal must not reach
-            # the servers directly (Baton may still need them while it shuts down), and a
-            # server with its helpers can be killed as one group.
-            start_new_session=True,
-            env=_server_environment(),
-        )
-    finally:
-        os.close(log_fd)
-    return _Server(
-        name=name,
-        process=process,
-        stop_signal=stop_signal,
+) -> ChildProcess:
+    """Start ``argv`` as a child that dies with Baton, as ``account`` when given."""
+    return await spawn(
+        name,
+        argv,
+        cwd=cwd,
         log_path=log_path,
-        log_offset=log_offset,
+        death_signal=death_signal,
+        stop_signal=stop_signal,
+        run_as=(account.uid, account.gid) if account else None,
+        env=_server_environment(),
     )
 
 
@@ -724,27 +655,6 @@ def _server_environment() -> dict[str, str]:
     # PG* variables (PGPORT, PGDATA, PGOPTIONS, ...) are meant for the user's own
     # PostgreSQL and would silently change how ours is set up.
     return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-
-
-def _open_log(path: Path, headline: str) -> tuple[int, int]:
-    """Open ``path`` for appending and mark where this start's output begins."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
-    os.write(fd, f"\n=== {stamp} baton (pid {os.getpid()}): {headline}\n".encode())
-    return fd, os.lseek(fd, 0, os.SEEK_END)
-
-
-def _log_tail(path: Path, offset: int) -> str:
-    """The last lines ``path`` received since ``offset``."""
-    try:
-        with path.open("rb") as log:
-            size = log.seek(0, os.SEEK_END)
-            log.seek(max(offset, size - 16384))
-            text = log.read().decode(errors="replace")
-    except OSError as error:
-        return f"(log unreadable: {error})"
-    lines = text.splitlines()[-_LOG_TAIL_LINES:]
-    return "\n".join(lines) if lines else "(no output)"
 
 
 # --- leftovers of a previous run ------------------------------------------------------
@@ -846,7 +756,7 @@ async def _wait_gone(pid: int, seconds: float) -> bool:
 # --- stopping -------------------------------------------------------------------------
 
 
-async def _stop_all(servers: list[_Server]) -> None:
+async def _stop_all(servers: list[ChildProcess]) -> None:
     """Stop every server: Redis first, then PostgreSQL; kill what does not stop."""
     # Redis is signalled first so nothing keeps dispatching work once the database goes.
     ordered = sorted(servers, key=lambda server: server.name != "Redis")
@@ -863,7 +773,7 @@ async def _stop_all(servers: list[_Server]) -> None:
         raise
 
 
-async def _wait_stopped(server: _Server) -> None:
+async def _wait_stopped(server: ChildProcess) -> None:
     try:
         await asyncio.wait_for(server.process.wait(), _STOP_TIMEOUT)
     except TimeoutError:
