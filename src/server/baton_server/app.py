@@ -17,6 +17,8 @@ from baton.v1 import (
     agents_pb2_grpc,
     runs_pb2,
     runs_pb2_grpc,
+    system_pb2,
+    system_pb2_grpc,
     workflows_pb2,
     workflows_pb2_grpc,
 )
@@ -25,10 +27,13 @@ from baton_server.agents.servicer import AgentServicer
 from baton_server.events.hub import EventHub
 from baton_server.events.publisher import EventPublisher
 from baton_server.rpc.interceptor import ErrorMappingInterceptor
+from baton_server.rpc.metrics import MetricsInterceptor
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.service import RunService
 from baton_server.runs.servicer import RunServicer
 from baton_server.runs.watch import WatchService
+from baton_server.system.service import SystemService
+from baton_server.system.servicer import SystemServicer
 from baton_server.workflows.service import WorkflowService
 from baton_server.workflows.servicer import WorkflowServicer
 
@@ -38,6 +43,7 @@ SERVICE_NAMES = (
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
 )
 
 _SERVER_OPTIONS = [
@@ -61,6 +67,7 @@ class GrpcApp:
     http: httpx.AsyncClient
     hub: EventHub
     publisher: EventPublisher
+    system: SystemService
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -70,6 +77,7 @@ class GrpcApp:
         )
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, status)
+        self.system.set_serving(serving)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.set_serving(False)
@@ -81,7 +89,10 @@ class GrpcApp:
 
 async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: str) -> GrpcApp:
     """Bind ``address`` and start serving, reporting NOT_SERVING until told otherwise."""
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=_SERVER_OPTIONS)
+    # Metrics first (outermost), so they record the status the client finally gets.
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()], options=_SERVER_OPTIONS
+    )
     http = httpx.AsyncClient(follow_redirects=False)
     agents_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentServicer(AgentService(engine, http)), server
@@ -97,6 +108,8 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
         ),
         server,
     )
+    system = SystemService(engine, redis_client, SERVICE_NAMES)
+    system_pb2_grpc.add_SystemServiceServicer_to_server(SystemServicer(system), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -110,7 +123,13 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
     hub.start()
     publisher.start()
     app = GrpcApp(
-        server=server, port=port, health=health_servicer, http=http, hub=hub, publisher=publisher
+        server=server,
+        port=port,
+        health=health_servicer,
+        http=http,
+        hub=hub,
+        publisher=publisher,
+        system=system,
     )
     await app.set_serving(False)
     await server.start()
