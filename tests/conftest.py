@@ -31,6 +31,9 @@ from baton_server.embedded import EmbeddedServices, run_embedded
 from baton_server.executor.worker import Worker, WorkerSettings
 from tests.agents.process import AgentProcess
 
+# The REST fixtures (a real Envoy in front of grpc_app) live in their own module.
+pytest_plugins = ["tests.rest_support"]
+
 
 @pytest.fixture(scope="session")
 async def backend_urls() -> AsyncIterator[tuple[str, str]]:

@@ -83,6 +83,13 @@ def main() -> None:
     show_default=True,
     help="Run an executor worker inside the server.",
 )
+@click.option(
+    "--envoy/--no-envoy",
+    default=True,
+    show_default=True,
+    help="Start Envoy on --http-port for the REST API (off when a separate Envoy fronts "
+    "the servers).",
+)
 @_data_dir
 @_database_url
 @_redis_url
@@ -92,6 +99,7 @@ def serve(
     grpc_port: int,
     http_port: int,
     worker: bool,
+    envoy: bool,
     data_dir: Path | None,
     database_url: str | None,
     redis_url: str | None,
@@ -114,6 +122,7 @@ def serve(
         database_url=database_url,
         redis_url=redis_url,
         run_worker=worker,
+        run_envoy=envoy,
     )
     try:
         asyncio.run(run(settings))

@@ -22,7 +22,9 @@ class Settings:
 
     When ``database_url`` and ``redis_url`` are both unset, ``baton serve`` starts an
     embedded PostgreSQL and Redis in ``data_dir``. ``run_worker`` runs an executor worker
-    inside the server process (``baton worker`` runs more, elsewhere).
+    inside the server process (``baton worker`` runs more, elsewhere). ``run_envoy`` starts
+    Envoy on ``http_port`` for the REST API (off when a separate Envoy fronts several
+    servers, as in docker-compose.yml).
     """
 
     host: str = "127.0.0.1"
@@ -32,6 +34,7 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     run_worker: bool = True
+    run_envoy: bool = True
 
     @property
     def embedded(self) -> bool:

@@ -1,8 +1,9 @@
 """``baton serve``: the whole server process, from start to graceful stop.
 
-Order matters: the port is checked first (fail fast, before starting anything), then the
-embedded PostgreSQL/Redis (or the configured ones), then the gRPC server reporting
-NOT_SERVING, then migrations, then SERVING. SIGINT/SIGTERM reverse it.
+Order matters: the ports are checked first (fail fast, before starting anything), then
+the embedded PostgreSQL/Redis (or the configured ones), then the gRPC server reporting
+NOT_SERVING, then migrations, then Envoy (REST), then SERVING. SIGINT/SIGTERM reverse it,
+except that Envoy stops last, so REST calls in flight finish with the gRPC server's grace.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +26,7 @@ from baton_server.config import Settings, default_data_dir
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
 from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
+from baton_server.envoy import EnvoyStartError, EnvoySupervisor, Upstream, loopback_for
 from baton_server.executor.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ class Backends:
     redis_url: str
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, option: str = "--grpc-port") -> None:
     """Fail fast with a clear message when ``port`` is taken (before starting anything)."""
     if port == 0:
         return
@@ -53,7 +56,7 @@ def check_port_free(host: str, port: int) -> None:
             if error.errno == errno.EADDRINUSE:
                 raise ServeError(
                     f"port {port} on {host} is already in use "
-                    "(is another Baton running? choose another with --grpc-port)"
+                    f"(is another Baton running? choose another with {option})"
                 ) from None
             raise
 
@@ -79,6 +82,14 @@ async def backends(settings: Settings) -> AsyncIterator[Backends]:
         yield Backends(services.database_url, services.redis_url)
 
 
+def _envoy_dir(settings: Settings) -> Path | None:
+    """Where Envoy's configuration and log go: the data directory when Baton owns one,
+    otherwise a temporary directory (None)."""
+    if not settings.embedded:
+        return None
+    return (settings.data_dir or default_data_dir()) / "envoy"
+
+
 async def wait_for_database(engine: AsyncEngine, *, max_wait: float = 60.0) -> None:
     """Retry until PostgreSQL accepts connections (it may still be starting)."""
     delay = 0.1
@@ -102,7 +113,13 @@ async def wait_for_database(engine: AsyncEngine, *, max_wait: float = 60.0) -> N
 async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
     """A fully started Baton server (with its worker); stops everything on exit."""
     check_port_free(settings.host, settings.grpc_port)
+    if settings.run_envoy:
+        if settings.http_port == 0:
+            raise ServeError("--http-port must name a port (Envoy cannot report one it picked)")
+        check_port_free(settings.host, settings.http_port, "--http-port")
     async with backends(settings) as found, contextlib.AsyncExitStack() as stack:
+        envoy = EnvoySupervisor(_envoy_dir(settings))
+        stack.push_async_callback(envoy.stop)
         engine = create_engine(found.database_url)
         stack.push_async_callback(engine.dispose)
         redis_client = redis.Redis.from_url(found.redis_url)
@@ -118,8 +135,21 @@ async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
             worker = Worker(found.database_url, found.redis_url)
             await worker.start()
             stack.push_async_callback(worker.stop)
+        if settings.run_envoy:
+            try:
+                await envoy.start(
+                    host=settings.host,
+                    port=settings.http_port,
+                    upstream=Upstream(loopback_for(settings.host), app.port),
+                )
+            except EnvoyStartError as error:
+                raise ServeError(str(error)) from None
         await app.set_serving(True)
-        log.info("Baton is serving gRPC on %s", settings.grpc_address)
+        log.info(
+            "Baton is serving gRPC on %s%s",
+            settings.grpc_address,
+            f" and REST (and gRPC) on port {settings.http_port}" if settings.run_envoy else "",
+        )
         yield app
 
 

@@ -1,0 +1,108 @@
+-- Response rewrites for Baton's REST face. Envoy runs this filter after the gRPC-JSON
+-- transcoder on the way out (it is listed before it), so it sees the JSON response the
+-- transcoder made, or the plain-text error Envoy made itself. Native gRPC responses pass
+-- untouched: their status and metadata belong to the gRPC client.
+
+-- gRPC code for the HTTP status of an error Envoy makes itself, so that those errors
+-- read like the server's (the reverse of the transcoder's code-to-status mapping).
+local GRPC_CODE = {
+  [400] = 3, -- INVALID_ARGUMENT: malformed JSON, unknown field or query parameter
+  [401] = 16,
+  [403] = 7,
+  [404] = 5, -- NOT_FOUND: no method for this path
+  [405] = 12,
+  [409] = 6,
+  [413] = 8, -- RESOURCE_EXHAUSTED: body too large
+  [429] = 8,
+  [500] = 13,
+  [501] = 12,
+  [502] = 14,
+  [503] = 14, -- UNAVAILABLE: the API server is down or restarting
+  [504] = 4,
+}
+
+local function json_string(text)
+  local escaped = text:gsub('[%c"\\]', function(char)
+    if char == '"' then
+      return '\\"'
+    elseif char == "\\" then
+      return "\\\\"
+    elseif char == "\n" then
+      return "\\n"
+    end
+    return string.format("\\u%04x", char:byte())
+  end)
+  return '"' .. escaped .. '"'
+end
+
+local function whole_body(handle)
+  local body = handle:body()
+  if body == nil then
+    return nil, nil
+  end
+  return body, body:getBytes(0, body:length())
+end
+
+-- The server names a field (`x-baton-unwrap: steps`) when the REST contract wants that
+-- field's value as the whole response (a bare JSON array). The field is the only one of
+-- its message, so the transcoder's compact output is exactly {"<field>":<value>}.
+local function unwrap(handle, field)
+  local body, text = whole_body(handle)
+  if body == nil then
+    return
+  end
+  local prefix = '{"' .. field .. '":'
+  if text:sub(1, #prefix) == prefix and text:sub(-1) == "}" then
+    body:setBytes(text:sub(#prefix + 1, -2))
+  else
+    handle:logWarn("cannot unwrap field " .. field .. " of the response")
+  end
+end
+
+-- Envoy's own errors are text/plain; give them the google.rpc.Status shape of the
+-- server's errors, so every REST error body is JSON with `code` and `message`.
+local function plain_error_to_json(handle, status)
+  local body, text = whole_body(handle)
+  if body == nil then
+    return
+  end
+  local message = text:gsub("%s+$", "")
+  body:setBytes(
+    '{"code":' .. (GRPC_CODE[status] or 2) .. ',"message":' .. json_string(message)
+      .. ',"details":[]}'
+  )
+  handle:headers():replace("content-type", "application/json")
+end
+
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local content_type = headers:get("content-type") or ""
+  if content_type:find("^application/grpc") then
+    return
+  end
+  -- What is left of the gRPC response means nothing to an HTTP client.
+  headers:remove("grpc-status")
+  headers:remove("grpc-message")
+  headers:remove("grpc-accept-encoding")
+
+  local status = tonumber(headers:get(":status"))
+  -- The server's choice of success status (201, 202, or 503 for "not ready"), sent as
+  -- initial metadata because gRPC has no such notion. Errors keep their mapped status.
+  local wanted = headers:get("x-http-code")
+  if wanted ~= nil then
+    headers:remove("x-http-code")
+    if status == 200 then
+      headers:replace(":status", wanted)
+    end
+  end
+  local field = headers:get("x-baton-unwrap")
+  if field ~= nil then
+    headers:remove("x-baton-unwrap")
+    if status == 200 then
+      unwrap(handle, field)
+    end
+  end
+  if status ~= nil and status >= 400 and content_type:find("^text/plain") then
+    plain_error_to_json(handle, status)
+  end
+end
