@@ -12,7 +12,7 @@ from baton_server.runs.model import PENDING
 async def count_runs_by_status(conn: AsyncConnection) -> dict[str, int]:
     """Number of runs in each status (statuses without runs are absent)."""
     rows = await conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows.all()}
 
 
 async def oldest_pending_age(conn: AsyncConnection) -> float:
