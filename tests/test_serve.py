@@ -58,8 +58,9 @@ def alive(pid: int) -> bool:
 class Server:
     """One ``baton serve`` subprocess."""
 
-    def __init__(self, data_dir: Path, grpc_port: int) -> None:
+    def __init__(self, data_dir: Path, grpc_port: int, http_port: int | None = None) -> None:
         self.grpc_port = grpc_port
+        self.http_port = http_port or free_port()
         self.process = subprocess.Popen(
             [
                 str(BATON),
@@ -69,7 +70,7 @@ class Server:
                 "--grpc-port",
                 str(grpc_port),
                 "--http-port",
-                str(free_port()),
+                str(self.http_port),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
