@@ -151,13 +151,6 @@ class EnvoySupervisor:
         self._watch: asyncio.Task[None] | None = None
         self._probe: tuple[str, int] | None = None
         self._argv: list[str] = []
-        self.restarts = 0
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running Envoy, if any."""
-        child = self._child
-        return child.process.pid if child and child.process.returncode is None else None
 
     @property
     def log_path(self) -> Path:
@@ -274,7 +267,6 @@ class EnvoySupervisor:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
             self._child = await self._spawn()
-            self.restarts += 1
             try:
                 await self._wait_listening(self._child)
             except EnvoyStartError as error:
