@@ -12,10 +12,14 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import baton_sdk
 from baton.v1 import agents_pb2, agents_pb2_grpc
+from baton_sdk import AlreadyExistsError, RunStatus
+from baton_server.executor.worker import Worker
 from tests.agents.process import unused_loopback_port
 from tests.rest_support import error_of, start_envoy
 from tests.rpc_errors import failure
+from tests.sdk_support import linear_workflow
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -577,3 +581,18 @@ async def test_native_grpc_passes_through_the_same_listener(
     # And the REST face sees the same data.
     fetched = assert_plain_json(await rest.get(f"/api/v1/agents/{created.id}"), 200)
     assert fetched["name"] == "grpc"
+
+
+async def test_the_sdk_works_through_envoy(
+    rest_url: str, rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str
+) -> None:
+    async with baton_sdk.connect(rest_url.removeprefix("http://")) as client:
+        await client.agents.create(name="echo", url=echo_agent_url)
+        with pytest.raises(AlreadyExistsError) as raised:
+            await client.agents.create(name="echo", url=echo_agent_url)
+        assert raised.value.reason == "AGENT_NAME_TAKEN"
+        workflow = await linear_workflow(client, "echo", {"x": 1}, {"y": "${s1.output.x}"})
+        # Waiting follows the run's event stream (WatchRun), through Envoy too.
+        run = await client.runs.execute(workflow, input_data={}, wait=True, timeout=30)
+        assert run.status is RunStatus.COMPLETED
+        assert run.output["y"] == 1
