@@ -159,3 +159,12 @@ def migrate(data_dir: Path | None, database_url: str | None, log_level: str) -> 
     except ServeError as error:
         raise click.ClickException(str(error)) from None
     click.echo("database is up to date")
+
+
+def _register_client_commands() -> None:
+    from baton_sdk.commands import register
+
+    register(main)
+
+
+_register_client_commands()

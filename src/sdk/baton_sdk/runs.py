@@ -394,7 +394,7 @@ class Runs:
             raise WaitTimeoutError(wanted, timeout or 0.0, last_status) from None
 
     async def watch(
-        self, run: str | RunData, *, after_sequence: int = 0
+        self, run: str | RunData, *, after_sequence: int = 0, timeout: float | None = None
     ) -> AsyncGenerator[RunEvent, None]:
         """Stream a run's events live, until its terminal event.
 
@@ -404,11 +404,11 @@ class Runs:
         resumes right after the last event received: no gap, no duplicate. It gives
         up after the client's ``RetryPolicy.stream_reconnect_timeout``.
 
-        The call has no deadline; bound it with ``asyncio.timeout`` if needed.
-
         Args:
             run: The run or its id.
             after_sequence: Resume after this event instead (no snapshot).
+            timeout: Give up when the run has not finished this many seconds after the
+                watch began; ``None`` watches as long as it takes.
 
         Yields:
             Typed events; the last one has ``terminal=True``.
@@ -416,8 +416,12 @@ class Runs:
         Raises:
             NotFoundError: No run has this id.
             UnavailableError: The server stayed unreachable.
+            WaitTimeoutError: The run did not finish within ``timeout``.
         """
         wanted = run_id(run)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        last_status: RunStatus | None = None
         last = after_sequence
         policy = self._transport.retry
         failing_since: float | None = None
@@ -425,9 +429,19 @@ class Runs:
         while True:
             request = runs_pb2.WatchRunRequest(run_id=wanted, after_sequence=last)
             call = self._stub.WatchRun(request, metadata=self._transport.metadata)
+            messages = aiter(call)
             problem: str
             try:
-                async for message in call:
+                while True:
+                    try:
+                        # Only the wait for the next event counts against the deadline
+                        # here; time spent by the caller between events is caught below.
+                        async with asyncio.timeout_at(deadline):
+                            message = await anext(messages)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise WaitTimeoutError(wanted, timeout or 0.0, last_status) from None
                     if message.type == runs_pb2.RunEvent.error:
                         raise _StreamBroken(message.error_message or "the stream failed")
                     if message.type != runs_pb2.RunEvent.state_sync and last:
@@ -439,9 +453,13 @@ class Runs:
                             )
                     last = message.sequence
                     failing_since, reconnects = None, 0
-                    yield RunEvent.from_proto(message)
+                    event = RunEvent.from_proto(message)
+                    last_status = event.status or last_status
+                    yield event
                     if message.terminal:
                         return
+                    if deadline is not None and loop.time() >= deadline:
+                        raise WaitTimeoutError(wanted, timeout or 0.0, last_status)
                 # The contract ends a stream only after the terminal event - or at
                 # once when resuming a run that had already finished. Check which.
                 if (await self.get(wanted)).status.is_terminal:
@@ -464,6 +482,8 @@ class Runs:
                 )
             reconnects += 1
             delay = policy.backoff(reconnects)
+            if deadline is not None and loop.time() + delay >= deadline:
+                raise WaitTimeoutError(wanted, timeout or 0.0, last_status)
             log.info(
                 "event stream of run %s interrupted (%s); resuming after event %d in %.2fs",
                 wanted,

@@ -471,11 +471,13 @@ class SyncRuns:
         return self._sync(self._loop.run(self._runs.wait(run, timeout=timeout)))
 
     def watch(
-        self, run: str | RunData, *, after_sequence: int = 0
+        self, run: str | RunData, *, after_sequence: int = 0, timeout: float | None = None
     ) -> Generator[RunEvent, None, None]:
         """Stream a run's events until its terminal event. See :meth:`Runs.watch
         <baton_sdk.runs.Runs.watch>`."""
-        return self._loop.iterate(self._runs.watch(run, after_sequence=after_sequence))
+        return self._loop.iterate(
+            self._runs.watch(run, after_sequence=after_sequence, timeout=timeout)
+        )
 
     def watch_all(
         self,

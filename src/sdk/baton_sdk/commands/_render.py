@@ -1,0 +1,352 @@
+"""Human output: tables, detail views, log lines and live run progress (rich)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from baton_sdk.models import (
+    Agent,
+    RunData,
+    RunEvent,
+    RunEventType,
+    RunLog,
+    RunStatus,
+    RunStep,
+    StepStatus,
+    Workflow,
+    WorkflowVersion,
+)
+
+_STYLES = {
+    "active": "green",
+    "inactive": "yellow",
+    "deleted": "red",
+    "PENDING": "dim",
+    "RUNNING": "cyan",
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "SKIPPED": "dim",
+    "RETRYING": "yellow",
+    "info": "",
+    "warning": "yellow",
+    "error": "red",
+}
+
+
+def styled(value: str) -> Text:
+    """``value`` in the colour of the status or level it names."""
+    return Text(value, style=_STYLES.get(value, ""))
+
+
+def when(moment: datetime | None) -> str:
+    """A time in the local time zone, to the second; ``-`` when absent."""
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clock(moment: datetime) -> str:
+    """A time of day in the local time zone, to the millisecond."""
+    return moment.astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def duration(delta: timedelta | None) -> str:
+    """``0.42s``, ``12.3s``, ``4m05s``, ``2h03m``; ``-`` when absent."""
+    if delta is None:
+        return "-"
+    total = max(delta.total_seconds(), 0.0)
+    if total < 10:
+        return f"{total:.2f}s"
+    if total < 60:
+        return f"{total:.1f}s"
+    minutes, secs = divmod(int(total), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("ID", "NAME", "STATUS"))
+    return table
+
+
+def agents_table(agents: Iterable[Agent]) -> Table:
+    table = _table("NAME", "STATUS", "PROTOCOL", "URL", "ID", "UPDATED")
+    for agent in agents:
+        table.add_row(
+            agent.name,
+            styled(agent.status.value),
+            agent.protocol.value,
+            agent.url,
+            agent.id,
+            when(agent.updated_at),
+        )
+    return table
+
+
+def workflows_table(workflows: Iterable[Workflow]) -> Table:
+    table = _table("NAME", "VERSION", "STATUS", "STEPS", "ID", "UPDATED")
+    for workflow in workflows:
+        table.add_row(
+            workflow.name,
+            str(workflow.version),
+            styled(workflow.status.value),
+            str(len(workflow.workflow_data.steps)),
+            workflow.id,
+            when(workflow.updated_at),
+        )
+    return table
+
+
+def versions_table(versions: Iterable[WorkflowVersion]) -> Table:
+    table = _table("VERSION", "STATUS", "STEPS", "ID", "CREATED")
+    for version in versions:
+        table.add_row(
+            str(version.version),
+            styled(version.status.value),
+            str(len(version.workflow_data.steps)),
+            version.id,
+            when(version.created_at),
+        )
+    return table
+
+
+def runs_table(runs: Iterable[RunData]) -> Table:
+    table = _table("ID", "WORKFLOW", "STATUS", "PROGRESS", "CREATED", "DURATION")
+    for run in runs:
+        table.add_row(
+            run.id,
+            f"{run.workflow_name} v{run.workflow_version}",
+            styled(run.status.value),
+            f"{run.progress}%",
+            when(run.created_at),
+            duration(run.duration),
+        )
+    return table
+
+
+def steps_table(steps: Iterable[RunStep]) -> Table:
+    table = _table("STEP", "AGENT", "STATUS", "ATTEMPTS", "DURATION", "ERROR")
+    for step in steps:
+        table.add_row(
+            step.step_id,
+            step.agent_name,
+            styled(step.status.value),
+            str(step.attempt),
+            duration(step.duration),
+            step.error_message or "",
+        )
+    return table
+
+
+def _graph_order(workflow: Workflow) -> list[str]:
+    """Step ids from the start step along ``next_step`` links, then the others by id."""
+    steps = workflow.workflow_data.steps
+    ordered: list[str] = []
+    pending = [workflow.workflow_data.start_step]
+    while pending:
+        key = pending.pop(0)
+        if key in ordered or key not in steps:
+            continue
+        ordered.append(key)
+        step = steps[key]
+        followers = [step.next_step] if step.next_step else []
+        followers += sorted(k for k, s in steps.items() if key in s.depends_on)
+        pending.extend(followers)
+    return ordered + sorted(set(steps) - set(ordered))
+
+
+def workflow_steps_table(workflow: Workflow) -> Table:
+    table = _table("STEP", "AGENT", "NEXT", "DEPENDS ON", "INPUT MAPPING")
+    data = workflow.workflow_data
+    for key in _graph_order(workflow):
+        step = data.steps[key]
+        marker = f"{key} (start)" if key == data.start_step else key
+        table.add_row(
+            marker,
+            step.agent_name,
+            step.next_step or "-",
+            ", ".join(step.depends_on) or "-",
+            json.dumps(dict(step.input_mapping), ensure_ascii=False),
+        )
+    return table
+
+
+def details(rows: Iterable[tuple[str, str | Text]]) -> Table:
+    """A two-column ``field value`` view of one resource."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def agent_details(agent: Agent) -> Table:
+    retry = agent.retry_config
+    return details(
+        [
+            ("id", agent.id),
+            ("name", agent.name),
+            ("status", styled(agent.status.value)),
+            ("url", agent.url),
+            ("protocol", agent.protocol.value),
+            ("auth", agent.auth_type.value),
+            ("timeout", f"{agent.timeout_ms} ms"),
+            (
+                "retries",
+                f"{retry.max_retries} (delay {retry.initial_delay_ms} ms"
+                f" x{retry.backoff_multiplier:g}, at most {retry.max_delay_ms} ms)",
+            ),
+            ("description", agent.description or "-"),
+            ("created", when(agent.created_at)),
+            ("updated", when(agent.updated_at)),
+        ]
+    )
+
+
+def workflow_details(workflow: Workflow) -> Table:
+    return details(
+        [
+            ("id", workflow.id),
+            ("name", workflow.name),
+            ("status", styled(workflow.status.value)),
+            ("version", f"{workflow.version} ({workflow.definition_id})"),
+            ("description", workflow.description or "-"),
+            ("created", when(workflow.created_at)),
+            ("updated", when(workflow.updated_at)),
+        ]
+    )
+
+
+def run_details(run: RunData) -> Table:
+    rows: list[tuple[str, str | Text]] = [
+        ("id", run.id),
+        ("workflow", f"{run.workflow_name} v{run.workflow_version} ({run.workflow_id})"),
+        ("status", styled(run.status.value)),
+        ("progress", f"{run.progress}%"),
+        ("triggered by", run.triggered_by),
+        ("created", when(run.created_at)),
+        ("finished", when(run.finished_at)),
+        ("duration", duration(run.duration)),
+        ("input", pretty_json(run.input_data)),
+    ]
+    if run.request_id:
+        rows.append(("request id", run.request_id))
+    if run.error_message:
+        rows.append(("error", Text(run.error_message, style="red")))
+    if run.cancelled_by:
+        rows.append(("cancelled by", run.cancelled_by))
+    if run.output is not None:
+        rows.append(("output", pretty_json(run.output)))
+    return details(rows)
+
+
+def log_line(line: RunLog) -> Text:
+    text = Text(f"{clock(line.timestamp)} ")
+    text.append(f"{line.level.value:<7}", style=_STYLES.get(line.level.value, ""))
+    if line.step_id:
+        text.append(f" [{line.step_id}]", style="bold")
+    text.append(f" {line.message}")
+    return text
+
+
+class RunProgress:
+    """Turns a run's event stream into one line per finished step, then a final line."""
+
+    def __init__(self, console: Console, *, show_logs: bool = False) -> None:
+        self._console = console
+        self._show_logs = show_logs
+        self._started: dict[str, datetime] = {}
+        self._created_at: datetime | None = None
+        self._width = 10
+        self.final: RunEvent | None = None
+
+    def handle(self, event: RunEvent) -> None:
+        """Print what ``event`` changes."""
+        if event.type is RunEventType.STATE_SYNC:
+            self._snapshot(event)
+        elif event.type is RunEventType.STEP_STARTED and event.step_id and event.timestamp:
+            self._started[event.step_id] = event.timestamp
+        elif event.type is RunEventType.STEP_COMPLETED and event.step_id:
+            attempt = f"  attempt {event.attempt}" if (event.attempt or 1) > 1 else ""
+            self._step(event.step_id, "COMPLETED", self._elapsed(event), attempt)
+        elif event.type is RunEventType.STEP_FAILED and event.step_id:
+            self._step(
+                event.step_id, "FAILED", self._elapsed(event), f"  {event.error_message or ''}"
+            )
+        elif event.type is RunEventType.STEP_RETRYING and event.step_id:
+            delay = f" (retry in {duration(timedelta(milliseconds=event.delay_ms or 0))})"
+            note = f"  attempt {event.attempt or '?'} failed: {event.error_message or ''}{delay}"
+            self._step(event.step_id, "RETRYING", "", note)
+        elif event.type is RunEventType.LOG and self._show_logs:
+            self._console.print(Text("    ") + log_line(RunLog.from_event(event)), soft_wrap=True)
+        if event.terminal:
+            self._finish(event)
+
+    def _snapshot(self, event: RunEvent) -> None:
+        run = event.run
+        if run is None:
+            return
+        self._created_at = run.created_at
+        if event.steps:
+            self._width = max(self._width, *(len(step.step_id) for step in event.steps))
+        header = Text(f"run {run.id}  ")
+        header.append(styled(run.status.value))
+        header.append(f"  workflow '{run.workflow_name}' v{run.workflow_version}")
+        header.append(f", {len(event.steps)} steps", style="dim")
+        self._console.print(header, soft_wrap=True)
+        for step in event.steps:
+            if step.status in (StepStatus.COMPLETED, StepStatus.FAILED):
+                note = f"  {step.error_message}" if step.error_message else ""
+                self._step(step.step_id, step.status.value, duration(step.duration), note)
+            elif step.status is StepStatus.RUNNING and step.started_at is not None:
+                self._started[step.step_id] = step.started_at
+
+    def _elapsed(self, event: RunEvent) -> str:
+        begun = self._started.get(event.step_id or "")
+        if begun is None or event.timestamp is None:
+            return "-"
+        return duration(event.timestamp - begun)
+
+    def _step(self, step_id: str, status: str, took: str, note: str) -> None:
+        line = Text(f"  {step_id:<{self._width}}  ")
+        line.append(styled(f"{status:<9}"))
+        line.append(f"  {took:>7}" if took else "         ")
+        line.append(note, style="red" if status == "FAILED" else "")
+        self._console.print(line, soft_wrap=True)
+
+    def _finish(self, event: RunEvent) -> None:
+        self.final = event
+        status = event.status.value if event.status else "?"
+        took = (
+            f" in {duration(event.timestamp - self._created_at)}"
+            if event.timestamp and self._created_at
+            else ""
+        )
+        line = Text(f"run {event.run_id}  ")
+        line.append(styled(status))
+        line.append(took)
+        if event.error_message:
+            line.append(f": {event.error_message}", style="red")
+        self._console.print(line, soft_wrap=True)
+
+    @property
+    def status(self) -> RunStatus | None:
+        """The run's final status, once the terminal event arrived."""
+        return self.final.status if self.final else None
