@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -182,6 +183,12 @@ async def test_agent_errors_and_exit_codes(baton: Baton, tmp_path: Path) -> None
     stdin = await baton("agents", "create", "-f", "-", stdin='{"name": "piped", "url": "http://p"}')
     assert stdin.code == 0, stdin.err
 
+    dead = {"name": "dead", "url": f"http://127.0.0.1:{unused_loopback_port()}", "timeout_ms": 1000}
+    assert (await baton("agents", "create", "-f", write(tmp_path / "dead.json", dead))).code == 0
+    unhealthy = await baton("agents", "health", "dead")
+    assert unhealthy.code == 1
+    assert unhealthy.out.startswith("dead is unhealthy: ")
+
     down = await baton("agents", "list", server=f"127.0.0.1:{unused_loopback_port()}")
     assert down.code == 3
     assert down.err.startswith("Error: cannot reach the Baton server at 127.0.0.1:")
@@ -292,6 +299,16 @@ async def test_run_shows_progress_and_output(
     assert [json.loads(line)["message"] for line in as_json.out.splitlines()][-1].startswith(
         "Run completed"
     )
+    with_logs = await baton(
+        "run",
+        "data-processing-pipeline",
+        "--input-file",
+        input_file,
+        "-i",
+        "destination=d",
+        "--logs",
+    )
+    assert "info    [extract] Step 'extract' completed" in with_logs.out, with_logs.out
     # Watching a finished run replays its steps from the snapshot, then its output.
     watched = await baton("runs", "watch", run_id)
     assert watched.code == 0
@@ -381,3 +398,30 @@ async def test_server_commands_still_work(baton: Baton) -> None:
         assert f"  {command} " in helped.out
     serve = await baton("serve", "--help")
     assert "--grpc-port" in serve.out
+
+
+async def test_ctrl_c_stops_following_but_not_the_run(
+    grpc_app: GrpcApp, baton: Baton, tmp_path: Path, echo_agent_url: str, worker: Worker
+) -> None:
+    nap = {"agent_name": "echo", "input_mapping": {"_mode": "sleep", "_sleep_ms": 1500}}
+    slow = {"name": "slow", "start_step": "nap", "steps": {"nap": nap}}
+    agent = json.dumps({"name": "echo", "url": echo_agent_url})
+    assert (await baton("agents", "create", "-f", "-", stdin=agent)).code == 0
+    assert (await baton("workflows", "create", "-f", write(tmp_path / "slow.json", slow))).code == 0
+    process = await asyncio.create_subprocess_exec(
+        str(BATON),
+        "run",
+        "slow",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BATON_SERVER": f"127.0.0.1:{grpc_app.port}"},
+    )
+    assert process.stdout is not None
+    header = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    run_id = header.split()[1]
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130
+    assert f"run {run_id} goes on - follow it with: baton runs watch {run_id}" in err.decode()
+    finished = await baton("runs", "wait", run_id, "--json")
+    assert (finished.code, finished.json()["status"]) == (0, "COMPLETED")

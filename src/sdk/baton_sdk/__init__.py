@@ -75,6 +75,7 @@ if TYPE_CHECKING:
         WorkflowVersion,
     )
     from baton_sdk.options import (
+        NO_RETRY,
         RetryPolicy,
         TLSConfig,
     )
@@ -98,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "SyncPager": "baton_sdk.sync",
     "SyncRun": "baton_sdk.sync",
     "connect_sync": "baton_sdk.sync",
+    "NO_RETRY": "baton_sdk.options",
     "RetryPolicy": "baton_sdk.options",
     "TLSConfig": "baton_sdk.options",
     "AsyncPager": "baton_sdk.paging",
@@ -148,6 +150,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "NO_RETRY",
     "AbortedError",
     "Agent",
     "AgentHealth",

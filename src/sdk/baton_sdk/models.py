@@ -10,7 +10,7 @@ built from in ``.proto``, for anything the typed view does not cover.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
@@ -551,16 +551,20 @@ class Run(RunData):
         """
         return await self._owner().wait(self.id, timeout=timeout)
 
-    def watch(self, *, after_sequence: int = 0) -> AsyncIterator[RunEvent]:
+    def watch(
+        self, *, after_sequence: int = 0, timeout: float | None = None
+    ) -> AsyncGenerator[RunEvent, None]:
         """Stream this run's events; same as ``client.runs.watch(run)``.
 
         Args:
             after_sequence: Resume after this event (0 starts with a snapshot).
+            timeout: Give up (``WaitTimeoutError``) if the run has not finished this
+                many seconds after the watch began.
 
         Returns:
             An async iterator of events that ends after the terminal event.
         """
-        return self._owner().watch(self.id, after_sequence=after_sequence)
+        return self._owner().watch(self.id, after_sequence=after_sequence, timeout=timeout)
 
     async def refresh(self) -> Run:
         """Fetch the run's current state; same as ``client.runs.get(run)``."""

@@ -106,9 +106,11 @@ class SyncRun(RunData):
         """
         return self._owner().wait(self.id, timeout=timeout)
 
-    def watch(self, *, after_sequence: int = 0) -> Generator[RunEvent, None, None]:
+    def watch(
+        self, *, after_sequence: int = 0, timeout: float | None = None
+    ) -> Generator[RunEvent, None, None]:
         """Stream this run's events; same as ``client.runs.watch(run)``."""
-        return self._owner().watch(self.id, after_sequence=after_sequence)
+        return self._owner().watch(self.id, after_sequence=after_sequence, timeout=timeout)
 
     def refresh(self) -> SyncRun:
         """Fetch the run's current state; same as ``client.runs.get(run)``."""
