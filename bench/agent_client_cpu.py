@@ -9,7 +9,8 @@ Run::
 For every agent x protocol version x client it makes ``--calls`` calls with
 ``--concurrency`` in flight (after a warm-up of 10%, at least 50 calls) and
 prints, per call: the client's CPU (this process, ``getrusage``), the agent's
-CPU (its ``/proc/<pid>/stat`` utime+stime) and the throughput. Client and agent
+CPU (its ``/proc/<pid>/stat`` utime+stime) and the throughput, plus the number
+of failed calls (counted, not fatal). Client and agent
 share the machine, so throughput is bounded by their sum.
 
 Agents:
@@ -33,6 +34,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import statistics
 import sys
 import time
 import uuid
@@ -91,6 +93,7 @@ class Result:
     wall_s: float
     client_cpu_s: float
     agent_cpu_s: float
+    failures: int
 
     def row(self) -> str:
         """The table row."""
@@ -100,13 +103,14 @@ class Result:
             f"{self.calls / self.wall_s:>8.0f} "
             f"{self.client_cpu_s * per_call:>10.3f} "
             f"{self.agent_cpu_s * per_call:>10.3f} "
-            f"{(self.client_cpu_s + self.agent_cpu_s) * per_call:>10.3f}"
+            f"{(self.client_cpu_s + self.agent_cpu_s) * per_call:>10.3f} "
+            f"{self.failures:>6}"
         )
 
 
 HEADER = (
     f"{'agent':<13} {'ver':<4} {'client':<6} {'calls/s':>8} "
-    f"{'client ms':>10} {'agent ms':>10} {'total ms':>10}"
+    f"{'client ms':>10} {'agent ms':>10} {'total ms':>10} {'failed':>6}"
 )
 
 
@@ -129,15 +133,17 @@ def run_agent(kind: str, version: str) -> Iterator[tuple[str, int]]:
     """Start an agent of ``kind`` speaking ``version``; yield (url, pid)."""
     if kind.startswith("lean"):
         with LeanAgentProcess() as lean:
-            server = "uvicorn" if kind == "lean-uvicorn" else "asyncio"
-            url = lean.start(protocol_version="1.0" if version == "1.0" else "0.3", server=server)
+            url = lean.start(
+                protocol_version="1.0" if version == "1.0" else "0.3",
+                server="uvicorn" if kind == "lean-uvicorn" else "asyncio",
+            )
             assert lean.pid is not None
             yield url, lean.pid
     else:
         with AgentProcess() as echo:
-            handler = "legacy" if kind == "echo-legacy" else "default"
             url = echo.start(
-                protocol_version="1.0" if version == "1.0" else "0.3", request_handler=handler
+                protocol_version="1.0" if version == "1.0" else "0.3",
+                request_handler="legacy" if kind == "echo-legacy" else "default",
             )
             assert echo.pid is not None
             yield url, echo.pid
@@ -180,17 +186,30 @@ async def sdk_caller(http: httpx.AsyncClient, url: str) -> Call:
     return call
 
 
-async def drive(call: Call, calls: int, concurrency: int) -> None:
-    """Make ``calls`` calls, ``concurrency`` in flight."""
+async def drive(call: Call, calls: int, concurrency: int) -> int:
+    """Make ``calls`` calls, ``concurrency`` in flight; return how many failed.
+
+    A failed call (an overloaded agent resetting a connection, say) is counted,
+    not fatal: the figures stay meaningful and the table says how many failed.
+    """
     counter = iter(range(calls))
+    failures = 0
 
     async def worker() -> None:
+        nonlocal failures
         for index in counter:
-            output = await call(index)
+            try:
+                output = await call(index)
+            except Exception as error:  # counted and reported, see above
+                failures += 1
+                if failures == 1:
+                    print(f"  first failure: {type(error).__name__}: {error}", file=sys.stderr)
+                continue
             if not output or not output.get("echo"):
                 raise RuntimeError(f"unexpected output {output!r}")
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return failures
 
 
 async def measure(agent: str, version: str, client: str, calls: int, concurrency: int) -> Result:
@@ -203,11 +222,11 @@ async def measure(agent: str, version: str, client: str, calls: int, concurrency
             await drive(call, max(calls // 10, 50), concurrency)  # warm-up: pool, caches
             agent_before, client_before = process_cpu_s(pid), self_cpu_s()
             started = time.perf_counter()
-            await drive(call, calls, concurrency)
+            failures = await drive(call, calls, concurrency)
             wall = time.perf_counter() - started
             client_cpu = self_cpu_s() - client_before
             agent_cpu = process_cpu_s(pid) - agent_before
-    return Result(agent, version, client, calls, wall, client_cpu, agent_cpu)
+    return Result(agent, version, client, calls, wall, client_cpu, agent_cpu, failures)
 
 
 def _choices(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -230,19 +249,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def median_result(results: list[Result]) -> Result:
+    """The per-field median of several runs of one combination."""
+    first = results[0]
+    return Result(
+        first.agent,
+        first.version,
+        first.client,
+        first.calls,
+        statistics.median(r.wall_s for r in results),
+        statistics.median(r.client_cpu_s for r in results),
+        statistics.median(r.agent_cpu_s for r in results),
+        sum(r.failures for r in results),
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
-    """Run every combination and print the table as rows arrive."""
+    """Run every combination, print rows as they arrive, then the medians."""
     print(
         f"{args.calls} calls, {args.concurrency} in flight, {os.cpu_count()} CPUs; "
         "CPU figures are milliseconds per call"
     )
     print(HEADER)
-    for agent in args.agents:
-        for version in args.versions:
-            for client in args.clients:
-                for _ in range(args.repeat):
+    runs: dict[tuple[str, str, str], list[Result]] = {}
+    # Repeats outermost: each combination is sampled at several moments, so a
+    # burst of load from elsewhere on the machine skews one run, not one row.
+    for _ in range(args.repeat):
+        for agent in args.agents:
+            for version in args.versions:
+                for client in args.clients:
                     result = await measure(agent, version, client, args.calls, args.concurrency)
+                    runs.setdefault((agent, version, client), []).append(result)
                     print(result.row(), flush=True)
+    if args.repeat > 1:
+        print(f"\nmedian of {args.repeat} runs (failed: total)")
+        print(HEADER)
+        for results in runs.values():
+            print(median_result(results).row())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,15 @@ as integers. The last 4096 tasks are kept for ``GetTask``; they are complete, so
 ``GET /.well-known/agent-card.json`` serves the card; ``GET /health`` answers
 ``{"status": "ok"}``.
 
+Timings (opt-in, ``--record-timings``): for every send that carries the
+``baton_idempotency_key`` message metadata Baton sets (``run_id/step_id/attempt``),
+the agent records when the request reached it and when its answer left, as
+``time.monotonic_ns()`` of this process. ``GET /timings`` answers
+``{"clock": "monotonic_ns", "dropped": n, "timings": {key: [arrived, departed]}}``;
+``DELETE /timings`` forgets them. The time between one step's departure and the
+next step's arrival is what an orchestrator spends in between, measured on one
+clock. Without the option ``/timings`` is 404 and nothing is recorded.
+
 Two servers, same agent logic (``--server``):
 
 ``asyncio`` (default)
@@ -67,11 +76,15 @@ PROTOCOL_VERSIONS: Final = ("both", "1.0", "0.3")
 SERVERS: Final = ("asyncio", "uvicorn")
 CARD_PATH: Final = "/.well-known/agent-card.json"
 HEALTH_PATH: Final = "/health"
+TIMINGS_PATH: Final = "/timings"
+IDEMPOTENCY_METADATA_KEY: Final = "baton_idempotency_key"
 RPC_PATH: Final = "/"
 
 _MAX_HEAD_BYTES: Final = 64 * 1024
 _MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 _KEPT_TASKS: Final = 4096
+# Bounds the memory of a forgotten --record-timings agent; later calls are counted only.
+_MAX_TIMINGS: Final = 1_000_000
 
 # JSON-RPC / A2A error codes (a2a.utils.errors).
 _PARSE_ERROR: Final = -32700
@@ -164,8 +177,13 @@ def _dumps(value: Any) -> bytes:
 class LeanAgent:
     """The agent logic, independent of the HTTP server that carries it."""
 
-    def __init__(self, base_url: str, protocol_version: str) -> None:
-        """Serve a card naming ``base_url``; ``protocol_version`` is both, 1.0 or 0.3."""
+    def __init__(
+        self, base_url: str, protocol_version: str, *, record_timings: bool = False
+    ) -> None:
+        """Serve a card naming ``base_url``; ``protocol_version`` is both, 1.0 or 0.3.
+
+        ``record_timings`` keeps arrival and departure times per idempotency key.
+        """
         self._card = _dumps(agent_card(base_url, protocol_version))
         # Only the advertised dialects are served, as a real agent of that
         # version would: a client that picked the wrong one gets -32601.
@@ -177,14 +195,47 @@ class LeanAgent:
         self._ids = itertools.count(1)
         # task id -> (context id, output); insertion-ordered, oldest evicted.
         self._tasks: dict[str, tuple[str, Any]] = {}
+        # idempotency key -> [arrived, departed] (monotonic ns); None: not recording.
+        self._timings: dict[str, list[int]] | None = {} if record_timings else None
+        self._timings_dropped = 0
+        self._timed_key: str | None = None
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         """Answer one HTTP request; ``headers`` have lower-case names."""
+        if self._timings is None:
+            return self._handle(method, target, headers, body)
+        arrived = time.monotonic_ns()
+        self._timed_key = None
+        response = self._handle(method, target, headers, body)
+        # Both servers write the answer right after this returns, without yielding:
+        # "departed" is within microseconds of the bytes reaching the socket.
+        if self._timed_key is not None:
+            if len(self._timings) < _MAX_TIMINGS:
+                self._timings[self._timed_key] = [arrived, time.monotonic_ns()]
+            else:
+                self._timings_dropped += 1
+        return response
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         path = target.split("?", 1)[0]
         if path == RPC_PATH:
             if method != "POST":
                 return 405, _dumps({"error": "use POST"})
             return 200, self._rpc(headers, body)
+        if path == TIMINGS_PATH and self._timings is not None:
+            if method == "DELETE":
+                self._timings.clear()
+                self._timings_dropped = 0
+                return 200, _dumps({"cleared": True})
+            if method not in ("GET", "HEAD"):
+                return 405, _dumps({"error": "use GET or DELETE"})
+            return 200, _dumps(
+                {
+                    "clock": "monotonic_ns",
+                    "dropped": self._timings_dropped,
+                    "timings": self._timings,
+                }
+            )
         if path in (CARD_PATH, HEALTH_PATH):
             if method not in ("GET", "HEAD"):
                 return 405, _dumps({"error": "use GET"})
@@ -238,6 +289,12 @@ class LeanAgent:
             if isinstance(part, dict) and isinstance(part.get("data"), dict):
                 step = part["data"]
                 break
+        if self._timings is not None:
+            metadata = message.get("metadata")
+            if isinstance(metadata, dict):
+                key = metadata.get(IDEMPOTENCY_METADATA_KEY)
+                if isinstance(key, str):
+                    self._timed_key = key
         task_id = f"{self._id_prefix}-{next(self._ids)}"
         context_id = message.get("contextId")
         if not isinstance(context_id, str) or not context_id:
@@ -462,7 +519,11 @@ async def _serve_uvicorn(sock: socket.socket, agent: LeanAgent, stop: asyncio.Ev
 def _bind(host: str, port: int) -> socket.socket:
     # Bound before the agent exists so `--port 0` works: the card names the port.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY
+    # only on accepted sockets that say so. Without it Nagle holds a response
+    # written in two parts (uvicorn writes headers, then body) until the
+    # client's delayed ACK: ~40 ms per request at low concurrency.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
@@ -485,7 +546,7 @@ async def serve(args: argparse.Namespace) -> None:
     sock = _bind(args.host, args.port)
     url_host = f"[{args.host}]" if ":" in args.host else args.host
     base_url = args.public_url or f"http://{url_host}:{sock.getsockname()[1]}/"
-    agent = LeanAgent(base_url, args.protocol_version)
+    agent = LeanAgent(base_url, args.protocol_version, record_timings=args.record_timings)
     stop = asyncio.Event()
     if args.exit_on_stdin_eof:
         _stop_when_stdin_closes(stop, asyncio.get_running_loop())
@@ -503,6 +564,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--public-url", help="URL for the card (default: http://HOST:PORT/)")
     parser.add_argument("--protocol-version", choices=PROTOCOL_VERSIONS, default="both")
     parser.add_argument("--server", choices=SERVERS, default="asyncio")
+    parser.add_argument(
+        "--record-timings",
+        action="store_true",
+        help="record arrival/departure per idempotency key; serve them at /timings",
+    )
     parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",
@@ -544,11 +610,13 @@ class LeanAgentProcess:
         protocol_version: Literal["both", "1.0", "0.3"] = "both",
         server: Literal["asyncio", "uvicorn"] = "asyncio",
         port: int = 0,
+        record_timings: bool = False,
     ) -> str:
         """Start the agent and wait until it serves; return its base URL.
 
         ``port`` 0 lets the agent pick a free port; pass a fixed one to bring an
-        agent back on the URL a stopped one had.
+        agent back on the URL a stopped one had. ``record_timings`` serves
+        ``/timings`` (see the module docstring).
         """
         if self._process is not None:
             raise RuntimeError("agent already started; stop() it first")
@@ -564,6 +632,7 @@ class LeanAgentProcess:
             "--server",
             server,
             "--exit-on-stdin-eof",
+            *(["--record-timings"] if record_timings else []),
         ]
         # A file, not a pipe: nobody drains stderr while the agent runs.
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
@@ -590,8 +659,11 @@ class LeanAgentProcess:
         stdout = process.stdout
 
         def pump() -> None:
-            for line in stdout:
-                lines.put(line)
+            # Keep draining after READY so the pipe never fills; the pipe is
+            # this thread's alone, so it closes it at EOF (the agent exited).
+            with stdout:
+                for line in stdout:
+                    lines.put(line)
             lines.put(None)
 
         threading.Thread(target=pump, name="lean-agent-stdout", daemon=True).start()
