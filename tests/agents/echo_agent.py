@@ -261,7 +261,7 @@ def _bind(host: str, port: int) -> socket.socket:
     # Binding before the app exists lets `--port 0` work: the card must name
     # the real port, which is only known once the socket is bound.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock

@@ -38,7 +38,10 @@ types do not depend on how the agent was built. A genuine ``2.0`` thus reads as
 ``2``; JSON does not tell the two apart anyway.
 
 Deadline: ``endpoint.timeout_ms`` bounds the whole call (card fetch, send,
-every poll); each HTTP request gets the time that is left. Cancelling the
+every poll); each HTTP request gets the time that is left. A request whose
+connection breaks before any answer (typically a pooled keep-alive connection
+the agent closed just as it was reused) is resent once at once; timeouts never
+are. Cancelling the
 calling task abandons the in-flight request at once (httpx drops the
 connection). :meth:`AgentClient.call` never cancels the agent's task by itself:
 Baton also cancels calls when a worker shuts down and another one resumes the
@@ -112,6 +115,8 @@ _RETRYABLE_4XX: Final = frozenset({408, 429})
 # nothing was processed, so a cached card may be stale and a resend is safe.
 _STALE_ROUTE_STATUSES: Final = frozenset({404, 405, 410})
 _STALE_ROUTE_RPC_CODES: Final = frozenset({RPC_METHOD_NOT_FOUND, RPC_VERSION_NOT_SUPPORTED})
+# A connection that broke before an answer arrived (not a failed connect).
+_BROKEN_CONNECTION: Final = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 _DONE_STATES: Final = frozenset({"completed"})
 _RUNNING_STATES: Final = frozenset({"submitted", "working"})
@@ -571,28 +576,48 @@ class AgentClient:
     async def _post(
         self, url: str, content: bytes, headers: Mapping[str, str], deadline: float
     ) -> httpx.Response:
-        remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
-        try:
-            # No redirects: following one would hide a misconfigured URL and
-            # could replay credentials (and a non-idempotent POST) elsewhere.
-            return await self._http.post(
-                url, content=content, headers=headers, timeout=remaining, follow_redirects=False
-            )
-        except httpx.TimeoutException:
-            raise
-        except (httpx.HTTPError, httpx.InvalidURL) as error:
-            _transport_failure(url, error)
+        return await self._request("POST", url, content, headers, deadline)
 
     async def _get(self, url: str, headers: Mapping[str, str], deadline: float) -> httpx.Response:
-        remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
-        try:
-            return await self._http.get(
-                url, headers=headers, timeout=remaining, follow_redirects=False
-            )
-        except httpx.TimeoutException:
-            raise
-        except (httpx.HTTPError, httpx.InvalidURL) as error:
-            _transport_failure(url, error)
+        return await self._request("GET", url, None, headers, deadline)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        deadline: float,
+    ) -> httpx.Response:
+        loop = asyncio.get_running_loop()
+        resent = False
+        while True:
+            remaining = max(deadline - loop.time(), 0.001)
+            try:
+                # No redirects: following one would hide a misconfigured URL and
+                # could replay credentials (and a non-idempotent POST) elsewhere.
+                return await self._http.request(
+                    method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    timeout=remaining,
+                    follow_redirects=False,
+                )
+            except httpx.TimeoutException:
+                raise
+            except _BROKEN_CONNECTION as error:
+                # The keep-alive race: the agent closed a pooled connection
+                # (uvicorn does after 5 s idle; httpx keeps them 5 s) just as it
+                # was reused, and reset it before reading the request. httpx
+                # does not resend, so do it once on a fresh connection, as Go's
+                # net/http does for requests carrying an idempotency key (ours
+                # all do). A second failure is reported (retryable).
+                if resent:
+                    _transport_failure(url, error)
+                resent = True
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
+                _transport_failure(url, error)
 
 
 # --- helpers: JSON ----------------------------------------------------------------
@@ -605,11 +630,13 @@ def _parse_float(text: str) -> float | int:
     return value
 
 
+# Built once: json.dumps with non-default options builds an encoder per call.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dump(value: Any) -> bytes:
     try:
-        return json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        return _ENCODER.encode(value).encode()
     except (TypeError, ValueError) as error:
         raise AgentCallError(
             f"Step input is not valid JSON: {error}",
