@@ -246,10 +246,18 @@ def process_name(pid: int) -> str:
 
 
 def tree_cpu_s(pid: int) -> float:
-    """A server and all its worker processes, live or exited (PostgreSQL backends)."""
-    return process_cpu_s(pid, reaped_children=True) + sum(
-        process_cpu_s(child, reaped_children=True) for child in children_of(pid)
-    )
+    """A server and all its worker processes, live or exited (PostgreSQL backends).
+
+    A child reaped between reading the parent and reading the children would count
+    nowhere (or twice), so the read is repeated until the parent's total is the same
+    before and after the children.
+    """
+    for _ in range(10):
+        before = process_cpu_s(pid, reaped_children=True)
+        children = sum(process_cpu_s(c, reaped_children=True) for c in children_of(pid))
+        if process_cpu_s(pid, reaped_children=True) == before:
+            break
+    return before + children
 
 
 CpuProbe = Callable[[], float]
@@ -350,6 +358,11 @@ class Child:
             raise self.failure(f"exited with {self.process.returncode}")
 
     async def stop(self, grace_s: float = 15.0) -> None:
+        """Stop it: end of stdin for a load generator, else SIGTERM; SIGKILL if need be."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), grace_s)
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
@@ -359,8 +372,6 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await self.process.wait()
-        if self.process.stdin is not None:
-            self.process.stdin.close()
 
 
 def free_port() -> int:
@@ -1001,6 +1012,9 @@ async def measured_phase(
     outcomes, wall_s = await drive(one_run, args.runs, args.in_flight)
     announce("done")
     announce("result", report(outcomes, wall_s))
+    # Stay connected until the parent is done measuring: connections closing now would
+    # race with its reading of PostgreSQL's processes.
+    await asyncio.to_thread(sys.stdin.readline)
 
 
 async def baton_load(args: argparse.Namespace) -> None:
