@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
@@ -141,12 +142,31 @@ def snapshot_to_proto(snapshot: Snapshot) -> runs_pb2.RunEvent:
     )
 
 
+class _EventMessages:
+    """Recently converted events: a run watched by many converts each event once."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._messages: OrderedDict[tuple[str, int], runs_pb2.RunEvent] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, event: RunEvent) -> runs_pb2.RunEvent:
+        key = (event.run_id, event.sequence)
+        message = self._messages.get(key)
+        if message is None:
+            message = event_to_proto(event, terminal=is_terminal(event))
+            self._messages[key] = message
+            if len(self._messages) > self._capacity:
+                self._messages.popitem(last=False)
+        return message
+
+
 class RunServicer(runs_pb2_grpc.RunServiceServicer):
     """Translates RunService RPCs to ``RunService`` use cases."""
 
     def __init__(self, service: RunService, watcher: WatchService) -> None:
         self._service = service
         self._watcher = watcher
+        self._event_messages = _EventMessages()
 
     async def ExecuteWorkflow(
         self, request: runs_pb2.ExecuteWorkflowRequest, context: _Context
@@ -235,7 +255,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
                 if isinstance(item, Snapshot):
                     yield snapshot_to_proto(item)
                 else:
-                    yield event_to_proto(item, terminal=is_terminal(item))
+                    yield self._event_messages.get(item)
                 sent = True
         except Exception as error:
             if not sent or isinstance(error, BatonError):
