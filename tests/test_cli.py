@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -308,7 +309,11 @@ async def test_run_shows_progress_and_output(
         "destination=d",
         "--logs",
     )
-    assert "info    [extract] Step 'extract' completed" in with_logs.out, with_logs.out
+    log_line = re.compile(r"    \d\d:\d\d:\d\d\.\d{3} ")
+    printed_logs = [line.strip() for line in with_logs.out.splitlines() if log_line.match(line)]
+    logged_id = with_logs.out.split()[1]
+    stored_lines = (await baton("runs", "logs", logged_id)).out.splitlines()
+    assert printed_logs == stored_lines, "--logs shows the whole log once, in order"
     # Watching a finished run replays its steps from the snapshot, then its output.
     watched = await baton("runs", "watch", run_id)
     assert watched.code == 0
@@ -421,7 +426,7 @@ async def test_ctrl_c_stops_following_but_not_the_run(
     run_id = header.split()[1]
     process.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 130
+    assert process.returncode == 130, err.decode()
     assert f"run {run_id} goes on - follow it with: baton runs watch {run_id}" in err.decode()
     finished = await baton("runs", "wait", run_id, "--json")
     assert (finished.code, finished.json()["status"]) == (0, "COMPLETED")

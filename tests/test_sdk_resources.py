@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
+import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -213,3 +215,40 @@ async def test_step_mapping_with_an_unknown_field_is_rejected_locally(client: Ba
         await client.workflows.create(
             name="typo", start_step="x", steps={"x": {"agnet_name": "echo"}}
         )
+
+
+async def test_api_key_and_metadata_go_with_every_call() -> None:
+    """A server of the contract's AgentService.ListAgents that remembers what metadata
+    each call brought."""
+    seen: list[dict[str, str | bytes]] = []
+
+    async def list_agents(
+        request: agents_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agents_pb2.ListAgentsResponse:
+        seen.append(dict(context.invocation_metadata() or ()))
+        return agents_pb2.ListAgentsResponse(page=1, page_size=request.page_size)
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        list_agents,
+        request_deserializer=agents_pb2.ListAgentsRequest.FromString,
+        response_serializer=agents_pb2.ListAgentsResponse.SerializeToString,
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("baton.v1.AgentService", {"ListAgents": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with baton_sdk.connect(
+            f"127.0.0.1:{port}", api_key="k-123", metadata={"x-tenant": "acme"}
+        ) as client:
+            assert await client.agents.list().to_list() == []
+            assert await client.agents.list(name="x").to_list() == []
+    finally:
+        await server.stop(0)
+    assert len(seen) == 2
+    for metadata in seen:
+        assert metadata["authorization"] == "Bearer k-123"
+        assert metadata["x-tenant"] == "acme"
+        assert str(metadata["user-agent"]).startswith("baton-sdk/")

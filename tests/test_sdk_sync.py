@@ -18,6 +18,7 @@ import baton_sdk
 from baton_sdk import (
     AgentStatus,
     NotFoundError,
+    RunEvent,
     RunEventType,
     RunStatus,
     Step,
@@ -155,3 +156,35 @@ async def test_sync_connect_failure_leaves_no_thread_behind() -> None:
         assert threading.active_count() == before
 
     await blocking(script)
+
+
+async def test_sync_watch_all_streams_status_changes(
+    target: str, worker: Worker, echo_agent_url: str
+) -> None:
+    with baton_sdk.connect_sync(target) as client:
+        await blocking(lambda: client.agents.create(name="echo", url=echo_agent_url))
+        workflow = await blocking(
+            lambda: client.workflows.create(
+                name="feed", start_step="a", steps={"a": Step(agent_name="echo")}
+            )
+        )
+
+        def first_completion() -> RunEvent:
+            events = client.runs.watch_all(workflow=workflow, statuses=[RunStatus.COMPLETED])
+            try:
+                return next(events)
+            finally:
+                events.close()
+
+        listening = asyncio.ensure_future(blocking(first_completion))
+        # Runs are started until the subscriber (whose subscription time is unknown
+        # here) has seen one complete.
+        started: set[str] = set()
+        while not listening.done():
+            run = await blocking(lambda: client.runs.execute(workflow))
+            started.add(run.id)
+            await asyncio.wait([listening], timeout=0.5)
+        event = await listening
+        assert event.run_id in started
+        assert event.status is RunStatus.COMPLETED
+        assert event.run is not None

@@ -54,13 +54,27 @@ class LoopThread:
     def iterate(self, iterator: AsyncIterator[T]) -> Generator[T, None, None]:
         """Iterate ``iterator`` from blocking code, one item per round trip."""
 
+        # The task fetching the next item, if one is in flight. A Ctrl-C can leave
+        # one running (the interrupt may land before the caller even holds its
+        # future); closing must stop it first, as a running async generator cannot
+        # be closed.
+        fetching: set[asyncio.Task[object]] = set()
+
         async def step() -> object:
+            task = asyncio.current_task()
+            assert task is not None
+            fetching.add(task)
             try:
                 return await anext(iterator)
             except StopAsyncIteration:
                 return _EXHAUSTED
+            finally:
+                fetching.discard(task)
 
         async def close() -> None:
+            for task in list(fetching):
+                task.cancel()
+            await asyncio.gather(*fetching, return_exceptions=True)
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()

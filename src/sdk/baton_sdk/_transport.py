@@ -33,10 +33,6 @@ class Transport:
         self.timeout = timeout
         self.retry = retry
 
-    def deadline_for(self, timeout: float | None) -> float:
-        """The monotonic time by which a call given ``timeout`` must be done."""
-        return time.monotonic() + (self.timeout if timeout is None else timeout)
-
     async def unary(
         self,
         method: grpc.aio.UnaryUnaryMultiCallable[Request, Response],

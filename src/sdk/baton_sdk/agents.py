@@ -12,14 +12,15 @@ from baton_sdk.models import Agent, AgentHealth, AgentProtocol, AgentStatus, Aut
 from baton_sdk.paging import AsyncPager, Page, SortOrder, numbered_pages
 
 AgentSortField = Literal["name", "created_at", "updated_at"]
+"""Fields agents can be sorted by."""
 
 
-def agent_id(agent: str | Agent) -> str:
+def _agent_id(agent: str | Agent) -> str:
     """Return the id of ``agent`` (an :class:`Agent` or an id)."""
     return agent.id if isinstance(agent, Agent) else agent
 
 
-def retry_config_proto(config: RetryConfig | Mapping[str, Any]) -> agents_pb2.RetryConfig:
+def _retry_config_proto(config: RetryConfig | Mapping[str, Any]) -> agents_pb2.RetryConfig:
     """Return ``config`` as the contract's message; a mapping sets only its keys."""
     if isinstance(config, RetryConfig):
         return config.to_proto()
@@ -79,7 +80,7 @@ class Agents:
         if timeout_ms is not None:
             request.timeout_ms = timeout_ms
         if retry_config is not None:
-            request.retry_config.CopyFrom(retry_config_proto(retry_config))
+            request.retry_config.CopyFrom(_retry_config_proto(retry_config))
         if protocol is not None:
             request.protocol = agents_pb2.Agent.Protocol.Value(AgentProtocol(protocol).value)
         reply = await self._transport.unary(
@@ -152,7 +153,7 @@ class Agents:
         Raises:
             NotFoundError: No agent has this id (``AGENT_NOT_FOUND``).
         """
-        request = agents_pb2.GetAgentRequest(agent_id=agent_id(agent))
+        request = agents_pb2.GetAgentRequest(agent_id=_agent_id(agent))
         reply = await self._transport.unary(
             self._stub.GetAgent, request, timeout=timeout, idempotent=True
         )
@@ -210,7 +211,7 @@ class Agents:
             FailedPreconditionError: The agent is deleted (``AGENT_DELETED``).
             InvalidArgumentError: A field breaks a rule.
         """
-        request = agents_pb2.UpdateAgentRequest(agent_id=agent_id(agent))
+        request = agents_pb2.UpdateAgentRequest(agent_id=_agent_id(agent))
         if url is not None:
             request.url = url
         if description is not None:
@@ -222,7 +223,7 @@ class Agents:
         if timeout_ms is not None:
             request.timeout_ms = timeout_ms
         if retry_config is not None:
-            request.retry_config.CopyFrom(retry_config_proto(retry_config))
+            request.retry_config.CopyFrom(_retry_config_proto(retry_config))
         if status is not None:
             request.status = agents_pb2.Agent.Status.Value(AgentStatus(status).value)
         if protocol is not None:
@@ -242,7 +243,7 @@ class Agents:
         Raises:
             NotFoundError: No agent has this id.
         """
-        request = agents_pb2.DeleteAgentRequest(agent_id=agent_id(agent))
+        request = agents_pb2.DeleteAgentRequest(agent_id=_agent_id(agent))
         await self._transport.unary(
             self._stub.DeleteAgent, request, timeout=timeout, idempotent=True
         )
@@ -265,7 +266,7 @@ class Agents:
         Raises:
             NotFoundError: No agent has this id.
         """
-        request = agents_pb2.CheckAgentHealthRequest(agent_id=agent_id(agent))
+        request = agents_pb2.CheckAgentHealthRequest(agent_id=_agent_id(agent))
         reply = await self._transport.unary(
             self._stub.CheckAgentHealth, request, timeout=timeout, idempotent=True
         )

@@ -148,12 +148,12 @@ def _channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
     )
 
 
-def resolve_target(target: str | None) -> str:
+def _resolve_target(target: str | None) -> str:
     """Return ``target``, else ``$BATON_SERVER``, else ``localhost:50051``."""
     return target or os.environ.get("BATON_SERVER") or DEFAULT_TARGET
 
 
-def open_channel(
+def _open_channel(
     target: str,
     *,
     tls: bool | TLSConfig,
@@ -228,13 +228,13 @@ def connect(
     Raises:
         UnavailableError: The server could not be reached within ``connect_timeout``.
     """
-    resolved = resolve_target(target)
+    resolved = _resolve_target(target)
     call_metadata = list((metadata or {}).items())
     if api_key is not None:
         call_metadata.append(("authorization", f"Bearer {api_key}"))
 
     async def open_client() -> BatonClient:
-        channel = open_channel(resolved, tls=tls, channel_options=channel_options)
+        channel = _open_channel(resolved, tls=tls, channel_options=channel_options)
         if not lazy:
             try:
                 await asyncio.wait_for(channel.channel_ready(), connect_timeout)

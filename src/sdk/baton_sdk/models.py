@@ -189,7 +189,14 @@ class RetryConfig:
 
     @classmethod
     def from_proto(cls, message: agents_pb2.RetryConfig) -> RetryConfig:
-        """Build from the contract's message (every field is set in responses)."""
+        """Build from the contract's message (every field is set in responses).
+
+        Args:
+            message: The ``baton.v1.RetryConfig`` message.
+
+        Returns:
+            The typed view.
+        """
         return cls(
             max_retries=message.max_retries,
             initial_delay_ms=message.initial_delay_ms,
@@ -241,7 +248,14 @@ class Agent:
 
     @classmethod
     def from_proto(cls, message: agents_pb2.Agent) -> Agent:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             id=message.id,
             name=message.name,
@@ -283,7 +297,14 @@ class AgentHealth:
 
     @classmethod
     def from_proto(cls, message: agents_pb2.CheckAgentHealthResponse) -> AgentHealth:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             healthy=message.healthy,
             status_code=message.status_code if message.HasField("status_code") else None,
@@ -318,7 +339,14 @@ class Step:
 
     @classmethod
     def from_proto(cls, message: workflows_pb2.Step) -> Step:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             id=message.id or None,
             agent_name=message.agent_name,
@@ -342,7 +370,14 @@ class WorkflowData:
 
     @classmethod
     def from_proto(cls, message: workflows_pb2.WorkflowData) -> WorkflowData:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             start_step=message.start_step,
             steps={key: Step.from_proto(step) for key, step in message.steps.items()},
@@ -379,7 +414,14 @@ class Workflow:
 
     @classmethod
     def from_proto(cls, message: workflows_pb2.Workflow) -> Workflow:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             id=message.id,
             name=message.name,
@@ -421,7 +463,14 @@ class WorkflowVersion:
 
     @classmethod
     def from_proto(cls, message: workflows_pb2.WorkflowVersion) -> WorkflowVersion:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             id=message.id,
             workflow_id=message.workflow_id,
@@ -482,7 +531,14 @@ class RunData:
 
     @staticmethod
     def fields_from_proto(message: runs_pb2.Run) -> dict[str, Any]:
-        """Return the constructor arguments of any :class:`RunData` subclass."""
+        """Return the constructor arguments of any :class:`RunData` subclass.
+
+        Args:
+            message: The ``baton.v1.Run`` message.
+
+        Returns:
+            Keyword arguments for ``RunData``, ``Run`` or ``SyncRun``.
+        """
         return {
             "id": message.id,
             "workflow_id": message.workflow_id,
@@ -506,7 +562,14 @@ class RunData:
 
     @classmethod
     def from_proto(cls, message: runs_pb2.Run) -> Self:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(**RunData.fields_from_proto(message))
 
     def data_fields(self) -> dict[str, Any]:
@@ -612,7 +675,14 @@ class RunStep:
 
     @classmethod
     def from_proto(cls, message: runs_pb2.RunStep) -> RunStep:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             id=message.id,
             run_id=message.run_id,
@@ -659,7 +729,14 @@ class RunLog:
 
     @classmethod
     def from_proto(cls, message: runs_pb2.RunLog) -> RunLog:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             sequence=message.sequence,
             step_id=message.step_id or None,
@@ -671,7 +748,17 @@ class RunLog:
 
     @classmethod
     def from_event(cls, event: RunEvent) -> RunLog:
-        """Build from a ``log`` event of a run's event stream."""
+        """Build from a ``log`` event of a run's event stream.
+
+        Args:
+            event: An event of type ``log``.
+
+        Returns:
+            The log line the event reports.
+
+        Raises:
+            ValueError: The event is not a ``log`` event.
+        """
         if event.type is not RunEventType.LOG:
             raise ValueError(f"not a log event: {event.type.value}")
         message = runs_pb2.RunLog(
@@ -733,7 +820,14 @@ class RunEvent:
 
     @classmethod
     def from_proto(cls, message: runs_pb2.RunEvent) -> RunEvent:
-        """Build from the contract's message."""
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
         return cls(
             type=_from_proto_enum(RunEventType, runs_pb2.RunEvent.Type, message.type),
             run_id=message.run_id,

@@ -111,7 +111,14 @@ class AsyncPager(Generic[T]):
 
 
 async def numbered_pages(fetch: Callable[[int], Awaitable[Page[T]]]) -> AsyncIterator[Page[T]]:
-    """Fetch pages 1, 2, ... until the last one (or an empty one)."""
+    """Fetch pages 1, 2, ... until the last one (or an empty one).
+
+    Args:
+        fetch: Fetches the page with the given number.
+
+    Yields:
+        The pages, in order.
+    """
     number = 1
     while True:
         page = await fetch(number)

@@ -33,6 +33,7 @@ from baton_sdk.workflows import workflow_id
 log = logging.getLogger("baton_sdk")
 
 RunSortField = Literal["created_at", "updated_at", "completed_at", "status"]
+"""Fields runs can be sorted by."""
 
 # A stream can break in these ways without anything being wrong with the request:
 # the connection dropped or the server went away (UNAVAILABLE), or the server
@@ -42,7 +43,7 @@ _RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _LOG_PAGE_SIZE = 1000
 
 
-def run_id(run: str | RunData) -> str:
+def _run_id(run: str | RunData) -> str:
     """Return the id of ``run`` (a run object or an id)."""
     return run.id if isinstance(run, RunData) else run
 
@@ -191,7 +192,7 @@ class Runs:
         Raises:
             NotFoundError: No run has this id (``RUN_NOT_FOUND``).
         """
-        request = runs_pb2.GetRunRequest(run_id=run_id(run))
+        request = runs_pb2.GetRunRequest(run_id=_run_id(run))
         reply = await self._transport.unary(
             self._stub.GetRun, request, timeout=timeout, idempotent=True
         )
@@ -212,7 +213,7 @@ class Runs:
         Raises:
             NotFoundError: No run has this id.
         """
-        request = runs_pb2.ListRunStepsRequest(run_id=run_id(run))
+        request = runs_pb2.ListRunStepsRequest(run_id=_run_id(run))
         reply = await self._transport.unary(
             self._stub.ListRunSteps, request, timeout=timeout, idempotent=True
         )
@@ -243,7 +244,7 @@ class Runs:
         Returns:
             An async iterable over the lines, fetching pages as needed.
         """
-        wanted = run_id(run)
+        wanted = _run_id(run)
         size = min(page_size, limit) if limit else page_size
 
         async def pages() -> AsyncIterator[Page[RunLog]]:
@@ -279,7 +280,7 @@ class Runs:
         Yields:
             Log lines, oldest first, each exactly once.
         """
-        wanted = run_id(run)
+        wanted = _run_id(run)
         async with contextlib.aclosing(self.watch(wanted)) as events:
             # The snapshot comes first and tells up to which sequence the stored log
             # goes; the stream then continues right after it, so nothing is missed
@@ -315,7 +316,7 @@ class Runs:
             WaitTimeoutError: With ``wait``, the run did not finish in time.
         """
         started_at = time.monotonic()
-        request = runs_pb2.RetryRunRequest(run_id=run_id(run))
+        request = runs_pb2.RetryRunRequest(run_id=_run_id(run))
         rpc_timeout = timeout if timeout is None else min(timeout, self._transport.timeout)
         reply = await self._transport.unary(
             self._stub.RetryRun, request, timeout=rpc_timeout, idempotent=False
@@ -353,7 +354,7 @@ class Runs:
             NotFoundError: No run has this id.
         """
         request = runs_pb2.CancelRunRequest(
-            run_id=run_id(run), reason=reason, cancelled_by=cancelled_by or ""
+            run_id=_run_id(run), reason=reason, cancelled_by=cancelled_by or ""
         )
         reply = await self._transport.unary(
             self._stub.CancelRun, request, timeout=timeout, idempotent=False
@@ -375,7 +376,7 @@ class Runs:
             WaitTimeoutError: The run did not finish in time; it goes on running.
             NotFoundError: No run has this id.
         """
-        return await self._wait(run_id(run), timeout, timeout)
+        return await self._wait(_run_id(run), timeout, timeout)
 
     async def _wait(self, wanted: str, timeout: float | None, remaining: float | None) -> Run:
         last_status: RunStatus | None = None
@@ -418,7 +419,7 @@ class Runs:
             UnavailableError: The server stayed unreachable.
             WaitTimeoutError: The run did not finish within ``timeout``.
         """
-        wanted = run_id(run)
+        wanted = _run_id(run)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         last_status: RunStatus | None = None
@@ -473,7 +474,7 @@ class Runs:
                 problem = str(broken)
             finally:
                 call.cancel()
-            now = time.monotonic()
+            now = loop.time()
             failing_since = failing_since or now
             if now - failing_since >= policy.stream_reconnect_timeout:
                 raise UnavailableError(

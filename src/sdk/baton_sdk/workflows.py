@@ -14,17 +14,25 @@ from baton_sdk.models import Step, Workflow, WorkflowStatus, WorkflowVersion
 from baton_sdk.paging import AsyncPager, Page, SortOrder, numbered_pages
 
 WorkflowSortField = Literal["name", "created_at", "updated_at", "version"]
+"""Fields workflows can be sorted by."""
 StepDefinition = Step | Mapping[str, Any]
 """A step given as a :class:`Step` or as its REST JSON object
 (``{"agent_name": ..., "next_step": ..., "input_mapping": {...}}``)."""
 
 
 def workflow_id(workflow: str | Workflow) -> str:
-    """Return the id of ``workflow`` (a :class:`Workflow` or an id)."""
+    """Return the id of a workflow given as an object or as an id.
+
+    Args:
+        workflow: A :class:`Workflow` or a workflow id.
+
+    Returns:
+        The workflow id.
+    """
     return workflow.id if isinstance(workflow, Workflow) else workflow
 
 
-def step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
+def _step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
     """Return one step definition as the contract's message.
 
     Raises:
@@ -45,9 +53,9 @@ def step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
     return message
 
 
-def steps_proto(steps: Mapping[str, StepDefinition]) -> dict[str, workflows_pb2.Step]:
+def _steps_proto(steps: Mapping[str, StepDefinition]) -> dict[str, workflows_pb2.Step]:
     """Return step definitions keyed by step id as the contract's messages."""
-    return {key: step_proto(key, step) for key, step in steps.items()}
+    return {key: _step_proto(key, step) for key, step in steps.items()}
 
 
 class Workflows:
@@ -92,7 +100,7 @@ class Workflows:
         request = workflows_pb2.CreateWorkflowRequest(
             name=name, description=description, start_step=start_step
         )
-        for key, step in steps_proto(steps).items():
+        for key, step in _steps_proto(steps).items():
             request.steps[key].CopyFrom(step)
         reply = await self._transport.unary(
             self._stub.CreateWorkflow, request, timeout=timeout, idempotent=False
@@ -225,7 +233,7 @@ class Workflows:
         if start_step is not None:
             request.start_step = start_step
         if steps is not None:
-            for key, step in steps_proto(steps).items():
+            for key, step in _steps_proto(steps).items():
                 request.steps[key].CopyFrom(step)
         if status is not None:
             request.status = workflows_pb2.Workflow.Status.Value(WorkflowStatus(status).value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -269,9 +269,19 @@ def log_line(line: RunLog) -> Text:
 class RunProgress:
     """Turns a run's event stream into one line per finished step, then a final line."""
 
-    def __init__(self, console: Console, *, show_logs: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        logs_until: Callable[[int], Iterable[RunLog]] | None = None,
+    ) -> None:
+        """Print to ``console``; with ``logs_until``, log lines too.
+
+        ``logs_until(sequence)`` returns the stored log up to ``sequence``: the lines
+        written before the stream's snapshot, which the stream itself does not repeat.
+        """
         self._console = console
-        self._show_logs = show_logs
+        self._logs_until = logs_until
         self._started: dict[str, datetime] = {}
         self._created_at: datetime | None = None
         self._width = 10
@@ -294,8 +304,8 @@ class RunProgress:
             delay = f" (retry in {duration(timedelta(milliseconds=event.delay_ms or 0))})"
             note = f"  attempt {event.attempt or '?'} failed: {event.error_message or ''}{delay}"
             self._step(event.step_id, "RETRYING", "", note)
-        elif event.type is RunEventType.LOG and self._show_logs:
-            self._console.print(Text("    ") + log_line(RunLog.from_event(event)), soft_wrap=True)
+        elif event.type is RunEventType.LOG and self._logs_until is not None:
+            self._log(RunLog.from_event(event))
         if event.terminal:
             self._finish(event)
 
@@ -311,12 +321,18 @@ class RunProgress:
         header.append(f"  workflow '{run.workflow_name}' v{run.workflow_version}")
         header.append(f", {len(event.steps)} steps", style="dim")
         self._console.print(header, soft_wrap=True)
+        if self._logs_until is not None:
+            for line in self._logs_until(event.sequence):
+                self._log(line)
         for step in event.steps:
             if step.status in (StepStatus.COMPLETED, StepStatus.FAILED):
                 note = f"  {step.error_message}" if step.error_message else ""
                 self._step(step.step_id, step.status.value, duration(step.duration), note)
             elif step.status is StepStatus.RUNNING and step.started_at is not None:
                 self._started[step.step_id] = step.started_at
+
+    def _log(self, line: RunLog) -> None:
+        self._console.print(Text("    ") + log_line(line), soft_wrap=True)
 
     def _elapsed(self, event: RunEvent) -> str:
         begun = self._started.get(event.step_id or "")

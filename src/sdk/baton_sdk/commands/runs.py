@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -52,7 +53,12 @@ def follow(session: Session, run_id: str, *, timeout: float | None, show_logs: b
         _exit_for(finished)
         return
 
-    progress = RunProgress(session.console, show_logs=show_logs)
+    def logs_until(sequence: int) -> Iterator[RunLog]:
+        return itertools.takewhile(
+            lambda line: line.sequence <= sequence, session.client.runs.logs(run_id)
+        )
+
+    progress = RunProgress(session.console, logs_until=logs_until if show_logs else None)
     events = session.client.runs.watch(run_id, timeout=timeout)
     with interruptible(run_id), contextlib.closing(events):
         for event in events:
