@@ -141,6 +141,7 @@ async def test_sync_client_closes_its_thread(target: str) -> None:
         assert threading.active_count() == before + 1
         assert client.agents.list().to_list() == []
         client.close()
+        client.close()  # closing twice is harmless
         assert threading.active_count() == before
         with pytest.raises(RuntimeError, match="closed"):
             client.agents.list().to_list()

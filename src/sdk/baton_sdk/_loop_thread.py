@@ -95,6 +95,11 @@ class LoopThread:
 
         return items()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the loop still runs (until :meth:`stop`)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop the loop and wait for the thread to end."""
         if self._thread.is_alive():

@@ -520,7 +520,9 @@ class SyncBatonClient:
         return self._client
 
     def close(self) -> None:
-        """Close the connection and stop the private event loop."""
+        """Close the connection and stop the private event loop (again: no-op)."""
+        if not self._loop.alive:
+            return
         try:
             self._loop.run(self._client.close())
         finally:

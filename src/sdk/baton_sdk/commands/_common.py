@@ -153,6 +153,8 @@ def client_command(function: Callable[..., None]) -> Callable[..., None]:
             _fail(str(error), EXIT_API_ERROR)
         except ValueError as error:
             _fail(str(error), EXIT_USAGE)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
         finally:
             session.close()
 
