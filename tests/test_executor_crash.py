@@ -226,3 +226,12 @@ async def test_two_workers_share_the_load(
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_a_worker_stops_even_right_after_starting(database_url: str, redis_url: str) -> None:
+    # Stopping races with blocking Redis reads; it must never hang (the guard is 10 s).
+    for _ in range(10):
+        worker = Worker(database_url, redis_url, FAST_WORKER)
+        await worker.start()
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(worker.stop(), 10)

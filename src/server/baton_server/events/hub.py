@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from baton_server.events import codec
 from baton_server.runs.model import RunEvent
+from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ class EventHub:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:

@@ -13,6 +13,7 @@ from baton_server import keys
 from baton_server.events import codec
 from baton_server.runs import events as event_types
 from baton_server.runs.model import RunEvent
+from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,7 @@ class EventPublisher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
 
     def publish(self, committed: Sequence[tuple[RunEvent, str]]) -> None:
         """Queue events (with their run's workflow id) committed by one transaction."""

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from baton_server.runs.model import EventDraft, RunEvent
+from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,7 @@ class Journal:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         for pending in self._queue:
             if not pending.done.done():
                 pending.done.cancel()

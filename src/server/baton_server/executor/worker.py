@@ -38,6 +38,7 @@ from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
 from baton_server.runs.dispatch import Dispatcher
+from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class Worker:
         self._redis_url = redis_url
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -148,12 +150,9 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop driving; release leases so another worker resumes the runs at once."""
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        for task in self._drivers.values():
-            task.cancel()
-        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        self._stopping = True
+        await cancel_and_wait(self._background)
+        await cancel_and_wait(list(self._drivers.values()))
         await self._journal.stop()
         await self._publisher.stop()
         with contextlib.suppress(OSError, asyncpg.PostgresError):
@@ -173,7 +172,7 @@ class Worker:
     async def _forever(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Keep a loop alive across Redis or PostgreSQL outages."""
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await loop()
                 delay = 0.1

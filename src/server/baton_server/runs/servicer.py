@@ -262,7 +262,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
                 raise
             # Once events flowed, an HTTP client can no longer see a status: say it in
             # a final event instead (gRPC clients see it too, then a normal end).
-            log.exception("watch of %s failed", request.run_id)
+            log.warning("watch of %s ended early: %r", request.run_id, error)
             yield runs_pb2.RunEvent(
                 run_id=request.run_id,
                 type=_EVENT_TYPES.error,
