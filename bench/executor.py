@@ -54,8 +54,9 @@ Figures, over the measured runs only:
   position consumed in the window).
 
 ``--py-spy DIR`` samples every Python process of the measured window with py-spy
-(install it into the venv yourself; it is not a dependency) and prints where their
-CPU goes; the sampling itself costs CPU, so use those runs for profiles, not figures.
+(install it into the venv yourself; it is not a dependency) while it holds the GIL,
+and prints where their Python time goes (kernel time in socket calls is not in it);
+the sampling itself costs CPU, so use those runs for profiles, not figures.
 """
 
 from __future__ import annotations
@@ -360,9 +361,11 @@ class Child:
     async def stop(self, grace_s: float = 15.0) -> None:
         """Stop it: end of stdin for a load generator, else SIGTERM; SIGKILL if need be."""
         if self.process.stdin is not None:
+            # A load generator waiting for its next line exits at once; one still
+            # driving runs (interrupted benchmark) does not read it: SIGTERM it.
             self.process.stdin.close()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), grace_s)
+                await asyncio.wait_for(self.process.wait(), 3)
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
@@ -611,6 +614,7 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
                 )
                 stack.push_async_callback(worker.stop)
                 workers.append(worker)
+        stack.push_async_callback(load.stop)  # again: first to stop, nothing new comes
         probes: dict[str, list[CpuProbe]] = {
             "server": [cpu_of(server.pid)],
             "loadgen": [cpu_of(load.pid)],
@@ -629,7 +633,7 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
             env, load, probes, [server, *workers], profile_pids, f"{repetition}-baton"
         )
     mode = (
-        f"baton serve --no-worker + {args.workers} baton worker"
+        f"baton serve --no-worker + {args.workers} baton worker{'s' if args.workers > 1 else ''}"
         if separate
         else "baton serve (built-in worker)"
     )
@@ -694,6 +698,10 @@ async def start_profilers(
                 "--format",
                 "raw",
                 "--nonblocking",
+                # Only samples holding the GIL: Python's own work. Without it, a thread
+                # preempted inside a socket send (the peer it woke took the core) looks
+                # like it spends its time sending.
+                "--gil",
                 "--output",
                 str(output),
             ],
