@@ -192,6 +192,7 @@ class SystemResult:
     cpu_labels: dict[str, str]
     write_xacts: int
     wal_bytes: int
+    others_cores: float
     first_error: str = ""
 
     @property
@@ -259,6 +260,14 @@ def tree_cpu_s(pid: int) -> float:
         if process_cpu_s(pid, reaped_children=True) == before:
             break
     return before + children
+
+
+def machine_busy_s() -> float:
+    """CPU time the whole machine spent busy (all cores, all processes), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    # user .. steal; guest time is already counted in user and nice
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
 CpuProbe = Callable[[], float]
@@ -484,6 +493,7 @@ class Window:
 
     report: dict[str, Any]
     cpu_s: dict[str, float]
+    others_cores: float
     write_xacts: int
     wal_bytes: int
     dispatch_ms: list[float]
@@ -510,19 +520,23 @@ async def measure(
     await env.clear_timings()
     xid_before, wal_before = await env.pg_position()
     profilers = await start_profilers(env, profile_pids, tag)
-    cpu_before = snapshot(probes)
+    cpu_before, busy_before, wall_before = snapshot(probes), machine_busy_s(), time.monotonic()
     load.send("go")
     await load.expect("done", phase_timeout(args.runs))
-    cpu_after = snapshot(probes)
+    cpu_after, busy_after, wall_after = snapshot(probes), machine_busy_s(), time.monotonic()
     profiles = await stop_profilers(profilers)
     xid_after, wal_after = await env.pg_position()
     report = json.loads(await load.expect("result", 60))
     for child in watched:
         child.assert_running()
     dispatch = dispatch_gaps_ms(await env.timings(), set(report["run_ids"]))
+    cpu_s = {role: cpu_after[role] - cpu_before[role] for role in probes}
+    # Whatever else kept the cores busy meanwhile (a noisy machine), in cores.
+    others = (busy_after - busy_before - sum(cpu_s.values())) / (wall_after - wall_before)
     return Window(
         report=report,
-        cpu_s={role: cpu_after[role] - cpu_before[role] for role in probes},
+        cpu_s=cpu_s,
+        others_cores=max(others, 0.0),
         write_xacts=xid_after - xid_before,
         wal_bytes=wal_after - wal_before,
         dispatch_ms=dispatch,
@@ -544,6 +558,7 @@ def result_of(system: str, label: str, window: Window, cpu_labels: dict[str, str
         cpu_labels=cpu_labels,
         write_xacts=window.write_xacts,
         wal_bytes=window.wal_bytes,
+        others_cores=window.others_cores,
         first_error=report.get("first_error", ""),
     )
 
@@ -819,6 +834,7 @@ def table(results: Sequence[SystemResult]) -> list[str]:
     row("  total without the agent", [f"{r.total_cpu_ms(with_agent=False):.2f}" for r in results])
     row(f"  {SHARED_LABELS['agent']}", [f"{r.cpu_ms_per_run('agent') or 0:.2f}" for r in results])
     row("  total", [f"{r.total_cpu_ms(with_agent=True):.2f}" for r in results])
+    row("other processes, cores busy", [f"{r.others_cores:.2f}" for r in results])
     return lines
 
 
