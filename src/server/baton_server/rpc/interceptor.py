@@ -12,8 +12,10 @@ from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import Message
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from baton_server.errors import BatonError
+from baton_server.errors import BatonError, Unavailable
 from baton_server.rpc.status import internal_status, to_grpc_status
 from baton_server.rpc.validation import validate_request
 
@@ -22,9 +24,21 @@ log = logging.getLogger(__name__)
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
+def _unreachable_dependency(error: Exception) -> bool:
+    """PostgreSQL or Redis could not be reached: the call may succeed if retried."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    return isinstance(error, OSError | RedisConnectionError)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
     if isinstance(error, BatonError):
         status = to_grpc_status(error)
+    elif _unreachable_dependency(error):
+        log.warning("dependency unavailable: %s", error)
+        status = to_grpc_status(
+            Unavailable("a dependency is unavailable; retry", reason="DEPENDENCY_UNAVAILABLE")
+        )
     else:
         log.exception("unexpected error", exc_info=error)
         status = internal_status()

@@ -102,6 +102,13 @@ class RunService:
             )
         run_id = new_run_id()
         order = StepGraph.of(workflow.workflow_data).topological_order()
+        drafts = [
+            events.log(
+                f"Run created for workflow '{workflow.name}' version {workflow.version}"
+                f" by {triggered_by}"
+            ),
+            events.run_status(PENDING, progress=0),
+        ]
         steps = workflow.workflow_data["steps"]
         run = await store.insert(
             conn,
@@ -116,6 +123,8 @@ class RunService:
                 "triggered_by": triggered_by,
                 "request_id": request_id,
                 "enqueued_at": datetime.now().astimezone(),
+                # The run is new: its first event numbers need no row lock.
+                "event_seq": len(drafts),
             },
             [
                 {
@@ -129,16 +138,11 @@ class RunService:
                 for position, step_id in enumerate(order)
             ],
         )
-        written = await store.append_events(
+        written = await store.insert_events(
             conn,
             run_id,
-            [
-                events.log(
-                    f"Run created for workflow '{workflow.name}' version {workflow.version}"
-                    f" by {triggered_by}"
-                ),
-                events.run_status(PENDING, progress=0),
-            ],
+            drafts,
+            first=1,
             status=PENDING,
             progress=0,
         )

@@ -78,7 +78,21 @@ async def append_events(
             .returning(runs.c.event_seq)
         )
     ).scalar_one()
-    first = last - len(drafts) + 1
+    return await insert_events(
+        conn, run_id, drafts, first=last - len(drafts) + 1, status=status, progress=progress
+    )
+
+
+async def insert_events(
+    conn: AsyncConnection,
+    run_id: str,
+    drafts: Sequence[EventDraft],
+    *,
+    first: int,
+    status: str,
+    progress: int,
+) -> list[RunEvent]:
+    """Insert events numbered from ``first``; the caller reserved those numbers."""
     rows = await conn.execute(
         run_events.insert().returning(*run_events.c),
         [

@@ -1,0 +1,55 @@
+"""The database layer: migrations match the declared schema; an unreachable database
+is reported as UNAVAILABLE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as redis
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton.v1 import agents_pb2, agents_pb2_grpc
+from baton_server.app import start_grpc
+from baton_server.db import migrate
+from baton_server.db.engine import create_engine
+from baton_server.db.tables import metadata
+from tests.agents.process import unused_loopback_port
+from tests.rpc_errors import failure
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrated_schema_matches_the_declared_tables(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(_differences)
+    assert differences == []
+
+
+async def test_migrations_are_current_and_idempotent(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine)  # a second upgrade is a no-op
+    assert await migrate.is_current(engine)
+
+
+async def test_an_unreachable_database_is_unavailable_not_internal(
+    redis_client: redis.Redis,
+) -> None:
+    dead = create_engine(f"postgresql+asyncpg://baton@127.0.0.1:{unused_loopback_port()}/baton")
+    app = await start_grpc(dead, redis_client, "127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = agents_pb2_grpc.AgentServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.ListAgents(agents_pb2.ListAgentsRequest())
+        found = failure(caught.value)
+        assert (found.code, found.reason) == (grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE")
+    finally:
+        await app.stop(grace=0)
+        await dead.dispose()
