@@ -20,7 +20,8 @@ Agents:
   echo-legacy   the same with the SDK's LegacyRequestHandler
 
 Clients:
-  baton  baton_server.agents.client.AgentClient.call (blocking send)
+  baton  baton_server.agents.client.AgentClient.call (blocking send), on an
+         aiohttp session as Baton's worker makes
   sdk    a2a-sdk: card resolved and Client created once (ClientFactory, shared
          httpx client, streaming off), then per call SendMessageRequest ->
          send_message -> artifact data part -> MessageToDict; this is the SDK's
@@ -52,6 +53,7 @@ for path in (ROOT, ROOT / "src" / "server"):
 # in the SDK client on every call and inflate its figure.
 os.environ.setdefault("OTEL_INSTRUMENTATION_A2A_SDK_ENABLED", "false")
 
+import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory  # noqa: E402
 from a2a.types import Message, Part, Role, SendMessageRequest  # noqa: E402
@@ -149,9 +151,9 @@ def run_agent(kind: str, version: str) -> Iterator[tuple[str, int]]:
             yield url, echo.pid
 
 
-async def baton_caller(http: httpx.AsyncClient, url: str) -> Call:
+async def baton_caller(session: aiohttp.ClientSession, url: str) -> Call:
     """Per-call function using Baton's AgentClient."""
-    client = AgentClient(http)
+    client = AgentClient(session)
     endpoint = AgentEndpoint(url=url, protocol="a2a", timeout_ms=30_000, headers={})
     run = uuid.uuid4().hex[:8]
 
@@ -215,10 +217,19 @@ async def drive(call: Call, calls: int, concurrency: int) -> int:
 async def measure(agent: str, version: str, client: str, calls: int, concurrency: int) -> Result:
     """One run against a fresh agent process."""
     with run_agent(agent, version) as (url, pid):
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(limits=limits) as http:
-            make = baton_caller if client == "baton" else sdk_caller
-            call = await make(http, url)
+        async with contextlib.AsyncExitStack() as stack:
+            # Each client on its own HTTP stack, pooled as Baton's worker pools.
+            if client == "baton":
+                connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=4)
+                session = aiohttp.ClientSession(connector=connector)
+                await stack.enter_async_context(session)
+                call = await baton_caller(session, url)
+            else:
+                limits = httpx.Limits(
+                    max_connections=concurrency, max_keepalive_connections=concurrency
+                )
+                http = await stack.enter_async_context(httpx.AsyncClient(limits=limits))
+                call = await sdk_caller(http, url)
             await drive(call, max(calls // 10, 50), concurrency)  # warm-up: pool, caches
             agent_before, client_before = process_cpu_s(pid), self_cpu_s()
             started = time.perf_counter()

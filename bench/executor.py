@@ -35,7 +35,7 @@ temporary directory is deleted), and killed by the kernel if this process dies:
   ``@DBOS.workflow`` of three ``@DBOS.step`` calls started with
   ``DBOS.start_workflow_async`` and awaited with ``get_result``. Each step makes the
   call Baton's worker makes, with the same client (``baton_server.agents.client.
-  AgentClient`` on one shared ``httpx.AsyncClient``), so the bytes on the wire and the
+  AgentClient`` on one shared ``aiohttp.ClientSession``), so the bytes on the wire and the
   client-side CPU per call are identical; the idempotency key is
   ``<workflow id>/<step>/1`` as Baton's ``<run id>/<step>/<attempt>``.
 
@@ -1153,7 +1153,7 @@ async def baton_load(args: argparse.Namespace) -> None:
 
 
 def dbos_app(args: argparse.Namespace) -> None:
-    import httpx
+    import aiohttp
     from dbos import DBOS, DBOSConfig
 
     from baton_server.agents.client import AgentClient, AgentEndpoint
@@ -1186,9 +1186,9 @@ def dbos_app(args: argparse.Namespace) -> None:
         return output
 
     async def main() -> None:
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
-        async with httpx.AsyncClient(limits=limits) as http:
-            clients.append(AgentClient(http))
+        connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=4)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            clients.append(AgentClient(session))
 
             async def one_run() -> Outcome:
                 started = time.perf_counter()

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Event, Lock, Thread
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
@@ -279,9 +280,16 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def client(http: httpx.AsyncClient) -> AgentClient:
-    """An agent client on the test's HTTP client."""
-    return AgentClient(http)
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A fresh aiohttp session per test, for the agent client."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession) -> AgentClient:
+    """An agent client on the test's aiohttp session."""
+    return AgentClient(session)
 
 
 async def task_state(
@@ -961,9 +969,9 @@ async def test_v03_file_part_becomes_the_v1_shape(client: AgentClient) -> None:
 
 
 async def test_card_is_fetched_once_and_shared_by_concurrent_first_calls(
-    http: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
 ) -> None:
-    client = AgentClient(http, card_ttl_s=60)
+    client = AgentClient(session, card_ttl_s=60)
     with ScriptedServer() as server:
         server.routes[f"GET {CARD_PATH}"] = Reply(body=card(f"{server.url}/rpc"), delay_s=0.2)
         server.routes["POST /rpc"] = rpc_result({"message": {"parts": [{"data": {"ok": 1}}]}})
@@ -978,8 +986,8 @@ async def test_card_is_fetched_once_and_shared_by_concurrent_first_calls(
         assert server.count("POST", "/rpc") == 6
 
 
-async def test_card_is_fetched_again_after_its_ttl(http: httpx.AsyncClient) -> None:
-    client = AgentClient(http, card_ttl_s=0.2)
+async def test_card_is_fetched_again_after_its_ttl(session: aiohttp.ClientSession) -> None:
+    client = AgentClient(session, card_ttl_s=0.2)
     with ScriptedServer() as server:
         server.serve_card()
         server.routes["POST /rpc"] = rpc_result({"message": {"parts": [{"text": "ok"}]}})

@@ -2,8 +2,9 @@
 
 Baton's executor calls an agent once per workflow step, so this module sits on the
 hot path and is written for CPU per call: plain dicts and the stdlib ``json`` on
-the wire, no pydantic or protobuf, one shared :class:`httpx.AsyncClient`, and the
-agent card fetched once per URL and cached.
+the wire, no pydantic or protobuf, one shared :class:`aiohttp.ClientSession` (its
+HTTP stack costs a tenth of httpx's CPU per request), and the agent card fetched
+once per URL and cached.
 
 Two protocols, chosen per agent (:attr:`AgentEndpoint.protocol`):
 
@@ -42,7 +43,7 @@ every poll); each HTTP request gets the time that is left. A request whose
 connection breaks before any answer (typically a pooled keep-alive connection
 the agent closed just as it was reused) is resent once at once; timeouts never
 are. Cancelling the
-calling task abandons the in-flight request at once (httpx drops the
+calling task abandons the in-flight request at once (aiohttp drops the
 connection). :meth:`AgentClient.call` never cancels the agent's task by itself:
 Baton also cancels calls when a worker shuts down and another one resumes the
 run, and that must not kill the agent's work. Callers that want the agent to
@@ -63,7 +64,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, NoReturn
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +118,17 @@ _RETRYABLE_4XX: Final = frozenset({408, 429})
 # nothing was processed, so a cached card may be stale and a resend is safe.
 _STALE_ROUTE_STATUSES: Final = frozenset({404, 405, 410})
 _STALE_ROUTE_RPC_CODES: Final = frozenset({RPC_METHOD_NOT_FOUND, RPC_VERSION_NOT_SUPPORTED})
-# A connection that broke before an answer arrived (not a failed connect).
-_BROKEN_CONNECTION: Final = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+# A connection that broke before an answer arrived. ClientConnectorError (a failed
+# connect) is a ClientOSError too and is told apart first.
+_BROKEN_CONNECTION: Final = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientConnectionResetError,
+)
+# A URL that cannot be requested: aiohttp.InvalidURL and yarl's parse errors are
+# ValueErrors; a scheme other than http(s) is NonHttpUrlClientError.
+_INVALID_URL: Final = (ValueError, aiohttp.NonHttpUrlClientError)
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 _DONE_STATES: Final = frozenset({"completed"})
 _RUNNING_STATES: Final = frozenset({"submitted", "working"})
@@ -233,19 +245,33 @@ class _CallState:
                 self.on_task(task_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Response:
+    """An agent's answer, read whole."""
+
+    status_code: int
+    content: bytes
+    headers: CIMultiDictProxy[str]
+    url: URL
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status_code in _REDIRECT_STATUSES and "location" in self.headers
+
+
 class AgentClient:
     """A lean client for calling agents; one instance per process.
 
     It holds no connections of its own: all requests go through the shared
-    ``http`` client (its pool is reused; its redirect and timeout settings are
-    overridden per request). It caches each A2A agent's card for
+    ``session`` (its connector's pool is reused; redirects are never followed and
+    the timeout is set per request). It caches each A2A agent's card for
     ``card_ttl_s`` seconds, and concurrent first calls to an agent share one
     card fetch.
     """
 
-    def __init__(self, http: httpx.AsyncClient, *, card_ttl_s: float = 60.0) -> None:
-        """Use ``http`` for every request; cache agent cards for ``card_ttl_s`` seconds."""
-        self._http = http
+    def __init__(self, session: aiohttp.ClientSession, *, card_ttl_s: float = 60.0) -> None:
+        """Use ``session`` for every request; cache agent cards for ``card_ttl_s`` seconds."""
+        self._session = session
         self._card_ttl_s = card_ttl_s
         # url -> (monotonic expiry, route)
         self._routes: dict[str, tuple[float, _Route]] = {}
@@ -292,14 +318,13 @@ class AgentClient:
         state = _CallState(on_task=on_task)
         deadline = asyncio.get_running_loop().time() + endpoint.timeout_ms / 1000
         try:
-            # One deadline over every request: httpx timeouts are per phase
-            # (connect, each read), so polls or a slow-dripping agent could
-            # otherwise run far past the budget.
+            # One deadline over every request: per-request timeouts alone would
+            # let polls and card fetches run far past the budget.
             async with asyncio.timeout_at(deadline):
                 if endpoint.protocol == PROTOCOL_HTTP:
                     return await self._call_http(endpoint, payload, idempotency_key, deadline)
                 return await self._call_a2a(endpoint, payload, idempotency_key, state, deadline)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             raise AgentCallError(
                 f"Timed out after {endpoint.timeout_ms}ms",
                 retryable=True,
@@ -490,7 +515,7 @@ class AgentClient:
         except AgentCallError as error:
             # Only a failed connect proves nothing was sent; a connection that
             # broke later may have delivered the message.
-            if send and isinstance(error.__cause__, httpx.ConnectError):
+            if send and isinstance(error.__cause__, aiohttp.ClientConnectorError):
                 raise _stale(error) from error.__cause__
             raise
         try:
@@ -544,24 +569,24 @@ class AgentClient:
             del self._routes[url]
 
     async def _fetch_route(self, endpoint: AgentEndpoint, deadline: float) -> _Route:
-        base = httpx.URL(endpoint.url)
         headers = {**endpoint.headers, "Accept": "application/json"}
         try:
+            base = URL(endpoint.url)
             async with asyncio.timeout_at(deadline):
                 for card_path in AGENT_CARD_PATHS:
                     card_url = str(
-                        base.copy_with(path=f"{base.path.rstrip('/')}/{card_path}", fragment=None)
+                        base.with_path(f"{base.path.rstrip('/')}/{card_path}", keep_query=True)
                     )
                     response = await self._get(card_url, headers, deadline)
                     if response.status_code != 404:
                         break
-        except httpx.InvalidURL as error:
+        except ValueError as error:  # yarl's, for a URL it cannot parse
             raise AgentCallError(
                 f"Invalid agent URL {endpoint.url!r}: {error}",
                 retryable=False,
                 reason=REASON_INVALID_URL,
             ) from None
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             raise AgentCallError(
                 f"Timed out after {endpoint.timeout_ms}ms fetching the agent card",
                 retryable=True,
@@ -575,10 +600,10 @@ class AgentClient:
 
     async def _post(
         self, url: str, content: bytes, headers: Mapping[str, str], deadline: float
-    ) -> httpx.Response:
+    ) -> _Response:
         return await self._request("POST", url, content, headers, deadline)
 
-    async def _get(self, url: str, headers: Mapping[str, str], deadline: float) -> httpx.Response:
+    async def _get(self, url: str, headers: Mapping[str, str], deadline: float) -> _Response:
         return await self._request("GET", url, None, headers, deadline)
 
     async def _request(
@@ -588,7 +613,7 @@ class AgentClient:
         content: bytes | None,
         headers: Mapping[str, str],
         deadline: float,
-    ) -> httpx.Response:
+    ) -> _Response:
         loop = asyncio.get_running_loop()
         resent = False
         while True:
@@ -596,28 +621,40 @@ class AgentClient:
             try:
                 # No redirects: following one would hide a misconfigured URL and
                 # could replay credentials (and a non-idempotent POST) elsewhere.
-                return await self._http.request(
+                response = await self._session.request(
                     method,
                     url,
-                    content=content,
+                    data=content,
                     headers=headers,
-                    timeout=remaining,
-                    follow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    allow_redirects=False,
                 )
-            except httpx.TimeoutException:
+            except TimeoutError:  # aiohttp's own timeout errors included
                 raise
+            except aiohttp.ClientConnectorError as error:
+                _transport_failure(url, error)
             except _BROKEN_CONNECTION as error:
                 # The keep-alive race: the agent closed a pooled connection
-                # (uvicorn does after 5 s idle; httpx keeps them 5 s) just as it
-                # was reused, and reset it before reading the request. httpx
-                # does not resend, so do it once on a fresh connection, as Go's
-                # net/http does for requests carrying an idempotency key (ours
-                # all do). A second failure is reported (retryable).
+                # (uvicorn does after 5 s idle; the worker's pool keeps them 4 s)
+                # just as it was reused, and reset it before answering. aiohttp
+                # does not resend a POST, so do it once on a fresh connection, as
+                # Go's net/http does for requests carrying an idempotency key
+                # (ours all do). A second failure is reported (retryable).
                 if resent:
                     _transport_failure(url, error)
                 resent = True
-            except (httpx.HTTPError, httpx.InvalidURL) as error:
+                continue
+            except (aiohttp.ClientError, *_INVALID_URL) as error:
                 _transport_failure(url, error)
+            # The answer has begun: a failure from here on is reported, not resent.
+            try:
+                async with response:
+                    body = await response.read()
+            except TimeoutError:
+                raise
+            except aiohttp.ClientError as error:
+                _transport_failure(url, error)
+            return _Response(response.status, body, response.headers, response.url)
 
 
 # --- helpers: JSON ----------------------------------------------------------------
@@ -645,7 +682,7 @@ def _dump(value: Any) -> bytes:
         ) from None
 
 
-def _load(response: httpx.Response, url: str) -> Any:
+def _load(response: _Response, url: str) -> Any:
     # parse_float restores integers while the C parser runs, which is cheaper
     # than walking the decoded tree afterwards.
     try:
@@ -657,11 +694,11 @@ def _load(response: httpx.Response, url: str) -> Any:
 # --- helpers: HTTP errors ---------------------------------------------------------
 
 
-def _check_status(response: httpx.Response) -> None:
+def _check_status(response: _Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    url = str(response.request.url)
+    url = str(response.url)
     message = f"HTTP {status} from {url}"
     if response.is_redirect:
         message += f" (redirect to {response.headers.get('location', '?')} not followed)"
@@ -679,7 +716,7 @@ def _check_status(response: httpx.Response) -> None:
     )
 
 
-def _body_excerpt(response: httpx.Response) -> str:
+def _body_excerpt(response: _Response) -> str:
     # Only bodies meant to be read: an HTML error page would drown the reason.
     content_type = response.headers.get("content-type", "")
     if not response.content or not ("json" in content_type or "text/plain" in content_type):
@@ -687,7 +724,7 @@ def _body_excerpt(response: httpx.Response) -> str:
     return response.content[:_MAX_MESSAGE_CHARS].decode("utf-8", "replace")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Response) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
         return None
@@ -698,19 +735,32 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _transport_failure(url: str, error: Exception) -> NoReturn:
-    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+    if isinstance(error, _INVALID_URL):
+        # aiohttp's own errors say only the URL; yarl's say what is wrong with it.
+        is_aiohttp = isinstance(error, aiohttp.ClientError)
+        detail = "not an absolute http:// or https:// URL" if is_aiohttp else str(error)
         raise AgentCallError(
-            f"Invalid agent URL {url!r}: {error}", retryable=False, reason=REASON_INVALID_URL
+            f"Invalid agent URL {url!r}: {detail}", retryable=False, reason=REASON_INVALID_URL
         ) from error
-    if isinstance(error, httpx.ConnectError):
-        root = _root_os_error(error)
+    if isinstance(error, aiohttp.ClientConnectorError):
+        root = _root_os_error(error.os_error)
         if isinstance(root, ConnectionRefusedError):
             detail = "connection refused"
-        elif isinstance(root, socket.gaierror):
-            detail = f"could not resolve host ({root.strerror or root})"
+        elif isinstance(error, aiohttp.ClientConnectorDNSError) or isinstance(
+            root, socket.gaierror
+        ):
+            why = root.strerror if root is not None and root.strerror else (root or error)
+            detail = f"could not resolve host ({why})"
         else:
             detail = str(root.strerror if root is not None and root.strerror else error)
         message = f"Could not connect to {url}: {detail}"
+    elif isinstance(error, aiohttp.ServerDisconnectedError):
+        # Worded as httpx worded it: no answer began (a break mid-body is a
+        # ClientPayloadError).
+        message = f"Connection to {url} failed: Server disconnected without sending a response."
+    elif isinstance(error, aiohttp.ClientResponseError):
+        # An answer aiohttp could not parse as HTTP.
+        message = f"Connection to {url} failed: {error.message or type(error).__name__}"
     else:
         # The connection broke mid-request (agent crashed or restarted).
         message = f"Connection to {url} failed: {error or type(error).__name__}"
@@ -718,7 +768,8 @@ def _transport_failure(url: str, error: Exception) -> NoReturn:
 
 
 def _root_os_error(error: BaseException) -> OSError | None:
-    # httpx wraps the socket error several times; the innermost says what broke.
+    # The socket error may wrap others (a resolver's gaierror); the innermost says
+    # what broke.
     found: OSError | None = None
     seen: set[int] = set()
     current: BaseException | None = error
@@ -837,8 +888,8 @@ def _route_from_card(card: Any, card_url: str) -> _Route:
     interface = best[rank]
     legacy = rank == 2
     try:
-        rpc_url = str(httpx.URL(card_url).join(interface["url"]))
-    except httpx.InvalidURL:
+        rpc_url = str(URL(card_url).join(URL(interface["url"])))
+    except (ValueError, TypeError):
         _bad_card(card_url, f"bad interface URL {interface['url']!r}")
     tenant = interface.get("tenant")
     return _Route(

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -130,8 +130,10 @@ class Worker:
         )
         self._redis = redis.Redis.from_url(self._redis_url)
         self._dispatcher = Dispatcher(self._redis)
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+        # Keep-alive expiry under uvicorn's 5 s idle close, so a pooled connection
+        # is rarely reused just as the agent closes it.
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=4)
         )
         self._client = AgentClient(self._http)
         self._publisher = EventPublisher(self._redis)
@@ -159,7 +161,7 @@ class Worker:
             released = [r["id"] for r in await self._pool.fetch(_RELEASE_LEASES, self.id)]
             await self._dispatcher.enqueue(released)
         await self._pool.close()
-        await self._http.aclose()
+        await self._http.close()
         await self._redis.aclose()
         log.info("worker %s stopped", self.id)
 
