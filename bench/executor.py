@@ -1242,12 +1242,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         type=lambda text: _choices(text, SYSTEMS),
-        default=list(SYSTEMS),
-        help="comma-separated: baton,dbos",
+        default=",".join(SYSTEMS),
+        help="comma-separated, of: baton, dbos",
     )
     parser.add_argument("--repeat", type=_positive, default=1, help="repetitions (noisy hosts)")
     parser.add_argument("--workers", type=_positive, default=1, help="baton worker processes")
-    parser.add_argument("--worker-mode", choices=WORKER_MODES, default="separate")
+    parser.add_argument(
+        "--worker-mode",
+        choices=WORKER_MODES,
+        default="separate",
+        help="baton worker processes, or the worker built into baton serve",
+    )
     parser.add_argument(
         "--completion",
         choices=COMPLETIONS,
