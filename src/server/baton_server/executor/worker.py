@@ -105,6 +105,11 @@ class WorkerSettings:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset on release (a round trip per checkout): the worker's
+    queries leave no session state behind (no SET, LISTEN, temporary tables)."""
+
+
 def asyncpg_dsn(database_url: str) -> str:
     """SQLAlchemy's ``postgresql+asyncpg://`` URL as a plain libpq URL for asyncpg."""
     return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -126,7 +131,7 @@ class Worker:
 
     async def start(self) -> None:
         self._pool = await asyncpg.create_pool(
-            asyncpg_dsn(self._database_url), min_size=2, max_size=8
+            asyncpg_dsn(self._database_url), min_size=2, max_size=8, reset=_keep_session
         )
         self._redis = redis.Redis.from_url(self._redis_url)
         self._dispatcher = Dispatcher(self._redis)
