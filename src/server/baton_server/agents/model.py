@@ -7,10 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-AGENT_STATUSES = ("active", "inactive", "deleted")
-AUTH_TYPES = ("none", "bearer", "apikey")
-PROTOCOLS = ("a2a", "http")
-
 
 @dataclass(frozen=True)
 class RetryPolicy:

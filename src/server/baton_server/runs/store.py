@@ -300,12 +300,6 @@ async def reset_for_retry(conn: AsyncConnection, run_id: str) -> tuple[Run, list
     return run, written
 
 
-async def mark_enqueued(conn: AsyncConnection, run_ids: Sequence[str]) -> None:
-    await conn.execute(
-        runs.update().where(runs.c.id.in_(run_ids)).values(enqueued_at=sa.func.now())
-    )
-
-
 async def last_sequence(conn: AsyncConnection, run_id: str) -> int:
     value: int = (
         await conn.execute(sa.select(runs.c.event_seq).where(runs.c.id == run_id))

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-WORKFLOW_STATUSES = ("active", "inactive", "deleted")
-
 
 @dataclass(frozen=True)
 class Workflow:
