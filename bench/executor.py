@@ -4,7 +4,7 @@ Run::
 
     .venv/bin/python bench/executor.py [--runs 600] [--in-flight 50] [--warmup 100]
         [--systems baton,dbos] [--repeat 1] [--workers 1]
-        [--worker-mode separate|in-server] [--completion watch|feed|poll]
+        [--worker-mode separate|in-server] [--completion wait|watch|feed|poll]
         [--json PATH] [--py-spy DIR]
 
 DBOS comes with the ``bench`` extra (``pip install -e ".[bench]"``); without it only
@@ -27,9 +27,10 @@ temporary directory is deleted), and killed by the kernel if this process dies:
   production; ``--worker-mode in-server`` runs ``baton serve`` with its built-in
   worker instead.
 * Baton's load generator, a process of its own: ``ExecuteWorkflow`` over gRPC, then
-  learns the end of the run from ``WatchRun`` (its terminal event); ``--completion
-  feed`` uses one ``WatchRuns`` stream for all runs, ``poll`` calls ``GetRun`` every
-  50 ms.
+  ``WaitRun`` until the run has finished, as the SDK's ``execute(wait=True)`` and
+  ``runs.wait`` do. ``--completion watch`` follows each run's ``WatchRun`` stream to
+  its terminal event instead, ``feed`` uses one ``WatchRuns`` stream for all runs,
+  ``poll`` calls ``GetRun`` every 50 ms.
 * DBOS: one process of DBOS Transact 3.4.0 (a library: the process that starts
   workflows executes them, so it is engine and load generator at once), an async
   ``@DBOS.workflow`` of three ``@DBOS.step`` calls started with
@@ -86,7 +87,7 @@ for _path in (ROOT, ROOT / "src" / "server"):
         sys.path.insert(0, str(_path))
 
 SYSTEMS: Final = ("baton", "dbos")
-COMPLETIONS: Final = ("watch", "feed", "poll")
+COMPLETIONS: Final = ("wait", "watch", "feed", "poll")
 WORKER_MODES: Final = ("separate", "in-server")
 STEPS: Final = ("first", "second", "third")
 DBOS_VERSION: Final = "3.4.0"
@@ -1105,6 +1106,13 @@ async def baton_load(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.2)  # subscribed before the first run can end
 
         async def until_done(run_id: str) -> runs_pb2.Run.Status.ValueType:
+            if args.completion == "wait":
+                waited = runs_pb2.WaitRunRequest(run_id=run_id)
+                waited.timeout.FromSeconds(int(RUN_DEADLINE_S))
+                while True:
+                    run = await runs.WaitRun(waited)
+                    if run.status in terminal:
+                        return run.status
             if args.completion == "watch":
                 async for event in runs.WatchRun(runs_pb2.WatchRunRequest(run_id=run_id)):
                     if event.terminal:
@@ -1256,7 +1264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--completion",
         choices=COMPLETIONS,
-        default="watch",
+        default="wait",
         help="how Baton's load generator learns a run ended",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 import redis.asyncio as redis
@@ -26,6 +27,7 @@ from baton.v1 import agents_pb2_grpc, runs_pb2_grpc, workflows_pb2_grpc
 from baton_server.app import GrpcApp, start_grpc
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
+from baton_server.db.pool import create_pool
 from baton_server.db.tables import metadata
 from baton_server.embedded import EmbeddedServices, run_embedded
 from baton_server.executor.worker import Worker, WorkerSettings
@@ -77,6 +79,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A plain asyncpg pool on the test database (what the runs hot path uses)."""
+    pool = await create_pool(database_url, min_size=0, max_size=4)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(autouse=True)

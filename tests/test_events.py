@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 import redis.asyncio as redis
@@ -148,7 +149,7 @@ async def test_a_stalled_subscriber_catches_up_without_gaps(
     runs: runs_pb2_grpc.RunServiceAsyncStub,
     worker: Worker,
     echo_agent_url: str,
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     redis_client: redis.Redis,
 ) -> None:
     workflow_id = await three_step_workflow(agents, workflows, echo_agent_url)
@@ -156,7 +157,7 @@ async def test_a_stalled_subscriber_catches_up_without_gaps(
     hub.start()
     try:
         run = await execute(runs, workflow_id, {})
-        stream = WatchService(engine, hub).watch_run(run.id, after_sequence=0)
+        stream = WatchService(pool, hub).watch_run(run.id, after_sequence=0)
         snapshot = await anext(stream)
         assert isinstance(snapshot, Snapshot)
         # Not reading while the run produces its events: the executor is not held up.

@@ -3,6 +3,7 @@ its status codes and JSON shapes, and JSON error bodies with ErrorInfo/BadReques
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -487,6 +488,26 @@ async def test_cancel_is_200_and_retry_202(rest: httpx.AsyncClient) -> None:
     assert error_of(again)["reason"] == "RUN_NOT_RETRYABLE"
 
 
+async def test_wait_returns_the_run_when_it_ends_or_times_out(rest: httpx.AsyncClient) -> None:
+    run = await start_run(rest)  # no worker runs here: it stays PENDING
+    path = f"/api/v1/runs/{run['run_id']}"
+    unfinished = assert_plain_json(await rest.get(f"{path}/wait?timeout=0.2s"), 200)
+    assert (unfinished["run_id"], unfinished["status"]) == (run["run_id"], "PENDING")
+
+    async def cancel_soon() -> None:
+        await asyncio.sleep(0.3)
+        await rest.post(f"{path}/cancel", json={"reason": "enough"})
+
+    canceller = asyncio.create_task(cancel_soon())
+    finished = assert_plain_json(await rest.get(f"{path}/wait?timeout=30s"), 200)
+    await canceller
+    assert (finished["status"], finished["error_message"]) == ("CANCELLED", "Cancelled: enough")
+
+    too_long = await rest.get(f"{path}/wait?timeout=301s")
+    assert too_long.status_code == 400
+    assert list(error_of(too_long)["fields"]) == ["timeout"]
+
+
 async def test_run_logs(rest: httpx.AsyncClient) -> None:
     run = await start_run(rest)
     await rest.post(f"/api/v1/runs/{run['run_id']}/cancel", json={"reason": "enough"})
@@ -509,6 +530,7 @@ async def test_unknown_run_is_404(rest: httpx.AsyncClient) -> None:
         await rest.get(path),
         await rest.get(f"{path}/steps"),
         await rest.get(f"{path}/logs"),
+        await rest.get(f"{path}/wait"),
         await rest.post(f"{path}/retry", json={}),
         await rest.post(f"{path}/cancel", json={}),
     ):

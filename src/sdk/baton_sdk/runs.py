@@ -41,6 +41,10 @@ RunSortField = Literal["created_at", "updated_at", "completed_at", "status"]
 # surfaces as asyncio.CancelledError instead).
 _RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _LOG_PAGE_SIZE = 1000
+# WaitRun waits 300 s at most per call; the call's deadline leaves the server time to
+# answer after that.
+_MAX_WAIT_S = 300.0
+_WAIT_GRACE_S = 10.0
 
 
 def _run_id(run: str | RunData) -> str:
@@ -362,7 +366,7 @@ class Runs:
         return self._run(reply)
 
     async def wait(self, run: str | RunData, *, timeout: float | None = None) -> Run:
-        """Wait until a run finishes, following its event stream (no polling).
+        """Wait until a run finishes: the server answers as soon as it does (no polling).
 
         Args:
             run: The run or its id.
@@ -379,20 +383,23 @@ class Runs:
         return await self._wait(_run_id(run), timeout, timeout)
 
     async def _wait(self, wanted: str, timeout: float | None, remaining: float | None) -> Run:
+        """``WaitRun`` calls, each as long as the server allows, until the run finishes."""
+        loop = asyncio.get_running_loop()
+        deadline = None if remaining is None else loop.time() + remaining
         last_status: RunStatus | None = None
-        limit = asyncio.timeout(None if remaining is None else max(remaining, 0.0))
-        try:
-            async with limit:
-                async with contextlib.aclosing(self.watch(wanted)) as events:
-                    async for event in events:
-                        last_status = event.status or last_status
-                # The terminal event carries the status but not the whole run
-                # (completion time, ...): read it once, now that it is final.
-                return await self.get(wanted)
-        except TimeoutError:
-            if not limit.expired():
-                raise  # a call's own deadline, not ours
-            raise WaitTimeoutError(wanted, timeout or 0.0, last_status) from None
+        while True:
+            left = _MAX_WAIT_S if deadline is None else min(deadline - loop.time(), _MAX_WAIT_S)
+            if left <= 0:
+                raise WaitTimeoutError(wanted, timeout or 0.0, last_status)
+            request = runs_pb2.WaitRunRequest(run_id=wanted)
+            request.timeout.FromNanoseconds(int(left * 1e9))
+            reply = await self._transport.unary(
+                self._stub.WaitRun, request, timeout=left + _WAIT_GRACE_S, idempotent=True
+            )
+            run = self._run(reply)
+            if run.status.is_terminal:
+                return run
+            last_status = run.status
 
     async def watch(
         self, run: str | RunData, *, after_sequence: int = 0, timeout: float | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import asyncpg
 import grpc
 import httpx
 import redis.asyncio as redis
@@ -24,6 +25,7 @@ from baton.v1 import (
 )
 from baton_server.agents.service import AgentService
 from baton_server.agents.servicer import AgentServicer
+from baton_server.db.pool import create_pool
 from baton_server.events.hub import EventHub
 from baton_server.events.publisher import EventPublisher
 from baton_server.rpc.interceptor import ErrorMappingInterceptor
@@ -65,6 +67,7 @@ class GrpcApp:
     port: int
     health: health.aio.HealthServicer
     http: httpx.AsyncClient
+    pool: asyncpg.Pool
     hub: EventHub
     publisher: EventPublisher
     system: SystemService
@@ -85,6 +88,7 @@ class GrpcApp:
         await self.hub.stop()
         await self.publisher.stop()
         await self.http.aclose()
+        await self.pool.close()
 
 
 async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: str) -> GrpcApp:
@@ -94,6 +98,11 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
         interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()], options=_SERVER_OPTIONS
     )
     http = httpx.AsyncClient(follow_redirects=False)
+    # Runs take the hot path on plain asyncpg (see baton_server.db.pool); connections
+    # are opened on demand, so the server starts before PostgreSQL accepts them.
+    pool = await create_pool(
+        engine.url.render_as_string(hide_password=False), min_size=0, max_size=10
+    )
     agents_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentServicer(AgentService(engine, http)), server
     )
@@ -103,9 +112,7 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
     hub = EventHub(redis_client)
     publisher = EventPublisher(redis_client)
     runs_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(
-            RunService(engine, Dispatcher(redis_client), publisher), WatchService(engine, hub)
-        ),
+        RunServicer(RunService(pool, Dispatcher(redis_client), publisher), WatchService(pool, hub)),
         server,
     )
     system = SystemService(engine, redis_client, SERVICE_NAMES)
@@ -119,6 +126,7 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
         port = server.add_insecure_port(address)
     except RuntimeError as error:
         await http.aclose()
+        await pool.close()
         raise PortInUseError(f"cannot listen on {address}: the port is in use") from error
     hub.start()
     publisher.start()
@@ -127,6 +135,7 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
         port=port,
         health=health_servicer,
         http=http,
+        pool=pool,
         hub=hub,
         publisher=publisher,
         system=system,

@@ -55,6 +55,11 @@ class RunServiceStub:
                 request_serializer=baton_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
                 _registered_method=True)
+        self.WaitRun = channel.unary_unary(
+                '/baton.v1.RunService/WaitRun',
+                request_serializer=baton_dot_v1_dot_runs__pb2.WaitRunRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
         self.ListRunSteps = channel.unary_unary(
                 '/baton.v1.RunService/ListRunSteps',
                 request_serializer=baton_dot_v1_dot_runs__pb2.ListRunStepsRequest.SerializeToString,
@@ -116,6 +121,17 @@ class RunServiceServicer:
 
     def GetRun(self, request, context):
         """Returns one run. NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitRun(self, request, context):
+        """Waits until a run finishes and returns it: at once if it already has, otherwise as
+        soon as it reaches COMPLETED, FAILED or CANCELLED. When `timeout` elapses first, the
+        run is returned as it is then (PENDING or RUNNING: check `status`) and it goes on
+        running. One call and no event stream: the cheapest way to wait for a result.
+        NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +210,11 @@ def add_RunServiceServicer_to_server(servicer, server):
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
                     request_deserializer=baton_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'WaitRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitRun,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.WaitRunRequest.FromString,
                     response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
             ),
             'ListRunSteps': grpc.unary_unary_rpc_method_handler(
@@ -313,6 +334,33 @@ class RunService:
             target,
             '/baton.v1.RunService/GetRun',
             baton_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/WaitRun',
+            baton_dot_v1_dot_runs__pb2.WaitRunRequest.SerializeToString,
             baton_dot_v1_dot_runs__pb2.Run.FromString,
             options,
             channel_credentials,

@@ -50,6 +50,13 @@ class RunServiceStub:
     """Lists runs, filtered, sorted and paginated."""
     GetRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]
     """Returns one run. NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown."""
+    WaitRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.WaitRunRequest, _runs_pb2.Run]
+    """Waits until a run finishes and returns it: at once if it already has, otherwise as
+    soon as it reaches COMPLETED, FAILED or CANCELLED. When `timeout` elapses first, the
+    run is returned as it is then (PENDING or RUNNING: check `status`) and it goes on
+    running. One call and no event stream: the cheapest way to wait for a result.
+    NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown.
+    """
     ListRunSteps: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunStepsRequest, _runs_pb2.ListRunStepsResponse]
     """Returns the steps of a run: started steps by start time, then steps not started
     yet in graph order. (REST returns the bare array.)
@@ -106,6 +113,13 @@ class RunServiceAsyncStub(RunServiceStub):
     """Lists runs, filtered, sorted and paginated."""
     GetRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
     """Returns one run. NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown."""
+    WaitRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.WaitRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Waits until a run finishes and returns it: at once if it already has, otherwise as
+    soon as it reaches COMPLETED, FAILED or CANCELLED. When `timeout` elapses first, the
+    run is returned as it is then (PENDING or RUNNING: check `status`) and it goes on
+    running. One call and no event stream: the cheapest way to wait for a result.
+    NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown.
+    """
     ListRunSteps: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunStepsRequest, _runs_pb2.ListRunStepsResponse]  # type: ignore[assignment]
     """Returns the steps of a run: started steps by start time, then steps not started
     yet in graph order. (REST returns the bare array.)
@@ -177,6 +191,19 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
         """Returns one run. NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown."""
+
+    @_abc_1.abstractmethod
+    def WaitRun(
+        self,
+        request: _runs_pb2.WaitRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Waits until a run finishes and returns it: at once if it already has, otherwise as
+        soon as it reaches COMPLETED, FAILED or CANCELLED. When `timeout` elapses first, the
+        run is returned as it is then (PENDING or RUNNING: check `status`) and it goes on
+        running. One call and no event stream: the cheapest way to wait for a result.
+        NOT_FOUND (reason `RUN_NOT_FOUND`) when the id is unknown.
+        """
 
     @_abc_1.abstractmethod
     def ListRunSteps(

@@ -1,11 +1,13 @@
-"""One Redis pub/sub connection per process, shared by every watcher in it.
+"""One Redis pub/sub connection per process, shared by every listener in it.
 
-Watchers subscribe to a channel (one run's events, or the run feed) and get a bounded
-queue. The hub never waits for a watcher: when a queue is full the watcher is marked
-``overflowed`` and stops receiving, so a slow or stuck subscriber costs the executor and
-the other watchers nothing; it then catches up from PostgreSQL (or, for the feed, is told
-it lagged). When the Redis connection drops, every watcher is marked ``interrupted`` so
-it checks PostgreSQL for what it may have missed.
+Listeners attach to a channel (one run's events, or the run feed) and are handed each
+decoded message synchronously, in the hub's task; they must not block. The usual
+listener is a :class:`Subscription`: a bounded buffer that one watcher drains. The hub
+never waits for a watcher: when a buffer is full the watcher is marked ``overflowed``
+and stops receiving, so a slow or stuck subscriber costs the executor and the other
+watchers nothing; it then catches up from PostgreSQL (or, for the feed, is told it
+lagged). When the Redis connection drops, every listener is interrupted so it checks
+PostgreSQL for what it may have missed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 from prometheus_client import Gauge
@@ -29,62 +31,79 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBERS = Gauge("baton_event_subscribers", "Open event subscriptions (WatchRun/WatchRuns)")
 
+#: An event and the id of its run's workflow.
+Item = tuple[RunEvent, str]
+
+
+class Listener(Protocol):
+    """What the hub hands messages to."""
+
+    def offer(self, item: Item) -> None:
+        """Take one message of the channel; called in the hub's task, must not block."""
+
+    def interrupt(self) -> None:
+        """Messages may have been lost (Redis dropped)."""
+
 
 class Subscription:
-    """A watcher's end: a bounded queue of events and two flags."""
+    """A watcher's end: a bounded buffer of events and two flags."""
 
     def __init__(self, channel: str, capacity: int) -> None:
         self.channel = channel
-        self.queue: asyncio.Queue[tuple[RunEvent, str]] = asyncio.Queue(capacity)
+        self._items: deque[Item] = deque()
+        self._capacity = capacity
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
-        self.interrupted = asyncio.Event()
+        self.interrupted = False
 
     def reset(self) -> None:
-        """Forget queued events and flags; the watcher re-reads PostgreSQL next."""
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        """Forget buffered events and flags; the watcher re-reads PostgreSQL next."""
+        self._items.clear()
         self.overflowed = False
-        self.interrupted.clear()
+        self.interrupted = False
 
-    def offer(self, item: tuple[RunEvent, str]) -> None:
+    def offer(self, item: Item) -> None:
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= self._capacity:
             self.overflowed = True
-            self.interrupted.set()
+            self.interrupt()
+            return
+        self._items.append(item)
+        self._wake()
 
-    async def next(self, wait_s: float) -> tuple[RunEvent, str] | None:
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self, wait_s: float) -> Item | None:
         """The next event, or None after ``wait_s`` seconds or when interrupted."""
-        if not self.queue.empty():
-            return self.queue.get_nowait()
-        if self.interrupted.is_set():
-            return None
-        getter = asyncio.ensure_future(self.queue.get())
-        waker = asyncio.ensure_future(self.interrupted.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {getter, waker}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            waker.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter in done and not getter.cancelled():
-            return getter.result()
-        return None
+        if not self._items and not self.interrupted:
+            # One bare future per wait: with thousands of watchers, waking each one must
+            # cost as little as possible.
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._waiter
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        return self._items.popleft() if self._items else None
 
 
 class EventHub:
-    """Fans Redis pub/sub messages out to in-process subscriptions."""
+    """Fans Redis pub/sub messages out to in-process listeners."""
 
     def __init__(self, client: redis.Redis, *, queue_capacity: int = 1000) -> None:
         self._redis = client
         self._capacity = queue_capacity
-        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._listeners: dict[str, set[Listener]] = defaultdict(set)
         self._pubsub: Any = None
-        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -94,26 +113,30 @@ class EventHub:
         if self._task is not None:
             await cancel_and_wait([self._task])
 
+    def listen(self, channel: str, listener: Listener) -> None:
+        """Attach ``listener`` to ``channel`` for the hub's lifetime (call before start)."""
+        self._listeners[channel].add(listener)
+
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
         """Receive messages of ``channel`` for the duration of the block."""
         subscription = Subscription(channel, self._capacity)
-        first = not self._subscribers[channel]
-        self._subscribers[channel].add(subscription)
+        first = not self._listeners[channel]
+        self._listeners[channel].add(subscription)
         SUBSCRIBERS.inc()
         try:
             if first and self._pubsub is not None:
                 try:
                     await self._pubsub.subscribe(channel)
                 except (RedisError, OSError):
-                    subscription.interrupted.set()
+                    subscription.interrupt()
             yield subscription
         finally:
             SUBSCRIBERS.dec()
-            remaining = self._subscribers[channel]
+            remaining = self._listeners[channel]
             remaining.discard(subscription)
             if not remaining:
-                del self._subscribers[channel]
+                del self._listeners[channel]
                 if self._pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
                         await self._pubsub.unsubscribe(channel)
@@ -124,25 +147,24 @@ class EventHub:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 # A placeholder keeps the connection in subscribed mode when idle.
-                await pubsub.subscribe("baton:hub", *self._subscribers)
+                await pubsub.subscribe("baton:hub", *self._listeners)
                 self._pubsub = pubsub
                 delay = 0.1
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    channel = message["channel"].decode()
-                    subscribers = self._subscribers.get(channel)
-                    if subscribers:
+                    listeners = self._listeners.get(message["channel"].decode())
+                    if listeners:
                         item = codec.decode(message["data"])
-                        for subscription in list(subscribers):
-                            subscription.offer(item)
+                        for listener in list(listeners):
+                            listener.offer(item)
             except (RedisError, OSError) as error:
                 log.warning("event hub lost Redis (%s); watchers fall back to PostgreSQL", error)
             finally:
                 self._pubsub = None
-                for subscribers in self._subscribers.values():
-                    for subscription in subscribers:
-                        subscription.interrupted.set()
+                for listeners in self._listeners.values():
+                    for listener in listeners:
+                        listener.interrupt()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)

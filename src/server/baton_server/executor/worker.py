@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from baton_server import keys
 from baton_server.agents.client import AgentClient
+from baton_server.db.pool import create_pool
 from baton_server.events.publisher import EventPublisher
 from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
@@ -105,16 +106,6 @@ class WorkerSettings:
         )
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Skip asyncpg's reset on release (a round trip per checkout): the worker's
-    queries leave no session state behind (no SET, LISTEN, temporary tables)."""
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """SQLAlchemy's ``postgresql+asyncpg://`` URL as a plain libpq URL for asyncpg."""
-    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 class Worker:
     """Consumes the run stream until stopped. Run any number against one database."""
 
@@ -130,9 +121,7 @@ class Worker:
         self._stopping = False
 
     async def start(self) -> None:
-        self._pool = await asyncpg.create_pool(
-            asyncpg_dsn(self._database_url), min_size=2, max_size=8, reset=_keep_session
-        )
+        self._pool = await create_pool(self._database_url, min_size=2, max_size=8)
         self._redis = redis.Redis.from_url(self._redis_url)
         self._dispatcher = Dispatcher(self._redis)
         # Keep-alive expiry under uvicorn's 5 s idle close, so a pooled connection

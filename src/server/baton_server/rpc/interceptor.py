@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
+import asyncpg
 import grpc
 from google.protobuf.message import Message
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,12 +24,21 @@ log = logging.getLogger(__name__)
 
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
+# What asyncpg (the runs hot path) and redis-py raise when their server is away.
+_UNREACHABLE = (
+    OSError,
+    RedisConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+
 
 def _unreachable_dependency(error: Exception) -> bool:
     """PostgreSQL or Redis could not be reached: the call may succeed if retried."""
     if isinstance(error, DBAPIError):
         return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
-    return isinstance(error, OSError | RedisConnectionError)
+    return isinstance(error, _UNREACHABLE)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:

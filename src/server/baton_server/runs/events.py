@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baton_server.runs.model import EventDraft
+from baton_server.runs.model import TERMINAL_RUN_STATUSES, EventDraft, RunEvent
 
 RUN_STATUS = "run_status"
 STEP_STARTED = "step_started"
@@ -31,3 +31,8 @@ def run_status(
     if output is not None:
         data["output"] = output
     return EventDraft(type=RUN_STATUS, data=data)
+
+
+def is_terminal(event: RunEvent) -> bool:
+    """Whether the event ends its run (a ``run_status`` to COMPLETED, FAILED or CANCELLED)."""
+    return event.type == RUN_STATUS and (event.data or {}).get("status") in TERMINAL_RUN_STATUSES

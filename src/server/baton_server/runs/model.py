@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,12 +20,24 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED = (
 TERMINAL_RUN_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
 
 
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7: 48-bit Unix milliseconds, then random).
+
+    New rows then land at the right edge of the indexes on run ids instead of on random
+    pages, which keeps inserts cheap and the write-ahead log small.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return uuid.UUID(int=value)
+
+
 def new_run_id() -> str:
-    return f"run-{uuid.uuid4()}"
+    return f"run-{uuid7()}"
 
 
 def new_step_execution_id() -> str:
-    return f"step-exec-{uuid.uuid4()}"
+    return f"step-exec-{uuid7()}"
 
 
 @dataclass(frozen=True)

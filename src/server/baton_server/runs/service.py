@@ -8,27 +8,19 @@ between, the reconciler finds the run in PostgreSQL and enqueues it.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import asyncpg
 
-from baton_server.db.errors import violated_constraint
 from baton_server.errors import FailedPrecondition, NotFound
 from baton_server.events.publisher import EventPublisher
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import events, store
 from baton_server.runs.dispatch import Dispatcher
-from baton_server.runs.model import (
-    PENDING,
-    Run,
-    RunEvent,
-    RunStep,
-    new_run_id,
-    new_step_execution_id,
-)
-from baton_server.workflows import store as workflow_store
+from baton_server.runs.model import Run, RunEvent, RunStep, new_run_id, new_step_execution_id
+from baton_server.runs.store import Connection
 from baton_server.workflows.graph import StepGraph
 from baton_server.workflows.service import workflow_not_found
 
@@ -41,17 +33,54 @@ def run_not_found(run_id: str) -> NotFound:
     )
 
 
+class _StepPlans:
+    """The steps a run of each workflow version starts with (id and agent, in graph
+    order), cached: versions are immutable."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._plans: OrderedDict[uuid.UUID, list[tuple[str, str]]] = OrderedDict()
+        self._current: dict[uuid.UUID, uuid.UUID] = {}
+        self._capacity = capacity
+
+    def current(self, workflow_id: uuid.UUID) -> tuple[uuid.UUID, list[tuple[str, str]]] | None:
+        """The last known current version of a workflow and its steps."""
+        definition_id = self._current.get(workflow_id)
+        plan = None if definition_id is None else self._plans.get(definition_id)
+        return None if plan is None or definition_id is None else (definition_id, plan)
+
+    async def load(
+        self, conn: Connection, workflow_id: uuid.UUID
+    ) -> tuple[uuid.UUID, list[tuple[str, str]]] | None:
+        found = await store.current_definition(conn, workflow_id)
+        if found is None:
+            return None
+        definition_id, workflow_data = found
+        steps = workflow_data["steps"]
+        plan = [
+            (step_id, steps[step_id]["agent_name"])
+            for step_id in StepGraph.of(workflow_data).topological_order()
+        ]
+        self._plans[definition_id] = plan
+        if len(self._plans) > self._capacity:
+            self._plans.popitem(last=False)
+        self._current[workflow_id] = definition_id
+        if len(self._current) > self._capacity:
+            del self._current[next(iter(self._current))]
+        return definition_id, plan
+
+
 class RunService:
     """Starts, lists, retries and cancels runs; the executor does the running."""
 
     def __init__(
-        self, engine: AsyncEngine, dispatcher: Dispatcher, publisher: EventPublisher
+        self, pool: asyncpg.Pool, dispatcher: Dispatcher, publisher: EventPublisher
     ) -> None:
-        self._engine = engine
+        self._pool = pool
         self._dispatcher = dispatcher
         self._publisher = publisher
+        self._plans = _StepPlans()
 
-    def _publish(self, run: Run, written: list[RunEvent]) -> None:
+    def _publish(self, run: Run, written: list[RunEvent] | tuple[RunEvent, ...]) -> None:
         self._publisher.publish([(event, str(run.workflow_id)) for event in written])
 
     async def execute(
@@ -62,94 +91,73 @@ class RunService:
         request_id: str | None,
         triggered_by: str | None,
     ) -> Run:
-        try:
-            async with self._engine.begin() as conn:
-                if request_id:
-                    existing = await store.find_by_request_id(conn, workflow_id, request_id)
-                    if existing:
-                        return existing
-                run, written = await self._create(
-                    conn, workflow_id, input_data, request_id, triggered_by or DEFAULT_ACTOR
-                )
-        except IntegrityError as error:
-            # Two requests with the same key raced; the other one won.
-            if request_id and violated_constraint(error) == store.REQUEST_ID_INDEX:
-                async with self._engine.connect() as conn:
-                    existing = await store.find_by_request_id(conn, workflow_id, request_id)
+        async with self._pool.acquire() as conn:
+            if request_id:
+                existing = await store.find_by_request_id(conn, workflow_id, request_id)
                 if existing:
                     return existing
-            raise
-        self._publish(run, written)
-        await self._dispatcher.enqueue([run.id])
+            run, written = await self._create(
+                conn, workflow_id, input_data, request_id, triggered_by or DEFAULT_ACTOR
+            )
+        if written:
+            self._publish(run, written)
+            await self._dispatcher.enqueue([run.id])
         return run
 
-    @staticmethod
     async def _create(
-        conn: AsyncConnection,
+        self,
+        conn: Connection,
         workflow_id: uuid.UUID,
         input_data: dict[str, Any],
         request_id: str | None,
         triggered_by: str,
-    ) -> tuple[Run, list[RunEvent]]:
-        workflow = await workflow_store.get(conn, workflow_id)
-        if workflow is None:
+    ) -> tuple[Run, tuple[RunEvent, ...]]:
+        """The new run and its first events, or the run an idempotency key already
+        started (and no events)."""
+        planned = self._plans.current(workflow_id) or await self._plans.load(conn, workflow_id)
+        if planned is None:
             raise workflow_not_found(workflow_id)
-        if workflow.status != "active":
-            raise FailedPrecondition(
-                f"Workflow '{workflow_id}' is {workflow.status}; only active workflows run",
-                reason="WORKFLOW_NOT_ACTIVE",
-                metadata={"workflow_id": str(workflow_id), "status": workflow.status},
+        while True:
+            definition_id, plan = planned
+            run_id = new_run_id()
+            created = await store.create(
+                conn,
+                run_id=run_id,
+                workflow_id=workflow_id,
+                definition_id=definition_id,
+                steps=[
+                    store.PlannedStep(new_step_execution_id(), step_id, agent_name)
+                    for step_id, agent_name in plan
+                ],
+                input_data=input_data,
+                triggered_by=triggered_by,
+                request_id=request_id,
             )
-        run_id = new_run_id()
-        order = StepGraph.of(workflow.workflow_data).topological_order()
-        drafts = [
-            events.log(
-                f"Run created for workflow '{workflow.name}' version {workflow.version}"
-                f" by {triggered_by}"
-            ),
-            events.run_status(PENDING, progress=0),
-        ]
-        steps = workflow.workflow_data["steps"]
-        run = await store.insert(
-            conn,
-            {
-                "id": run_id,
-                "workflow_id": workflow.id,
-                "workflow_name": workflow.name,
-                "definition_id": workflow.definition_id,
-                "workflow_version": workflow.version,
-                "status": PENDING,
-                "input_data": input_data,
-                "triggered_by": triggered_by,
-                "request_id": request_id,
-                "enqueued_at": datetime.now().astimezone(),
-                # The run is new: its first event numbers need no row lock.
-                "event_seq": len(drafts),
-            },
-            [
-                {
-                    "id": new_step_execution_id(),
-                    "run_id": run_id,
-                    "step_id": step_id,
-                    "agent_name": steps[step_id]["agent_name"],
-                    "position": position,
-                    "status": PENDING,
-                }
-                for position, step_id in enumerate(order)
-            ],
-        )
-        written = await store.insert_events(
-            conn,
-            run_id,
-            drafts,
-            first=1,
-            status=PENDING,
-            progress=0,
-        )
-        return run, written
+            if created.run is not None:
+                return created.run, created.written
+            status = created.workflow_status
+            if status is None:
+                raise workflow_not_found(workflow_id)
+            if status != "active":
+                raise FailedPrecondition(
+                    f"Workflow '{workflow_id}' is {status}; only active workflows run",
+                    reason="WORKFLOW_NOT_ACTIVE",
+                    metadata={"workflow_id": str(workflow_id), "status": status},
+                )
+            if created.current_definition_id == definition_id:
+                # Active and at the planned version: the idempotency key was used
+                # meanwhile by a concurrent request, which won.
+                assert request_id is not None
+                existing = await store.find_by_request_id(conn, workflow_id, request_id)
+                assert existing is not None
+                return existing, ()
+            # The workflow changed version since its steps were planned.
+            planned = await self._plans.load(conn, workflow_id)
+            if planned is None:
+                raise workflow_not_found(workflow_id)
 
     async def get(self, run_id: str) -> Run:
-        async with self._engine.connect() as conn:
+        async with self._pool.acquire() as conn:
             return await self._require(conn, run_id)
 
     async def list_page(
@@ -163,7 +171,7 @@ class RunService:
         sort: Sort,
         page: PageRequest,
     ) -> Page[Run]:
-        async with self._engine.connect() as conn:
+        async with self._pool.acquire() as conn:
             return await store.list_page(
                 conn,
                 status=status,
@@ -176,14 +184,14 @@ class RunService:
             )
 
     async def steps(self, run_id: str) -> list[RunStep]:
-        async with self._engine.connect() as conn:
+        async with self._pool.acquire() as conn:
             await self._require(conn, run_id)
             return await store.list_steps(conn, run_id)
 
     async def logs(
         self, run_id: str, *, step_id: str | None, after_sequence: int, limit: int
     ) -> list[RunEvent]:
-        async with self._engine.connect() as conn:
+        async with self._pool.acquire() as conn:
             await self._require(conn, run_id)
             return await store.list_events(
                 conn,
@@ -195,7 +203,7 @@ class RunService:
             )
 
     async def cancel(self, run_id: str, *, reason: str, cancelled_by: str | None) -> Run:
-        async with self._engine.begin() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             cancelled = await store.cancel(
                 conn,
                 run_id,
@@ -216,7 +224,7 @@ class RunService:
         return run
 
     async def retry(self, run_id: str) -> Run:
-        async with self._engine.begin() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             reset = await store.reset_for_retry(conn, run_id)
             if reset is None:
                 current = await self._require(conn, run_id)
@@ -232,7 +240,7 @@ class RunService:
         return run
 
     @staticmethod
-    async def _require(conn: AsyncConnection, run_id: str) -> Run:
+    async def _require(conn: Connection, run_id: str) -> Run:
         run = await store.get(conn, run_id)
         if run is None:
             raise run_not_found(run_id)

@@ -22,9 +22,10 @@ from baton_server.rpc.convert import (
     struct_to_dict,
     timestamp,
 )
+from baton_server.runs.events import is_terminal
 from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run, RunEvent, RunStep
 from baton_server.runs.service import RunService
-from baton_server.runs.watch import Lagged, Snapshot, WatchService, is_terminal
+from baton_server.runs.watch import Lagged, Snapshot, WatchService
 
 log = logging.getLogger(__name__)
 _Context = grpc.aio.ServicerContext[Any, Any]
@@ -32,6 +33,7 @@ _ACCEPTED = (("x-http-code", "202"),)
 #: Tells Envoy's Lua filter to answer with this JSON field of the response alone.
 UNWRAP_HEADER = "x-baton-unwrap"
 DEFAULT_LOG_LIMIT = 1000
+DEFAULT_WAIT_S = 60.0
 
 
 def json_value(value: Any) -> struct_pb2.Value:
@@ -210,6 +212,14 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
 
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: _Context) -> runs_pb2.Run:
         return run_to_proto(await self._service.get(request.run_id))
+
+    async def WaitRun(self, request: runs_pb2.WaitRunRequest, context: _Context) -> runs_pb2.Run:
+        timeout_s = (
+            request.timeout.ToTimedelta().total_seconds()
+            if request.HasField("timeout")
+            else DEFAULT_WAIT_S
+        )
+        return run_to_proto(await self._watcher.wait_run(request.run_id, timeout_s=timeout_s))
 
     async def ListRunSteps(
         self, request: runs_pb2.ListRunStepsRequest, context: _Context

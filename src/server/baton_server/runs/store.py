@@ -1,22 +1,24 @@
-"""Run queries used by the API. Every function takes the caller's connection.
+"""Run queries of the API, in plain SQL on asyncpg. Every function takes the caller's
+connection.
 
-Every change goes through a compare-and-set on the run's status and appends its events
-in the same transaction (``append_events``), so the event log never disagrees with the
-state it describes.
+Runs are the hot path (every run is started, waited for and watched through here), so
+this store speaks SQL directly instead of through SQLAlchemy; the executor's journal
+writes the same tables the same way. Every change is a compare-and-set on the run's
+status and appends its events in the same transaction (``append_events``), so the
+event log never disagrees with the state it describes.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
-from baton_server.db.pages import fetch_page
-from baton_server.db.tables import run_events, run_steps, runs
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import events
 from baton_server.runs.model import (
@@ -29,35 +31,339 @@ from baton_server.runs.model import (
     RunStep,
 )
 
-REQUEST_ID_INDEX = "uq_runs_workflow_id_request_id"
+Connection: TypeAlias = "asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[Any]"
 
+RUN_COLUMNS = (
+    "id, workflow_id, workflow_name, definition_id, workflow_version, status, input_data,"
+    " output, triggered_by, request_id, progress, error_message, cancelled_by, created_at,"
+    " updated_at, completed_at, cancelled_at"
+)
+_STEP_COLUMNS = (
+    "id, run_id, step_id, agent_name, position, status, attempt, input_data, output_data,"
+    " error_message, started_at, completed_at"
+)
+_EVENT_COLUMNS = "run_id, sequence, type, step_id, level, message, data, created_at"
 _SORT_COLUMNS = {
-    "created_at": runs.c.created_at,
-    "updated_at": runs.c.updated_at,
-    "completed_at": runs.c.completed_at,
-    "status": runs.c.status,
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "completed_at": "completed_at",
+    "status": "status",
 }
-_RUN_COLUMNS = [
-    c
-    for c in runs.c
-    if c.name not in {"lease_owner", "lease_expires_at", "enqueued_at", "event_seq"}
-]
 
 
-def to_run(row: Any) -> Run:
-    return Run(**{c.name: getattr(row, c.name) for c in _RUN_COLUMNS})
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
 
 
-def to_step(row: Any) -> RunStep:
-    return RunStep(**{c.name: getattr(row, c.name) for c in run_steps.c})
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def to_event(row: Any) -> RunEvent:
-    return RunEvent(**{c.name: getattr(row, c.name) for c in run_events.c})
+def to_run(row: asyncpg.Record) -> Run:
+    return Run(
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        workflow_name=row["workflow_name"],
+        definition_id=row["definition_id"],
+        workflow_version=row["workflow_version"],
+        status=row["status"],
+        input_data=json.loads(row["input_data"]),
+        output=_loads(row["output"]),
+        triggered_by=row["triggered_by"],
+        request_id=row["request_id"],
+        progress=row["progress"],
+        error_message=row["error_message"],
+        cancelled_by=row["cancelled_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+        cancelled_at=row["cancelled_at"],
+    )
+
+
+def to_step(row: asyncpg.Record | Mapping[str, Any]) -> RunStep:
+    return RunStep(
+        id=row["id"],
+        run_id=row["run_id"],
+        step_id=row["step_id"],
+        agent_name=row["agent_name"],
+        position=row["position"],
+        status=row["status"],
+        attempt=row["attempt"],
+        input_data=_loads(row["input_data"]),
+        output_data=_loads(row["output_data"]),
+        error_message=row["error_message"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def to_event(row: asyncpg.Record) -> RunEvent:
+    return RunEvent(
+        run_id=row["run_id"],
+        sequence=row["sequence"],
+        type=row["type"],
+        step_id=row["step_id"],
+        level=row["level"],
+        message=row["message"],
+        data=_loads(row["data"]),
+        created_at=row["created_at"],
+    )
+
+
+# -- starting a run ----------------------------------------------------------------------
+
+# One statement, so one round trip and one commit: check the workflow (it must be active
+# and still at the version the caller planned the steps of), insert the run, its steps
+# and its first two events. With an idempotency key already used, nothing is inserted.
+_CREATE = f"""
+WITH wf AS (
+    SELECT w.id, w.name, w.status, w.version, v.id AS definition_id
+    FROM workflows w
+    JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version
+    WHERE w.id = $1::uuid
+), new_run AS (
+    INSERT INTO runs (id, workflow_id, workflow_name, definition_id, workflow_version, status,
+                      input_data, triggered_by, request_id, enqueued_at, event_seq)
+    SELECT $2::text, wf.id, wf.name, wf.definition_id, wf.version, 'PENDING', $3::jsonb,
+           $4::text, $5::text, now(), 2
+    FROM wf
+    WHERE wf.status = 'active' AND wf.definition_id = $6::uuid
+    ON CONFLICT (workflow_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+    RETURNING {RUN_COLUMNS}
+), new_steps AS (
+    INSERT INTO run_steps (id, run_id, step_id, agent_name, position, status)
+    SELECT s.id, new_run.id, s.step_id, s.agent_name, s.position - 1, 'PENDING'
+    FROM new_run,
+         unnest($7::text[], $8::text[], $9::text[]) WITH ORDINALITY
+             AS s(id, step_id, agent_name, position)
+), new_events AS (
+    INSERT INTO run_events (run_id, sequence, type, level, message, data)
+    SELECT new_run.id, e.sequence, e.type, e.level, e.message,
+           '{{"status": "PENDING", "progress": 0}}'::jsonb
+    FROM new_run CROSS JOIN LATERAL (
+        VALUES (1, '{events.LOG}', 'info',
+                format('Run created for workflow ''%s'' version %s by %s',
+                       new_run.workflow_name, new_run.workflow_version, $4::text)),
+               (2, '{events.RUN_STATUS}', NULL, NULL)
+    ) AS e(sequence, type, level, message)
+    RETURNING sequence, message
+)
+SELECT wf.status AS workflow_status, wf.definition_id AS current_definition_id,
+       (SELECT message FROM new_events WHERE sequence = 1) AS created_message,
+       new_run.*
+FROM wf LEFT JOIN new_run ON true
+"""
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step row to create with a run: its execution id, step id and agent."""
+
+    id: str
+    step_id: str
+    agent_name: str
+
+
+@dataclass(frozen=True)
+class Created:
+    """What ``create`` found and did."""
+
+    #: The workflow's status and current version; None when no workflow has the id.
+    workflow_status: str | None
+    current_definition_id: uuid.UUID | None
+    #: The new run and its first events; None when nothing was inserted (the workflow
+    #: is not active, not at the planned version, or the idempotency key was used).
+    run: Run | None = None
+    written: tuple[RunEvent, ...] = ()
+
+
+async def create(
+    conn: Connection,
+    *,
+    run_id: str,
+    workflow_id: uuid.UUID,
+    definition_id: uuid.UUID,
+    steps: Sequence[PlannedStep],
+    input_data: dict[str, Any],
+    triggered_by: str,
+    request_id: str | None,
+) -> Created:
+    """Insert a run (PENDING), its steps in order and its first events, atomically."""
+    row = await conn.fetchrow(
+        _CREATE,
+        workflow_id,
+        run_id,
+        _dumps(input_data),
+        triggered_by,
+        request_id,
+        definition_id,
+        [s.id for s in steps],
+        [s.step_id for s in steps],
+        [s.agent_name for s in steps],
+    )
+    if row is None:
+        return Created(workflow_status=None, current_definition_id=None)
+    found = Created(row["workflow_status"], row["current_definition_id"])
+    if row["id"] is None:
+        return found
+    run = to_run(row)
+    data = {"status": PENDING, "progress": 0}
+    written = (
+        RunEvent(run.id, 1, events.LOG, None, "info", row["created_message"], data, run.created_at),
+        RunEvent(run.id, 2, events.RUN_STATUS, None, None, None, data, run.created_at),
+    )
+    return Created(found.workflow_status, found.current_definition_id, run, written)
+
+
+_CURRENT_DEFINITION = """
+SELECT v.id, v.workflow_data
+FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version
+WHERE w.id = $1
+"""
+
+
+async def current_definition(
+    conn: Connection, workflow_id: uuid.UUID
+) -> tuple[uuid.UUID, dict[str, Any]] | None:
+    """The id and ``workflow_data`` of a workflow's current version (None if unknown)."""
+    row = await conn.fetchrow(_CURRENT_DEFINITION, workflow_id)
+    return None if row is None else (row["id"], json.loads(row["workflow_data"]))
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+async def get(conn: Connection, run_id: str) -> Run | None:
+    row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+    return to_run(row) if row else None
+
+
+async def find_by_request_id(
+    conn: Connection, workflow_id: uuid.UUID, request_id: str
+) -> Run | None:
+    row = await conn.fetchrow(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND request_id = $2",
+        workflow_id,
+        request_id,
+    )
+    return to_run(row) if row else None
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def list_page(
+    conn: Connection,
+    *,
+    status: str | None,
+    workflow_id: str | None,
+    definition_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    sort: Sort,
+    page: PageRequest,
+) -> Page[Run]:
+    """One page of runs; ties broken by id so pages never overlap, and rows without a
+    value in the sort column (``completed_at`` of a running run) last."""
+    conditions: list[str] = []
+    args: list[Any] = []
+
+    def where(template: str, value: Any) -> None:
+        args.append(value)
+        conditions.append(template.format(f"${len(args)}"))
+
+    if status:
+        where("status = {}", status)
+    # Ids are UUIDs; any other value matches no run (rather than being an error).
+    for column, value in (("workflow_id", workflow_id), ("definition_id", definition_id)):
+        if value:
+            parsed = _uuid_or_none(value)
+            if parsed is None:
+                conditions.append("false")
+            else:
+                where(column + " = {}", parsed)
+    if created_after:
+        where("created_at >= {}", created_after)
+    if created_before:
+        where("created_at < {}", created_before)
+    clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    total: int = await conn.fetchval(f"SELECT count(*) FROM runs {clause}", *args)
+    direction = "DESC" if sort.descending else "ASC"
+    rows = await conn.fetch(
+        f"SELECT {RUN_COLUMNS} FROM runs {clause}"
+        f" ORDER BY {_SORT_COLUMNS[sort.field]} {direction} NULLS LAST, id {direction}"
+        f" LIMIT {page.page_size:d} OFFSET {page.offset:d}",
+        *args,
+    )
+    return Page(items=[to_run(r) for r in rows], total=total, request=page)
+
+
+_STEP_ORDER = "ORDER BY started_at ASC NULLS LAST, position"
+
+
+async def list_steps(conn: Connection, run_id: str) -> list[RunStep]:
+    rows = await conn.fetch(
+        f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = $1 {_STEP_ORDER}", run_id
+    )
+    return [to_step(r) for r in rows]
+
+
+# The run, its steps and its last event number as of one instant (one statement).
+_SNAPSHOT = f"""
+SELECT r.event_seq,
+       ARRAY(SELECT ROW({_STEP_COLUMNS}) FROM run_steps WHERE run_id = r.id {_STEP_ORDER})
+           AS steps,
+       {", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))}
+FROM runs r WHERE r.id = $1
+"""
+_STEP_FIELDS = [c.strip() for c in _STEP_COLUMNS.split(",")]
+
+
+async def snapshot(conn: Connection, run_id: str) -> tuple[Run, list[RunStep], int] | None:
+    """The run, its steps and the last sequence number they include; None if unknown."""
+    row = await conn.fetchrow(_SNAPSHOT, run_id)
+    if row is None:
+        return None
+    steps = [to_step(dict(zip(_STEP_FIELDS, record, strict=True))) for record in row["steps"]]
+    return to_run(row), steps, row["event_seq"]
+
+
+async def list_events(
+    conn: Connection,
+    run_id: str,
+    *,
+    after_sequence: int = 0,
+    limit: int = 1000,
+    types: Sequence[str] | None = None,
+    step_id: str | None = None,
+) -> list[RunEvent]:
+    rows = await conn.fetch(
+        f"""
+        SELECT {_EVENT_COLUMNS} FROM run_events
+        WHERE run_id = $1 AND sequence > $2
+          AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+          AND ($4::text IS NULL OR step_id = $4)
+        ORDER BY sequence LIMIT $5
+        """,
+        run_id,
+        after_sequence,
+        list(types) if types else None,
+        step_id,
+        limit,
+    )
+    return [to_event(r) for r in rows]
+
+
+# -- changing a run ----------------------------------------------------------------------
 
 
 async def append_events(
-    conn: AsyncConnection,
+    conn: Connection,
     run_id: str,
     drafts: Sequence[EventDraft],
     *,
@@ -70,178 +376,64 @@ async def append_events(
     same run (the executor, a cancel) get disjoint, consecutive numbers. Every event
     records the run's ``status`` and ``progress`` after the change.
     """
-    last = (
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id)
-            .values(event_seq=runs.c.event_seq + len(drafts))
-            .returning(runs.c.event_seq)
-        )
-    ).scalar_one()
-    return await insert_events(
-        conn, run_id, drafts, first=last - len(drafts) + 1, status=status, progress=progress
+    last: int = await conn.fetchval(
+        "UPDATE runs SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
+        run_id,
+        len(drafts),
     )
-
-
-async def insert_events(
-    conn: AsyncConnection,
-    run_id: str,
-    drafts: Sequence[EventDraft],
-    *,
-    first: int,
-    status: str,
-    progress: int,
-) -> list[RunEvent]:
-    """Insert events numbered from ``first``; the caller reserved those numbers."""
-    rows = await conn.execute(
-        run_events.insert().returning(*run_events.c),
-        [
-            {
-                "run_id": run_id,
-                "sequence": first + i,
-                "type": d.type,
-                "step_id": d.step_id,
-                "level": d.level,
-                "message": d.message,
-                "data": {**(d.data or {}), "status": status, "progress": progress},
-            }
-            for i, d in enumerate(drafts)
-        ],
+    first = last - len(drafts) + 1
+    datas = [{**(d.data or {}), "status": status, "progress": progress} for d in drafts]
+    created_at: datetime = await conn.fetchval(
+        """
+        INSERT INTO run_events (run_id, sequence, type, step_id, level, message, data)
+        SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                 $7::jsonb[])
+        RETURNING created_at
+        """,
+        run_id,
+        [first + i for i in range(len(drafts))],
+        [d.type for d in drafts],
+        [d.step_id for d in drafts],
+        [d.level for d in drafts],
+        [d.message for d in drafts],
+        [_dumps(data) for data in datas],
     )
-    return sorted((to_event(r) for r in rows), key=lambda e: e.sequence)
-
-
-async def insert(
-    conn: AsyncConnection, values: dict[str, Any], steps: Sequence[dict[str, Any]]
-) -> Run:
-    row = (await conn.execute(runs.insert().values(**values).returning(*_RUN_COLUMNS))).one()
-    await conn.execute(run_steps.insert(), list(steps))
-    return to_run(row)
-
-
-async def get(conn: AsyncConnection, run_id: str) -> Run | None:
-    row = (await conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id))).one_or_none()
-    return to_run(row) if row else None
-
-
-async def find_by_request_id(
-    conn: AsyncConnection, workflow_id: uuid.UUID, request_id: str
-) -> Run | None:
-    row = (
-        await conn.execute(
-            sa.select(*_RUN_COLUMNS).where(
-                runs.c.workflow_id == workflow_id, runs.c.request_id == request_id
-            )
-        )
-    ).one_or_none()
-    return to_run(row) if row else None
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-async def list_page(
-    conn: AsyncConnection,
-    *,
-    status: str | None,
-    workflow_id: str | None,
-    definition_id: str | None,
-    created_after: datetime | None,
-    created_before: datetime | None,
-    sort: Sort,
-    page: PageRequest,
-) -> Page[Run]:
-    conditions: list[sa.ColumnElement[bool]] = []
-    if status:
-        conditions.append(runs.c.status == status)
-    # Ids are UUIDs; any other value matches no run (rather than being an error).
-    for column, value in ((runs.c.workflow_id, workflow_id), (runs.c.definition_id, definition_id)):
-        if value:
-            parsed = _uuid_or_none(value)
-            conditions.append(column == parsed if parsed else sa.false())
-    if created_after:
-        conditions.append(runs.c.created_at >= created_after)
-    if created_before:
-        conditions.append(runs.c.created_at < created_before)
-    return await fetch_page(
-        conn,
-        sa.select(*_RUN_COLUMNS),
-        table=runs,
-        conditions=conditions,
-        sort_columns=_SORT_COLUMNS,
-        sort=sort,
-        page=page,
-        convert=to_run,
-    )
-
-
-async def list_steps(conn: AsyncConnection, run_id: str) -> list[RunStep]:
-    rows = await conn.execute(
-        sa.select(run_steps)
-        .where(run_steps.c.run_id == run_id)
-        .order_by(run_steps.c.started_at.asc().nulls_last(), run_steps.c.position)
-    )
-    return [to_step(r) for r in rows]
-
-
-async def list_events(
-    conn: AsyncConnection,
-    run_id: str,
-    *,
-    after_sequence: int = 0,
-    limit: int = 1000,
-    types: Sequence[str] | None = None,
-    step_id: str | None = None,
-) -> list[RunEvent]:
-    query = sa.select(run_events).where(
-        run_events.c.run_id == run_id, run_events.c.sequence > after_sequence
-    )
-    if types:
-        query = query.where(run_events.c.type.in_(types))
-    if step_id:
-        query = query.where(run_events.c.step_id == step_id)
-    rows = await conn.execute(query.order_by(run_events.c.sequence).limit(limit))
-    return [to_event(r) for r in rows]
+    return [
+        RunEvent(run_id, first + i, d.type, d.step_id, d.level, d.message, data, created_at)
+        for i, (d, data) in enumerate(zip(drafts, datas, strict=True))
+    ]
 
 
 async def cancel(
-    conn: AsyncConnection, run_id: str, *, reason: str, cancelled_by: str
+    conn: Connection, run_id: str, *, reason: str, cancelled_by: str
 ) -> tuple[Run, list[RunEvent]] | None:
-    """PENDING/RUNNING -> CANCELLED; the step in flight is marked FAILED. None if not allowed."""
+    """PENDING/RUNNING -> CANCELLED; the step in flight is marked FAILED. None if not allowed.
+
+    Call inside a transaction.
+    """
     message = f"Cancelled: {reason}"
-    row = (
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id, runs.c.status.in_((PENDING, RUNNING)))
-            .values(
-                status="CANCELLED",
-                error_message=message,
-                cancelled_by=cancelled_by,
-                cancelled_at=sa.func.now(),
-                updated_at=sa.func.now(),
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(*_RUN_COLUMNS)
-        )
-    ).one_or_none()
+    row = await conn.fetchrow(
+        f"""
+        UPDATE runs SET status = 'CANCELLED', error_message = $2, cancelled_by = $3,
+                        cancelled_at = now(), updated_at = now(),
+                        lease_owner = NULL, lease_expires_at = NULL
+        WHERE id = $1 AND status IN ('{PENDING}', '{RUNNING}')
+        RETURNING {RUN_COLUMNS}
+        """,
+        run_id,
+        message,
+        cancelled_by,
+    )
     if row is None:
         return None
-    abandoned = (
-        (
-            await conn.execute(
-                run_steps.update()
-                .where(run_steps.c.run_id == run_id, run_steps.c.status == RUNNING)
-                .values(status=FAILED, error_message=message, completed_at=sa.func.now())
-                .returning(run_steps.c.step_id)
-            )
-        )
-        .scalars()
-        .all()
+    abandoned = await conn.fetch(
+        f"""
+        UPDATE run_steps SET status = '{FAILED}', error_message = $2, completed_at = now()
+        WHERE run_id = $1 AND status = '{RUNNING}'
+        RETURNING step_id
+        """,
+        run_id,
+        message,
     )
     run = to_run(row)
     written = await append_events(
@@ -249,7 +441,7 @@ async def cancel(
         run_id,
         [
             *(
-                EventDraft(type=events.STEP_FAILED, step_id=s, data={"error": message})
+                EventDraft(type=events.STEP_FAILED, step_id=s["step_id"], data={"error": message})
                 for s in abandoned
             ),
             events.log(f"Run cancelled by {cancelled_by}: {reason}", level="warning"),
@@ -261,30 +453,29 @@ async def cancel(
     return run, written
 
 
-async def reset_for_retry(conn: AsyncConnection, run_id: str) -> tuple[Run, list[RunEvent]] | None:
-    """FAILED/CANCELLED -> PENDING; unfinished steps back to PENDING. None if not allowed."""
-    row = (
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id, runs.c.status.in_((FAILED, "CANCELLED")))
-            .values(
-                status=PENDING,
-                error_message=None,
-                completed_at=None,
-                cancelled_at=None,
-                cancelled_by=None,
-                updated_at=sa.func.now(),
-                enqueued_at=sa.func.now(),
-            )
-            .returning(*_RUN_COLUMNS)
-        )
-    ).one_or_none()
+async def reset_for_retry(conn: Connection, run_id: str) -> tuple[Run, list[RunEvent]] | None:
+    """FAILED/CANCELLED -> PENDING; unfinished steps back to PENDING. None if not allowed.
+
+    Call inside a transaction.
+    """
+    row = await conn.fetchrow(
+        f"""
+        UPDATE runs SET status = '{PENDING}', error_message = NULL, completed_at = NULL,
+                        cancelled_at = NULL, cancelled_by = NULL, updated_at = now(),
+                        enqueued_at = now()
+        WHERE id = $1 AND status IN ('{FAILED}', 'CANCELLED')
+        RETURNING {RUN_COLUMNS}
+        """,
+        run_id,
+    )
     if row is None:
         return None
     await conn.execute(
-        run_steps.update()
-        .where(run_steps.c.run_id == run_id, run_steps.c.status != "COMPLETED")
-        .values(status=PENDING, error_message=None, completed_at=None)
+        f"""
+        UPDATE run_steps SET status = '{PENDING}', error_message = NULL, completed_at = NULL
+        WHERE run_id = $1 AND status <> 'COMPLETED'
+        """,
+        run_id,
     )
     run = to_run(row)
     written = await append_events(
@@ -298,10 +489,3 @@ async def reset_for_retry(conn: AsyncConnection, run_id: str) -> tuple[Run, list
         progress=run.progress,
     )
     return run, written
-
-
-async def last_sequence(conn: AsyncConnection, run_id: str) -> int:
-    value: int = (
-        await conn.execute(sa.select(runs.c.event_seq).where(runs.c.id == run_id))
-    ).scalar_one()
-    return value

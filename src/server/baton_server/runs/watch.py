@@ -1,21 +1,26 @@
-"""Watching runs: a snapshot, then every event in order, live, without gaps.
+"""Watching runs: a snapshot, then every event in order, live, without gaps; and waiting
+for a run to finish.
 
 Live delivery comes from the event hub (Redis pub/sub); PostgreSQL fills any gap. A
 watcher reads PostgreSQL after subscribing, whenever a sequence number is skipped,
 whenever its subscription overflowed or Redis dropped, and when nothing arrived for a
-while - so a lost message delays an event by at most ``idle_check_s``.
+while - so a lost message delays an event by at most ``idle_check_s``. Waiting for a
+run to finish works the same way on the run feed, one subscription for all waiters.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
 from baton_server import keys
-from baton_server.events.hub import EventHub
-from baton_server.runs import events, store
+from baton_server.events.hub import EventHub, Item
+from baton_server.runs import store
+from baton_server.runs.events import is_terminal
 from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run, RunEvent, RunStep
 from baton_server.runs.service import run_not_found
 
@@ -36,31 +41,74 @@ class Lagged:
     """The feed subscriber fell behind (or Redis dropped); events may be missing."""
 
 
-def is_terminal(event: RunEvent) -> bool:
-    return (
-        event.type == events.RUN_STATUS
-        and (event.data or {}).get("status") in TERMINAL_RUN_STATUSES
-    )
+class _FinishWaiters:
+    """Callers waiting for runs to finish, woken by terminal events of the run feed (or
+    by a Redis outage, after which they look at PostgreSQL again)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+
+    def offer(self, item: Item) -> None:
+        event = item[0]
+        if is_terminal(event):
+            for woken in self._waiting.get(event.run_id, ()):
+                woken.set()
+
+    def interrupt(self) -> None:
+        for waiters in self._waiting.values():
+            for woken in waiters:
+                woken.set()
+
+    @contextlib.contextmanager
+    def waiting(self, run_id: str) -> Iterator[asyncio.Event]:
+        woken = asyncio.Event()
+        self._waiting.setdefault(run_id, set()).add(woken)
+        try:
+            yield woken
+        finally:
+            waiters = self._waiting[run_id]
+            waiters.discard(woken)
+            if not waiters:
+                del self._waiting[run_id]
 
 
 class WatchService:
-    """Event streams of one run (WatchRun) and of all runs (WatchRuns)."""
+    """Event streams of one run (WatchRun) and of all runs (WatchRuns), and WaitRun."""
 
-    def __init__(self, engine: AsyncEngine, hub: EventHub, *, idle_check_s: float = 5.0) -> None:
-        self._engine = engine
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub, *, idle_check_s: float = 5.0) -> None:
+        self._pool = pool
         self._hub = hub
         self._idle_check_s = idle_check_s
+        self._finish_waiters = _FinishWaiters()
+        hub.listen(keys.RUN_FEED_CHANNEL, self._finish_waiters)
 
     async def snapshot(self, run_id: str) -> Snapshot:
-        async with self._engine.connect() as conn:
-            # One consistent view of the run, its steps and its last sequence number.
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-            run = await store.get(conn, run_id)
-            if run is None:
-                raise run_not_found(run_id)
-            steps = await store.list_steps(conn, run_id)
-            sequence = await store.last_sequence(conn, run_id)
+        async with self._pool.acquire() as conn:
+            found = await store.snapshot(conn, run_id)
+        if found is None:
+            raise run_not_found(run_id)
+        run, steps, sequence = found
         return Snapshot(run=run, steps=steps, sequence=sequence)
+
+    async def wait_run(self, run_id: str, *, timeout_s: float) -> Run:
+        """The run once finished, or as it is when ``timeout_s`` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # Registered before reading, so a finish between the read and the wait still
+        # wakes us.
+        with self._finish_waiters.waiting(run_id) as woken:
+            while True:
+                woken.clear()
+                async with self._pool.acquire() as conn:
+                    run = await store.get(conn, run_id)
+                if run is None:
+                    raise run_not_found(run_id)
+                left = deadline - loop.time()
+                if run.status in TERMINAL_RUN_STATUSES or left <= 0:
+                    return run
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, self._idle_check_s)):
+                        await woken.wait()
 
     async def watch_run(
         self, run_id: str, *, after_sequence: int
@@ -76,7 +124,7 @@ class WatchService:
                 last = after_sequence
             while True:
                 subscription.reset()
-                async with self._engine.connect() as conn:
+                async with self._pool.acquire() as conn:
                     missed = await store.list_events(
                         conn, run_id, after_sequence=last, limit=CATCH_UP_PAGE
                     )
@@ -111,7 +159,7 @@ class WatchService:
             while True:
                 item = await subscription.next(self._idle_check_s)
                 if item is None:
-                    if subscription.interrupted.is_set():
+                    if subscription.interrupted:
                         yield Lagged()
                         return
                     continue
@@ -120,7 +168,7 @@ class WatchService:
                     continue
                 if statuses and (event.data or {}).get("status") not in statuses:
                     continue
-                async with self._engine.connect() as conn:
+                async with self._pool.acquire() as conn:
                     run = await store.get(conn, event.run_id)
                 if run is not None:
                     yield event, run
