@@ -155,9 +155,9 @@ class EventHub:
                         continue
                     listeners = self._listeners.get(message["channel"].decode())
                     if listeners:
-                        item = codec.decode(message["data"])
-                        for listener in list(listeners):
-                            listener.offer(item)
+                        for item in codec.decode(message["data"]):
+                            for listener in list(listeners):
+                                listener.offer(item)
             except (RedisError, OSError) as error:
                 log.warning("event hub lost Redis (%s); watchers fall back to PostgreSQL", error)
             finally:

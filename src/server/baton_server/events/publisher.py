@@ -18,6 +18,23 @@ from baton_server.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
+def _by_transaction(
+    batch: Sequence[tuple[RunEvent, str]],
+) -> list[list[tuple[RunEvent, str]]]:
+    """Consecutive events of the same run and transaction (same timestamp), in order."""
+    groups: list[list[tuple[RunEvent, str]]] = []
+    for item in batch:
+        event = item[0]
+        if groups and (
+            groups[-1][0][0].run_id == event.run_id
+            and groups[-1][0][0].created_at == event.created_at
+        ):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
 class EventPublisher:
     """A queue drained by one task; a Redis outage drops messages (watchers then read
     the events from PostgreSQL) but never blocks the executor."""
@@ -49,11 +66,16 @@ class EventPublisher:
                 batch += self._queue.get_nowait()
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for event, workflow_id in batch:
-                        message = codec.encode(event, workflow_id)
-                        pipe.publish(keys.run_events_channel(event.run_id), message)
-                        if event.type == event_types.RUN_STATUS:
-                            pipe.publish(keys.RUN_FEED_CHANNEL, message)
+                    for group in _by_transaction(batch):
+                        events = [event for event, _ in group]
+                        workflow_id = group[0][1]
+                        channel = keys.run_events_channel(events[0].run_id)
+                        pipe.publish(channel, codec.encode(events, workflow_id))
+                        status_changes = [e for e in events if e.type == event_types.RUN_STATUS]
+                        if status_changes:
+                            pipe.publish(
+                                keys.RUN_FEED_CHANNEL, codec.encode(status_changes, workflow_id)
+                            )
                     await pipe.execute()
             except (RedisError, OSError) as error:
                 log.warning("could not publish %d event(s): %s", len(batch), error)

@@ -1,7 +1,7 @@
-"""Group commit of run transitions: many runs' changes, one transaction, three statements.
+"""Group commit of run transitions: many runs' changes, one statement, one commit.
 
 Drivers submit a :class:`RunChange` and wait until it is durable. Changes that arrive
-while a transaction is in flight are merged into the next one, so the number of commits
+while a commit is in flight are merged into the next one, so the number of commits
 grows with time, not with load. Every change is a compare-and-set:
 
 * the run row must still have the expected status and be leased by this worker (a
@@ -10,7 +10,7 @@ grows with time, not with load. Every change is a compare-and-set:
 
 A void change is reported to its driver (``False``), which stops; nothing of it is
 written. Each accepted change appends its events with the next gap-free sequence
-numbers of its run, in the same transaction.
+numbers of its run, in the same statement.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -29,48 +29,68 @@ from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-_UPDATE_RUNS = """
-UPDATE runs AS r SET
-    status = v.status,
-    progress = v.progress,
-    output = COALESCE(v.output, r.output),
-    error_message = COALESCE(v.error_message, r.error_message),
-    completed_at = CASE WHEN v.status IN ('COMPLETED', 'FAILED') THEN now()
-                        ELSE r.completed_at END,
-    lease_owner = CASE WHEN v.status IN ('COMPLETED', 'FAILED') THEN NULL
-                       ELSE r.lease_owner END,
-    lease_expires_at = CASE WHEN v.status IN ('COMPLETED', 'FAILED') THEN NULL
-                            ELSE r.lease_expires_at END,
-    event_seq = r.event_seq + v.event_count,
-    updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[], $6::text[], $7::int[])
-    AS v(id, expected, status, progress, output, error_message, event_count)
-WHERE r.id = v.id AND r.status = v.expected AND r.lease_owner = $8
-RETURNING r.id, r.event_seq, r.workflow_id, now() AS at
-"""
-
-_UPDATE_STEPS = """
-UPDATE run_steps AS s SET
-    status = v.status,
-    attempt = v.attempt,
-    input_data = COALESCE(v.input_data, s.input_data),
-    output_data = v.output_data,
-    error_message = v.error_message,
-    started_at = CASE WHEN v.starting THEN now() ELSE s.started_at END,
-    completed_at = CASE WHEN v.status IN ('COMPLETED', 'FAILED') THEN now() ELSE NULL END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],
-            $7::jsonb[], $8::jsonb[], $9::text[], $10::bool[])
-    AS v(run_id, step_id, expected, expected_attempt, status, attempt,
-         input_data, output_data, error_message, starting)
-WHERE s.run_id = v.run_id AND s.step_id = v.step_id
-  AND s.status = ANY(string_to_array(v.expected, ',')) AND s.attempt = v.expected_attempt
-RETURNING s.run_id, s.step_id
-"""
-
-_INSERT_EVENTS = """
-INSERT INTO run_events (run_id, sequence, type, step_id, level, message, data)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                     $6::text[], $7::jsonb[])
+# One statement (one round trip, one commit) for the whole batch. The step checks read
+# the statement's snapshot; that is enough because only the lease holder changes the
+# steps of a RUNNING or PENDING run, and anyone else (a cancellation) changes the run's
+# status first, under the row lock the run update takes and re-checks.
+_COMMIT = """
+WITH changes AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[],
+                         $6::text[], $7::int[])
+        AS c(id, expected, status, progress, output, error_message, event_count)
+), ops AS (
+    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
+                         $13::int[], $14::jsonb[], $15::jsonb[], $16::text[], $17::bool[])
+        AS o(run_id, step_id, expected, expected_attempt, status, attempt, input_data,
+             output_data, error_message, starting)
+), blocked AS (
+    SELECT DISTINCT o.run_id FROM ops o
+    WHERE NOT EXISTS (
+        SELECT FROM run_steps s
+        WHERE s.run_id = o.run_id AND s.step_id = o.step_id
+          AND s.status = ANY(string_to_array(o.expected, ','))
+          AND s.attempt = o.expected_attempt
+    )
+), updated_runs AS (
+    UPDATE runs AS r SET
+        status = c.status,
+        progress = c.progress,
+        output = COALESCE(c.output, r.output),
+        error_message = COALESCE(c.error_message, r.error_message),
+        completed_at = CASE WHEN c.status IN ('COMPLETED', 'FAILED') THEN now()
+                            ELSE r.completed_at END,
+        lease_owner = CASE WHEN c.status IN ('COMPLETED', 'FAILED') THEN NULL
+                           ELSE r.lease_owner END,
+        lease_expires_at = CASE WHEN c.status IN ('COMPLETED', 'FAILED') THEN NULL
+                                ELSE r.lease_expires_at END,
+        event_seq = r.event_seq + c.event_count,
+        updated_at = now()
+    FROM changes c
+    WHERE r.id = c.id AND r.status = c.expected AND r.lease_owner = $18
+      AND c.id NOT IN (SELECT run_id FROM blocked)
+    RETURNING r.id, r.event_seq, r.workflow_id, now() AS at
+), updated_steps AS (
+    UPDATE run_steps AS s SET
+        status = o.status,
+        attempt = o.attempt,
+        input_data = COALESCE(o.input_data, s.input_data),
+        output_data = o.output_data,
+        error_message = o.error_message,
+        started_at = CASE WHEN o.starting THEN now() ELSE s.started_at END,
+        completed_at = CASE WHEN o.status IN ('COMPLETED', 'FAILED') THEN now() ELSE NULL END
+    FROM ops o
+    WHERE s.run_id = o.run_id AND s.step_id = o.step_id
+      AND o.run_id IN (SELECT id FROM updated_runs)
+), new_events AS (
+    INSERT INTO run_events (run_id, sequence, type, step_id, level, message, data)
+    SELECT e.run_id, u.event_seq - c.event_count + e.position, e.type, e.step_id, e.level,
+           e.message, e.data
+    FROM unnest($19::text[], $20::int[], $21::text[], $22::text[], $23::text[], $24::text[],
+                $25::jsonb[]) AS e(run_id, position, type, step_id, level, message, data)
+    JOIN updated_runs u ON u.id = e.run_id
+    JOIN changes c ON c.id = e.run_id
+)
+SELECT id, event_seq, workflow_id, at FROM updated_runs
 """
 
 
@@ -212,25 +232,21 @@ class Journal:
         Returns the accepted run ids and the committed events (with their run's
         workflow id, for publishing).
         """
-        candidates = dict(merged)
-        while candidates:
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    accepted, void = await self._try(conn, list(candidates.values()))
-                    if void:
-                        raise _StepConflict(void)
-                return set(accepted), [e for events in accepted.values() for e in events]
-            except _StepConflict as conflict:
-                # Undone as a whole; redo without the runs whose step state moved on.
-                for run_id in conflict.void:
-                    del candidates[run_id]
-        return set(), []
-
-    async def _try(
-        self, conn: asyncpg.pool.PoolConnectionProxy[Any], changes: list[RunChange]
-    ) -> tuple[dict[str, list[tuple[RunEvent, str]]], set[str]]:
-        rows = await conn.fetch(
-            _UPDATE_RUNS,
+        changes = list(merged.values())
+        ops = [(c.run_id, op) for c in changes for op in c.steps]
+        # Every event records the run's status and progress after its change.
+        drafts = [
+            (
+                c.run_id,
+                position,
+                draft,
+                {**(draft.data or {}), "status": c.status, "progress": c.progress},
+            )
+            for c in changes
+            for position, draft in enumerate(c.events, start=1)
+        ]
+        rows = await self._pool.fetch(
+            _COMMIT,
             [c.run_id for c in changes],
             [c.expected_status for c in changes],
             [c.status for c in changes],
@@ -238,73 +254,41 @@ class Journal:
             [_json(c.output) for c in changes],
             [c.error_message for c in changes],
             [len(c.events) for c in changes],
+            [run_id for run_id, _ in ops],
+            [op.step_id for _, op in ops],
+            [",".join(op.expected) for _, op in ops],
+            [op.expected_attempt for _, op in ops],
+            [op.status for _, op in ops],
+            [op.attempt for _, op in ops],
+            [_json(op.input_data) for _, op in ops],
+            [_json(op.output_data) for _, op in ops],
+            [op.error_message for _, op in ops],
+            [op.starting for _, op in ops],
             self._owner,
+            [run_id for run_id, _, _, _ in drafts],
+            [position for _, position, _, _ in drafts],
+            [d.type for _, _, d, _ in drafts],
+            [d.step_id for _, _, d, _ in drafts],
+            [d.level for _, _, d, _ in drafts],
+            [d.message for _, _, d, _ in drafts],
+            [_json(data) for _, _, _, data in drafts],
         )
-        last_sequence = {row["id"]: row["event_seq"] for row in rows}
-        context = {row["id"]: (str(row["workflow_id"]), row["at"]) for row in rows}
-        changes = [c for c in changes if c.run_id in last_sequence]
-        ops = [(c.run_id, op) for c in changes for op in c.steps]
-        if ops:
-            updated = await conn.fetch(
-                _UPDATE_STEPS,
-                [run_id for run_id, _ in ops],
-                [op.step_id for _, op in ops],
-                [",".join(op.expected) for _, op in ops],
-                [op.expected_attempt for _, op in ops],
-                [op.status for _, op in ops],
-                [op.attempt for _, op in ops],
-                [_json(op.input_data) for _, op in ops],
-                [_json(op.output_data) for _, op in ops],
-                [op.error_message for _, op in ops],
-                [op.starting for _, op in ops],
+        accepted = {row["id"]: row for row in rows}
+        committed: list[tuple[RunEvent, str]] = []
+        for run_id, position, draft, data in drafts:
+            row = accepted.get(run_id)
+            if row is None:
+                continue
+            first = row["event_seq"] - len(merged[run_id].events) + 1
+            event = RunEvent(
+                run_id=run_id,
+                sequence=first + position - 1,
+                type=draft.type,
+                step_id=draft.step_id,
+                level=draft.level,
+                message=draft.message,
+                data=data,
+                created_at=row["at"],
             )
-            done = {(row["run_id"], row["step_id"]) for row in updated}
-            void = {run_id for run_id, op in ops if (run_id, op.step_id) not in done}
-            if void:
-                return {}, void
-        # Every event records the run's status and progress after its change.
-        events = [
-            (
-                c.run_id,
-                last_sequence[c.run_id] - len(c.events) + 1 + i,
-                replace(e, data={**(e.data or {}), "status": c.status, "progress": c.progress}),
-            )
-            for c in changes
-            for i, e in enumerate(c.events)
-        ]
-        if events:
-            await conn.execute(
-                _INSERT_EVENTS,
-                [run_id for run_id, _, _ in events],
-                [seq for _, seq, _ in events],
-                [e.type for _, _, e in events],
-                [e.step_id for _, _, e in events],
-                [e.level for _, _, e in events],
-                [e.message for _, _, e in events],
-                [_json(e.data) for _, _, e in events],
-            )
-        committed: dict[str, list[tuple[RunEvent, str]]] = {run_id: [] for run_id in last_sequence}
-        for run_id, sequence, draft in events:
-            workflow_id, at = context[run_id]
-            committed[run_id].append(
-                (
-                    RunEvent(
-                        run_id=run_id,
-                        sequence=sequence,
-                        type=draft.type,
-                        step_id=draft.step_id,
-                        level=draft.level,
-                        message=draft.message,
-                        data=draft.data,
-                        created_at=at,
-                    ),
-                    workflow_id,
-                )
-            )
-        return committed, set()
-
-
-class _StepConflict(Exception):
-    def __init__(self, void: set[str]) -> None:
-        super().__init__(f"{len(void)} run(s) failed a step compare-and-set")
-        self.void = void
+            committed.append((event, str(row["workflow_id"])))
+        return set(accepted), committed

@@ -43,14 +43,19 @@ from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-_TAKE_LEASE = """
-UPDATE runs SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
-WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
-  AND (lease_owner IS NULL OR lease_expires_at < now())
-RETURNING id, status, definition_id, input_data
-"""
-_LOAD_STEPS = """
-SELECT step_id, agent_name, status, attempt, output_data FROM run_steps WHERE run_id = $1
+# Leases for a batch of runs and their steps, in one round trip. Runs that finished, or
+# that a live worker drives, are not returned.
+_TAKE_LEASES = """
+WITH leased AS (
+    UPDATE runs SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+    WHERE id = ANY($1::text[]) AND status IN ('PENDING', 'RUNNING')
+      AND (lease_owner IS NULL OR lease_expires_at < now())
+    RETURNING id, status, definition_id, input_data
+)
+SELECT leased.*,
+       ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data)
+             FROM run_steps WHERE run_id = leased.id) AS steps
+FROM leased
 """
 _RENEW_LEASES = """
 UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
@@ -224,42 +229,47 @@ class Worker:
                     entries += stream_entries
             elif free <= 0:
                 await asyncio.sleep(0.01)
-            for entry_id, fields in entries:
-                await self._accept(entry_id, fields)
+            if entries:
+                await self._accept(entries)
 
-    async def _accept(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        run_id = fields.get(b"run_id", b"").decode()
-        if run_id and run_id not in self._drivers:
-            leased = await self._take_lease(run_id)
-            if leased is not None:
-                task = asyncio.create_task(self._drive(leased), name=f"run {run_id}")
-                self._drivers[run_id] = task
-        await self._redis.xack(keys.RUN_STREAM, keys.WORKER_GROUP, entry_id)
-
-    async def _take_lease(self, run_id: str) -> tuple[LeasedRun, list[StepState]] | None:
-        row = await self._pool.fetchrow(_TAKE_LEASE, run_id, self.id, self.settings.lease_ttl_s)
-        if row is None:
-            return None  # finished, or driven by a live worker
-        steps = [
-            StepState(
-                step_id=s["step_id"],
-                agent_name=s["agent_name"],
-                status=s["status"],
-                attempt=s["attempt"],
-                output=json.loads(s["output_data"]) if s["output_data"] is not None else None,
-            )
-            for s in await self._pool.fetch(_LOAD_STEPS, run_id)
-        ]
-        run = LeasedRun(
-            id=row["id"],
-            status=row["status"],
-            definition_id=row["definition_id"],
-            input_data=json.loads(row["input_data"]),
+    async def _accept(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Lease the runs of stream entries and start driving them; acknowledge the
+        entries once that is decided (an unacknowledged entry is claimed again)."""
+        wanted = {fields.get(b"run_id", b"").decode() for _, fields in entries} - {""}
+        wanted -= self._drivers.keys()
+        if wanted:
+            for run, steps in await self._take_leases(sorted(wanted)):
+                task = asyncio.create_task(self._drive(run, steps), name=f"run {run.id}")
+                self._drivers[run.id] = task
+        await self._redis.xack(
+            keys.RUN_STREAM, keys.WORKER_GROUP, *(entry_id for entry_id, _ in entries)
         )
-        return run, steps
 
-    async def _drive(self, leased: tuple[LeasedRun, list[StepState]]) -> None:
-        run, steps = leased
+    async def _take_leases(self, run_ids: list[str]) -> list[tuple[LeasedRun, list[StepState]]]:
+        rows = await self._pool.fetch(_TAKE_LEASES, run_ids, self.id, self.settings.lease_ttl_s)
+        return [
+            (
+                LeasedRun(
+                    id=row["id"],
+                    status=row["status"],
+                    definition_id=row["definition_id"],
+                    input_data=json.loads(row["input_data"]),
+                ),
+                [
+                    StepState(
+                        step_id=step_id,
+                        agent_name=agent_name,
+                        status=status,
+                        attempt=attempt,
+                        output=json.loads(output) if output is not None else None,
+                    )
+                    for step_id, agent_name, status, attempt, output in row["steps"]
+                ],
+            )
+            for row in rows
+        ]
+
+    async def _drive(self, run: LeasedRun, steps: list[StepState]) -> None:
         try:
             driver = RunDriver(
                 run,
