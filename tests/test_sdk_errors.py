@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -140,9 +142,19 @@ async def test_every_call_has_a_deadline(client: BatonClient) -> None:
         await client.agents.list(timeout=1e-6).to_list()
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
-    async with baton_sdk.connect(client.target, timeout=1e-6) as impatient:
-        with pytest.raises(DeadlineExceededError):
-            await impatient.runs.get("run-x")
+    # The client's default deadline, on a call the server takes long to answer: probing an
+    # agent that accepts connections but never answers.
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        agent = await client.agents.create(
+            name="mute", url=f"http://127.0.0.1:{mute.getsockname()[1]}", timeout_ms=10_000
+        )
+        async with baton_sdk.connect(client.target, timeout=0.3) as impatient:
+            begun = time.monotonic()
+            with pytest.raises(DeadlineExceededError):
+                await impatient.agents.check_health(agent)
+            assert time.monotonic() - begun < 2
 
 
 async def test_a_method_the_server_lacks_is_unimplemented(client: BatonClient) -> None:

@@ -152,9 +152,10 @@ async def test_watch_streams_typed_events_until_terminal(
     assert not any(e.terminal for e in events[:-1])
     completed = [e for e in events if e.type is RunEventType.STEP_COMPLETED]
     assert [(e.step_id, e.attempt) for e in completed] == [("s1", 1), ("s2", 1)]
-    logs = [e for e in events if e.type is RunEventType.LOG]
-    assert logs
-    assert all(e.level is LogLevel.INFO and e.message for e in logs)
+    # Each state change carries its log line.
+    assert [e.message for e in completed] == ["Step 's1' completed", "Step 's2' completed"]
+    assert all(e.level is LogLevel.INFO for e in events[1:])
+    assert last.message is not None and last.message.startswith("Run completed in")
     assert all(e.timestamp is not None for e in events)
 
     # Resuming after any event gives exactly the events that followed it.

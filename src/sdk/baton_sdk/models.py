@@ -748,19 +748,19 @@ class RunLog:
 
     @classmethod
     def from_event(cls, event: RunEvent) -> RunLog:
-        """Build from a ``log`` event of a run's event stream.
+        """Build from an event of a run's event stream that carries a log line.
 
         Args:
-            event: An event of type ``log``.
+            event: An event with a ``message``.
 
         Returns:
-            The log line the event reports.
+            The log line the event carries.
 
         Raises:
-            ValueError: The event is not a ``log`` event.
+            ValueError: The event carries no log line.
         """
-        if event.type is not RunEventType.LOG:
-            raise ValueError(f"not a log event: {event.type.value}")
+        if not event.message:
+            raise ValueError(f"{event.type.value} event {event.sequence} carries no log line")
         message = runs_pb2.RunLog(
             sequence=event.sequence,
             step_id=event.step_id or "",
@@ -792,8 +792,10 @@ class RunEvent:
         output: The step's output (``step_completed``) or the run's output
             (``run_status`` to COMPLETED), else ``None``.
         delay_ms: Delay before the retry (``step_retrying``), else ``None``.
-        level: Severity of a ``log`` line, else ``None``.
-        message: Text of a ``log`` line, else ``None``.
+        level: Severity of the log line the event carries, else ``None``.
+        message: The log line the event carries, else ``None``: most state
+            changes carry one (the run's log is the events that do); events of
+            type ``log`` carry nothing else.
         run: The whole run: in ``state_sync``, and in ``watch_all`` events.
         steps: Every step of the run (``state_sync`` only; empty otherwise).
         terminal: True on the last event of a run's stream (the run finished).

@@ -21,7 +21,6 @@ from baton_sdk.models import (
     Run,
     RunData,
     RunEvent,
-    RunEventType,
     RunLog,
     RunStatus,
     RunStep,
@@ -295,7 +294,7 @@ class Runs:
                     break
                 yield line
             async for event in events:
-                if event.type is RunEventType.LOG and (step_id is None or event.step_id == step_id):
+                if event.message and (step_id is None or event.step_id == step_id):
                     yield RunLog.from_event(event)
 
     async def retry(

@@ -375,7 +375,9 @@ class RunEvent(_message.Message):
         step_retrying: RunEvent._Type.ValueType  # 6
         """A step attempt failed and will be retried after `delay_ms` (`error_message`)."""
         log: RunEvent._Type.ValueType  # 7
-        """A log line (`level`, `message`, maybe `step_id`)."""
+        """A log line and nothing else (`level`, `message`, maybe `step_id`). Most other
+        events carry a log line too.
+        """
         lagged: RunEvent._Type.ValueType  # 8
         """Only in WatchRuns: this subscriber fell too far behind; the stream ends."""
         error: RunEvent._Type.ValueType  # 9
@@ -401,7 +403,9 @@ class RunEvent(_message.Message):
     step_retrying: RunEvent.Type.ValueType  # 6
     """A step attempt failed and will be retried after `delay_ms` (`error_message`)."""
     log: RunEvent.Type.ValueType  # 7
-    """A log line (`level`, `message`, maybe `step_id`)."""
+    """A log line and nothing else (`level`, `message`, maybe `step_id`). Most other
+    events carry a log line too.
+    """
     lagged: RunEvent.Type.ValueType  # 8
     """Only in WatchRuns: this subscriber fell too far behind; the stream ends."""
     error: RunEvent.Type.ValueType  # 9
@@ -444,9 +448,12 @@ class RunEvent(_message.Message):
     delay_ms: _builtins.int
     """Delay before the retry, in milliseconds (`step_retrying`)."""
     level: Global___RunLog.Level.ValueType
-    """Severity of a `log` line."""
+    """Severity of the log line this event carries; unset when it carries none."""
     message: _builtins.str
-    """Text of a `log` line."""
+    """The log line this event carries (the run's log, GetRunLogs, is the events that
+    carry one): e.g. "Step 'extract' attempt 1 started (agent 'extractor')" on a
+    `step_started` event. Empty when it carries none.
+    """
     terminal: _builtins.bool
     """True on the last event of a WatchRun stream: the run reached COMPLETED, FAILED or
     CANCELLED.

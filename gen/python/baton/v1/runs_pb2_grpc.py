@@ -166,7 +166,8 @@ class RunServiceServicer:
 
     def GetRunLogs(self, request, context):
         """Returns the log of a run, oldest first: step starts and finishes, every agent
-        attempt, retries with their delay, and errors.
+        attempt, retries with their delay, and errors. Each line is an event of the run
+        (its `sequence` is the event's) that carries a message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

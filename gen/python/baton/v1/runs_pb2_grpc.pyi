@@ -74,7 +74,8 @@ class RunServiceStub:
     """
     GetRunLogs: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunLogsRequest, _runs_pb2.GetRunLogsResponse]
     """Returns the log of a run, oldest first: step starts and finishes, every agent
-    attempt, retries with their delay, and errors.
+    attempt, retries with their delay, and errors. Each line is an event of the run
+    (its `sequence` is the event's) that carries a message.
     """
     WatchRun: _grpc.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]
     """Streams the events of one run, live. Without `after_sequence`, the first event is a
@@ -137,7 +138,8 @@ class RunServiceAsyncStub(RunServiceStub):
     """
     GetRunLogs: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunLogsRequest, _runs_pb2.GetRunLogsResponse]  # type: ignore[assignment]
     """Returns the log of a run, oldest first: step starts and finishes, every agent
-    attempt, retries with their delay, and errors.
+    attempt, retries with their delay, and errors. Each line is an event of the run
+    (its `sequence` is the event's) that carries a message.
     """
     WatchRun: _aio.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]  # type: ignore[assignment]
     """Streams the events of one run, live. Without `after_sequence`, the first event is a
@@ -245,7 +247,8 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.GetRunLogsResponse, _abc.Awaitable[_runs_pb2.GetRunLogsResponse]]:
         """Returns the log of a run, oldest first: step starts and finishes, every agent
-        attempt, retries with their delay, and errors.
+        attempt, retries with their delay, and errors. Each line is an event of the run
+        (its `sequence` is the event's) that carries a message.
         """
 
     @_abc_1.abstractmethod

@@ -304,7 +304,7 @@ class RunProgress:
             delay = f" (retry in {duration(timedelta(milliseconds=event.delay_ms or 0))})"
             note = f"  attempt {event.attempt or '?'} failed: {event.error_message or ''}{delay}"
             self._step(event.step_id, "RETRYING", "", note)
-        elif event.type is RunEventType.LOG and self._logs_until is not None:
+        if event.message and self._logs_until is not None:
             self._log(RunLog.from_event(event))
         if event.terminal:
             self._finish(event)

@@ -116,12 +116,14 @@ class RunDriver:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _drive(self) -> None:
-        opening = events.log(
-            f"Run started on worker {self._worker_id}"
+        opening = events.run_status(
+            RUNNING,
+            progress=self._progress(),
+            message=f"Run started on worker {self._worker_id}"
             if self._status == PENDING
-            else f"Run resumed from its first incomplete step on worker {self._worker_id}"
+            else f"Run resumed from its first incomplete step on worker {self._worker_id}",
         )
-        change = self._change([opening, events.run_status(RUNNING, progress=self._progress())])
+        change = self._change([opening])
         change.status = RUNNING
         if self._all_completed():
             self._finish(change)
@@ -145,14 +147,7 @@ class RunDriver:
         step = self._steps[step_id]
         step.status, step.output = COMPLETED, outcome.output
         change = self._change(
-            [
-                EventDraft(
-                    type=events.STEP_COMPLETED,
-                    step_id=step_id,
-                    data={"attempt": outcome.attempt, "output": outcome.output},
-                ),
-                events.log(f"Step '{step_id}' completed", step_id=step_id),
-            ],
+            [events.step_completed(step_id, attempt=outcome.attempt, output=outcome.output)],
             steps=[
                 StepOp(
                     step_id,
@@ -179,10 +174,14 @@ class RunDriver:
         )
         seconds = time.monotonic() - self._started
         change.status, change.progress, change.output = COMPLETED, 100, output
-        change.events += [
-            events.log(f"Run completed in {seconds * 1000:.0f} ms"),
-            events.run_status(COMPLETED, progress=100, output=output),
-        ]
+        change.events.append(
+            events.run_status(
+                COMPLETED,
+                progress=100,
+                output=output,
+                message=f"Run completed in {seconds * 1000:.0f} ms",
+            )
+        )
 
     async def _fail(self, step_id: str, outcome: _Outcome) -> None:
         """The run fails with this step's error; steps still in flight are abandoned."""
@@ -205,12 +204,7 @@ class RunDriver:
         self._tasks.clear()
         change = self._change(
             [
-                EventDraft(
-                    type=events.STEP_FAILED,
-                    step_id=step_id,
-                    data={"attempt": outcome.attempt, "error": error},
-                ),
-                events.log(message, level="error", step_id=step_id),
+                events.step_failed(step_id, attempt=outcome.attempt, error=error),
                 events.run_status(FAILED, progress=self._progress(), error_message=message),
             ],
             steps=ops,
@@ -274,17 +268,8 @@ class RunDriver:
         return True
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
-        agent = self._steps[step_id].agent_name
-        return [
-            EventDraft(
-                type=events.STEP_STARTED,
-                step_id=step_id,
-                data={"attempt": attempt, "agent_name": agent},
-            ),
-            events.log(
-                f"Step '{step_id}' attempt {attempt} started (agent '{agent}')", step_id=step_id
-            ),
-        ]
+        agent_name = self._steps[step_id].agent_name
+        return [events.step_started(step_id, attempt=attempt, agent_name=agent_name)]
 
     async def _call(self, step_id: str, target: AgentTarget, payload: dict[str, Any]) -> _Outcome:
         """Call the agent, retrying per its policy; every new attempt is written first."""
@@ -316,17 +301,9 @@ class RunDriver:
                 await self._write(
                     self._change(
                         [
-                            EventDraft(
-                                type=events.STEP_RETRYING,
-                                step_id=step_id,
-                                data={"attempt": attempt, "delay_ms": delay, "error": str(error)},
-                            ),
-                            events.log(
-                                f"Step '{step_id}' attempt {attempt} failed: {error}; "
-                                f"retrying in {delay} ms",
-                                level="warning",
-                                step_id=step_id,
-                            ),
+                            events.step_retrying(
+                                step_id, attempt=attempt, delay_ms=delay, error=str(error)
+                            )
                         ]
                     )
                 )

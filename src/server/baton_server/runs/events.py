@@ -1,7 +1,9 @@
-"""Event types of a run's event log, and constructors for the common ones.
+"""Event types of a run's event log, and constructors for them.
 
 Every state change of a run is recorded as an event in the same transaction as the
-change; log lines are events of type ``log``.
+change. An event may carry a log line (``level`` and ``message``): the run's log is the
+events that do. So a step start is one event that is also the log line "Step 'x'
+attempt 1 started", not two; events of type ``log`` are lines with no state change.
 """
 
 from __future__ import annotations
@@ -18,19 +20,65 @@ STEP_RETRYING = "step_retrying"
 LOG = "log"
 
 
-def log(message: str, *, level: str = "info", step_id: str | None = None) -> EventDraft:
-    return EventDraft(type=LOG, step_id=step_id, level=level, message=message)
-
-
 def run_status(
-    status: str, *, progress: int, error_message: str | None = None, output: Any = None
+    status: str,
+    *,
+    progress: int,
+    error_message: str | None = None,
+    output: Any = None,
+    message: str | None = None,
+    level: str = "info",
 ) -> EventDraft:
     data: dict[str, Any] = {"status": status, "progress": progress}
     if error_message is not None:
         data["error_message"] = error_message
     if output is not None:
         data["output"] = output
-    return EventDraft(type=RUN_STATUS, data=data)
+    return EventDraft(type=RUN_STATUS, level=level if message else None, message=message, data=data)
+
+
+def step_started(step_id: str, *, attempt: int, agent_name: str) -> EventDraft:
+    return EventDraft(
+        type=STEP_STARTED,
+        step_id=step_id,
+        level="info",
+        message=f"Step '{step_id}' attempt {attempt} started (agent '{agent_name}')",
+        data={"attempt": attempt, "agent_name": agent_name},
+    )
+
+
+def step_completed(step_id: str, *, attempt: int, output: Any) -> EventDraft:
+    return EventDraft(
+        type=STEP_COMPLETED,
+        step_id=step_id,
+        level="info",
+        message=f"Step '{step_id}' completed",
+        data={"attempt": attempt, "output": output},
+    )
+
+
+def step_failed(step_id: str, *, error: str, attempt: int | None = None) -> EventDraft:
+    """A step failed the run (a log line); without ``attempt``, a step abandoned by a
+    cancellation (no line: the cancellation has its own)."""
+    if attempt is None:
+        return EventDraft(type=STEP_FAILED, step_id=step_id, data={"error": error})
+    return EventDraft(
+        type=STEP_FAILED,
+        step_id=step_id,
+        level="error",
+        message=f"Step '{step_id}' failed: {error}",
+        data={"attempt": attempt, "error": error},
+    )
+
+
+def step_retrying(step_id: str, *, attempt: int, delay_ms: int, error: str) -> EventDraft:
+    return EventDraft(
+        type=STEP_RETRYING,
+        step_id=step_id,
+        level="warning",
+        message=f"Step '{step_id}' attempt {attempt} failed: {error}; retrying in {delay_ms} ms",
+        data={"attempt": attempt, "delay_ms": delay_ms, "error": error},
+    )
 
 
 def is_terminal(event: RunEvent) -> bool:

@@ -17,7 +17,7 @@ import asyncpg
 from baton_server.errors import FailedPrecondition, NotFound
 from baton_server.events.publisher import EventPublisher
 from baton_server.paging import Page, PageRequest, Sort
-from baton_server.runs import events, store
+from baton_server.runs import store
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.model import Run, RunEvent, RunStep, new_run_id, new_step_execution_id
 from baton_server.runs.store import Connection
@@ -198,7 +198,7 @@ class RunService:
                 run_id,
                 after_sequence=after_sequence,
                 limit=limit,
-                types=[events.LOG],
+                log_lines=True,
                 step_id=step_id,
             )
 

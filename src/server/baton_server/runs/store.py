@@ -115,7 +115,7 @@ def to_event(row: asyncpg.Record) -> RunEvent:
 
 # One statement, so one round trip and one commit: check the workflow (it must be active
 # and still at the version the caller planned the steps of), insert the run, its steps
-# and its first two events. With an idempotency key already used, nothing is inserted.
+# and its first event. With an idempotency key already used, nothing is inserted.
 _CREATE = f"""
 WITH wf AS (
     SELECT w.id, w.name, w.status, w.version, v.id AS definition_id
@@ -126,7 +126,7 @@ WITH wf AS (
     INSERT INTO runs (id, workflow_id, workflow_name, definition_id, workflow_version, status,
                       input_data, triggered_by, request_id, enqueued_at, event_seq)
     SELECT $2::text, wf.id, wf.name, wf.definition_id, wf.version, 'PENDING', $3::jsonb,
-           $4::text, $5::text, now(), 2
+           $4::text, $5::text, now(), 1
     FROM wf
     WHERE wf.status = 'active' AND wf.definition_id = $6::uuid
     ON CONFLICT (workflow_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
@@ -137,20 +137,17 @@ WITH wf AS (
     FROM new_run,
          unnest($7::text[], $8::text[], $9::text[]) WITH ORDINALITY
              AS s(id, step_id, agent_name, position)
-), new_events AS (
+), new_event AS (
     INSERT INTO run_events (run_id, sequence, type, level, message, data)
-    SELECT new_run.id, e.sequence, e.type, e.level, e.message,
+    SELECT new_run.id, 1, '{events.RUN_STATUS}', 'info',
+           format('Run created for workflow ''%s'' version %s by %s',
+                  new_run.workflow_name, new_run.workflow_version, $4::text),
            '{{"status": "PENDING", "progress": 0}}'::jsonb
-    FROM new_run CROSS JOIN LATERAL (
-        VALUES (1, '{events.LOG}', 'info',
-                format('Run created for workflow ''%s'' version %s by %s',
-                       new_run.workflow_name, new_run.workflow_version, $4::text)),
-               (2, '{events.RUN_STATUS}', NULL, NULL)
-    ) AS e(sequence, type, level, message)
-    RETURNING sequence, message
+    FROM new_run
+    RETURNING message
 )
 SELECT wf.status AS workflow_status, wf.definition_id AS current_definition_id,
-       (SELECT message FROM new_events WHERE sequence = 1) AS created_message,
+       (SELECT message FROM new_event) AS created_message,
        new_run.*
 FROM wf LEFT JOIN new_run ON true
 """
@@ -172,7 +169,7 @@ class Created:
     #: The workflow's status and current version; None when no workflow has the id.
     workflow_status: str | None
     current_definition_id: uuid.UUID | None
-    #: The new run and its first events; None when nothing was inserted (the workflow
+    #: The new run and its first event; None when nothing was inserted (the workflow
     #: is not active, not at the planned version, or the idempotency key was used).
     run: Run | None = None
     written: tuple[RunEvent, ...] = ()
@@ -189,7 +186,7 @@ async def create(
     triggered_by: str,
     request_id: str | None,
 ) -> Created:
-    """Insert a run (PENDING), its steps in order and its first events, atomically."""
+    """Insert a run (PENDING), its steps in order and its first event, atomically."""
     row = await conn.fetchrow(
         _CREATE,
         workflow_id,
@@ -209,10 +206,8 @@ async def create(
         return found
     run = to_run(row)
     data = {"status": PENDING, "progress": 0}
-    written = (
-        RunEvent(run.id, 1, events.LOG, None, "info", row["created_message"], data, run.created_at),
-        RunEvent(run.id, 2, events.RUN_STATUS, None, None, None, data, run.created_at),
-    )
+    message = row["created_message"]
+    written = (RunEvent(run.id, 1, events.RUN_STATUS, None, "info", message, data, run.created_at),)
     return Created(found.workflow_status, found.current_definition_id, run, written)
 
 
@@ -339,20 +334,22 @@ async def list_events(
     *,
     after_sequence: int = 0,
     limit: int = 1000,
-    types: Sequence[str] | None = None,
+    log_lines: bool = False,
     step_id: str | None = None,
 ) -> list[RunEvent]:
+    """Events after ``after_sequence``, oldest first; with ``log_lines``, only those that
+    carry a log line (a message)."""
     rows = await conn.fetch(
         f"""
         SELECT {_EVENT_COLUMNS} FROM run_events
         WHERE run_id = $1 AND sequence > $2
-          AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+          AND (NOT $3 OR message IS NOT NULL)
           AND ($4::text IS NULL OR step_id = $4)
         ORDER BY sequence LIMIT $5
         """,
         run_id,
         after_sequence,
-        list(types) if types else None,
+        log_lines,
         step_id,
         limit,
     )
@@ -440,12 +437,14 @@ async def cancel(
         conn,
         run_id,
         [
-            *(
-                EventDraft(type=events.STEP_FAILED, step_id=s["step_id"], data={"error": message})
-                for s in abandoned
+            *(events.step_failed(s["step_id"], error=message) for s in abandoned),
+            events.run_status(
+                "CANCELLED",
+                progress=run.progress,
+                error_message=message,
+                message=f"Run cancelled by {cancelled_by}: {reason}",
+                level="warning",
             ),
-            events.log(f"Run cancelled by {cancelled_by}: {reason}", level="warning"),
-            events.run_status("CANCELLED", progress=run.progress, error_message=message),
         ],
         status=run.status,
         progress=run.progress,
@@ -482,8 +481,11 @@ async def reset_for_retry(conn: Connection, run_id: str) -> tuple[Run, list[RunE
         conn,
         run_id,
         [
-            events.log("Run retried: resuming from the first incomplete step"),
-            events.run_status(PENDING, progress=run.progress),
+            events.run_status(
+                PENDING,
+                progress=run.progress,
+                message="Run retried: resuming from the first incomplete step",
+            ),
         ],
         status=run.status,
         progress=run.progress,
