@@ -110,8 +110,8 @@ def serve(
     With no database or Redis configured, starts an embedded PostgreSQL and Redis
     in the data directory, so one command gives a working, persistent Baton.
     """
-    from baton_server.serve import ServeError
-    from baton_server.serve import serve as run
+    from baton_server.loop import run
+    from baton_server.serve import ServeError, serve
 
     _configure_logging(log_level)
     settings = Settings(
@@ -125,7 +125,7 @@ def serve(
         run_envoy=envoy,
     )
     try:
-        asyncio.run(run(settings))
+        run(serve(settings))
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 
@@ -136,11 +136,12 @@ def serve(
 @_log_level
 def worker(database_url: str | None, redis_url: str | None, log_level: str) -> None:
     """Run an executor worker (any number, against the same PostgreSQL and Redis)."""
+    from baton_server.loop import run
     from baton_server.serve import ServeError, work
 
     _configure_logging(log_level)
     try:
-        asyncio.run(work(Settings(database_url=database_url, redis_url=redis_url)))
+        run(work(Settings(database_url=database_url, redis_url=redis_url)))
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 

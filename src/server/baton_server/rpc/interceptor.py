@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 import grpc
@@ -19,10 +19,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from baton_server.errors import BatonError, Unavailable
 from baton_server.rpc.status import internal_status, to_grpc_status
 from baton_server.rpc.validation import validate_request
+from baton_server.rpc.wrapping import Handler, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
-_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 # What asyncpg (the runs hot path) and redis-py raise when their server is away.
 _UNREACHABLE = (
@@ -55,16 +55,11 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) 
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(WrappingInterceptor):
     """Validates requests against the contract and maps domain errors to statuses."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        if handler.request_streaming:
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(

@@ -16,7 +16,8 @@ import grpc
 from google.protobuf.message import Message
 from prometheus_client import Counter, Histogram
 
-_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+from baton_server.rpc.wrapping import Handler, WrappingInterceptor
+
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 REQUESTS = Counter(
@@ -49,33 +50,26 @@ def _code(context: _Context, error: BaseException | None) -> str:
     return grpc.StatusCode.UNKNOWN.name
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Records ``baton_rpc_requests_total`` and ``baton_rpc_duration_seconds``."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        service, method = _names(handler_call_details.method)
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        service, name = _names(method)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _timed_unary(handler.unary_unary, service, method),
+                _timed_unary(handler.unary_unary, service, name),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _counted_stream(handler.unary_stream, service, method),
+                _counted_stream(handler.unary_stream, service, name),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _counted_stream(handler.stream_stream, service, method),
+                _counted_stream(handler.stream_stream, service, name),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
