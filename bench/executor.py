@@ -26,11 +26,11 @@ temporary directory is deleted), and killed by the kernel if this process dies:
   exercised) and ``--workers`` ``baton worker`` processes (the executor), as in
   production; ``--worker-mode in-server`` runs ``baton serve`` with its built-in
   worker instead.
-* Baton's load generator, a process of its own: ``ExecuteWorkflow`` over gRPC, then
-  ``WaitRun`` until the run has finished, as the SDK's ``execute(wait=True)`` and
-  ``runs.wait`` do. ``--completion watch`` follows each run's ``WatchRun`` stream to
-  its terminal event instead, ``feed`` uses one ``WatchRuns`` stream for all runs,
-  ``poll`` calls ``GetRun`` every 50 ms.
+* Baton's load generator, a process of its own: one ``ExecuteWorkflow`` call with
+  ``wait_timeout`` per run, answered once the run has finished, as the SDK's
+  ``execute(wait=True)`` does. ``--completion watch`` starts the run, then follows its
+  ``WatchRun`` stream to the terminal event instead; ``feed`` learns the ends from one
+  ``WatchRuns`` stream for all runs; ``poll`` calls ``GetRun`` every 50 ms.
 * DBOS: one process of DBOS Transact 3.4.0 (a library: the process that starts
   workflows executes them, so it is engine and load generator at once), an async
   ``@DBOS.workflow`` of three ``@DBOS.step`` calls started with
@@ -1083,6 +1083,8 @@ async def baton_load(args: argparse.Namespace) -> None:
         input_data.update(RUN_INPUT)
         # One request object for every run: the load generator should cost little.
         request = runs_pb2.ExecuteWorkflowRequest(workflow_id=workflow.id, input_data=input_data)
+        if args.completion == "wait":
+            request.wait_timeout.FromSeconds(int(RUN_DEADLINE_S))
         feed: dict[str, asyncio.Future[runs_pb2.Run.Status.ValueType]] = {}
         early: dict[str, runs_pb2.Run.Status.ValueType] = {}
         feed_task: asyncio.Task[None] | None = None
@@ -1106,13 +1108,6 @@ async def baton_load(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.2)  # subscribed before the first run can end
 
         async def until_done(run_id: str) -> runs_pb2.Run.Status.ValueType:
-            if args.completion == "wait":
-                waited = runs_pb2.WaitRunRequest(run_id=run_id)
-                waited.timeout.FromSeconds(int(RUN_DEADLINE_S))
-                while True:
-                    run = await runs.WaitRun(waited)
-                    if run.status in terminal:
-                        return run.status
             if args.completion == "watch":
                 async for event in runs.WatchRun(runs_pb2.WatchRunRequest(run_id=run_id)):
                     if event.terminal:
@@ -1141,7 +1136,8 @@ async def baton_load(args: argparse.Namespace) -> None:
                 async with asyncio.timeout(RUN_DEADLINE_S):
                     run = await runs.ExecuteWorkflow(request)
                     run_id = run.id
-                    status = await until_done(run_id)
+                    # With --completion wait the call itself waited for the end.
+                    status = run.status if run.status in terminal else await until_done(run_id)
             except Exception as error:
                 return Outcome(run_id, 0.0, False, f"{type(error).__name__}: {error}")
             latency = (time.perf_counter() - started) * 1000

@@ -155,7 +155,8 @@ async def test_watch_streams_typed_events_until_terminal(
     # Each state change carries its log line.
     assert [e.message for e in completed] == ["Step 's1' completed", "Step 's2' completed"]
     assert all(e.level is LogLevel.INFO for e in events[1:])
-    assert last.message is not None and last.message.startswith("Run completed in")
+    assert last.message is not None
+    assert last.message.startswith("Run completed in")
     assert all(e.timestamp is not None for e in events)
 
     # Resuming after any event gives exactly the events that followed it.

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import httpx
 import pytest
 import redis.asyncio as redis
 from google.protobuf import duration_pb2
@@ -16,6 +17,7 @@ from baton.v1 import agents_pb2_grpc, runs_pb2, runs_pb2_grpc
 from baton.v1 import workflows_pb2_grpc as wf_grpc
 from baton_server.events.hub import EventHub
 from baton_server.executor.worker import Worker
+from tests.rest_support import error_of
 from tests.rpc_errors import failure
 from tests.runs_support import as_json, chain, create_workflow, execute, register_agent
 
@@ -124,3 +126,50 @@ async def test_without_redis_the_wait_still_ends_from_postgresql(
     finished = await watcher.wait_run(run.id, timeout_s=30)
     assert finished.status == "COMPLETED"
     assert time.monotonic() - begun < 5
+
+
+async def test_execute_can_wait_for_the_end(stubs: Any, echo_agent_url: str) -> None:
+    agents, workflows, runs = stubs
+    await register_agent(agents, "echo", echo_agent_url)
+    workflow = await create_workflow(
+        workflows, chain(("a", "echo", {"v": 1}), ("b", "echo", {"v": "${a.output.v}"}))
+    )
+    request = runs_pb2.ExecuteWorkflowRequest(workflow_id=workflow.id)
+    request.wait_timeout.FromSeconds(30)
+    finished = await runs.ExecuteWorkflow(request)
+    assert finished.status == Run.COMPLETED
+    assert as_json(finished.output)["v"] == 1
+    assert finished == await runs.GetRun(runs_pb2.GetRunRequest(run_id=finished.id))
+
+    slow = await create_workflow(
+        workflows, chain(("slow", "echo", {"_mode": "sleep", "_sleep_ms": 3000}), name="slow")
+    )
+    request = runs_pb2.ExecuteWorkflowRequest(workflow_id=slow.id)
+    request.wait_timeout.FromMilliseconds(300)
+    begun = time.monotonic()
+    unfinished = await runs.ExecuteWorkflow(request)
+    assert unfinished.status in {Run.PENDING, Run.RUNNING}
+    assert 0.25 <= time.monotonic() - begun < 2.0
+    await runs.CancelRun(runs_pb2.CancelRunRequest(run_id=unfinished.id))
+
+
+async def test_rest_execute_with_a_wait_answers_200_once_finished(
+    rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str
+) -> None:
+    await rest.post("/api/v1/agents", json={"name": "echo", "url": echo_agent_url})
+    body = {
+        "name": "one-step",
+        "start_step": "only",
+        "steps": {"only": {"agent_name": "echo", "input_mapping": {"x": 1}}},
+    }
+    workflow = (await rest.post("/api/v1/workflows", json=body)).json()
+    path = f"/api/v1/workflows/{workflow['id']}/execute"
+    done = await rest.post(path, json={"input_data": {}, "wait_timeout": "30s"})
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "COMPLETED"
+    assert "x-http-code" not in done.headers
+    started = await rest.post(path, json={"input_data": {}})
+    assert started.status_code == 202
+    invalid = await rest.post(path, json={"input_data": {}, "wait_timeout": "301s"})
+    assert invalid.status_code == 400
+    assert list(error_of(invalid)["fields"]) == ["wait_timeout"]

@@ -107,6 +107,11 @@ class Runs:
             triggered_by=triggered_by or "",
         )
         rpc_timeout = timeout if timeout is None else min(timeout, self._transport.timeout)
+        wait_s = _MAX_WAIT_S if timeout is None else min(timeout, _MAX_WAIT_S)
+        if wait and wait_s > 0:
+            # Started and awaited in one call; longer waits go on with WaitRun.
+            request.wait_timeout.FromNanoseconds(int(wait_s * 1e9))
+            rpc_timeout = wait_s + _WAIT_GRACE_S
         reply = await self._transport.unary(
             self._stub.ExecuteWorkflow,
             request,
@@ -114,10 +119,10 @@ class Runs:
             idempotent=bool(request_id),
         )
         run = self._run(reply)
-        if not wait:
+        if not wait or run.status.is_terminal:
             return run
         remaining = None if timeout is None else timeout - (time.monotonic() - started_at)
-        return await self._wait(run.id, timeout, remaining)
+        return await self._wait(run.id, timeout, remaining, run.status)
 
     def list(
         self,
@@ -381,11 +386,16 @@ class Runs:
         """
         return await self._wait(_run_id(run), timeout, timeout)
 
-    async def _wait(self, wanted: str, timeout: float | None, remaining: float | None) -> Run:
+    async def _wait(
+        self,
+        wanted: str,
+        timeout: float | None,
+        remaining: float | None,
+        last_status: RunStatus | None = None,
+    ) -> Run:
         """``WaitRun`` calls, each as long as the server allows, until the run finishes."""
         loop = asyncio.get_running_loop()
         deadline = None if remaining is None else loop.time() + remaining
-        last_status: RunStatus | None = None
         while True:
             left = _MAX_WAIT_S if deadline is None else min(deadline - loop.time(), _MAX_WAIT_S)
             if left <= 0:

@@ -566,6 +566,7 @@ class ExecuteWorkflowRequest(_message.Message):
     INPUT_DATA_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRIGGERED_BY_FIELD_NUMBER: _builtins.int
+    WAIT_TIMEOUT_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """UUID of the workflow to run (path parameter)."""
     request_id: _builtins.str
@@ -578,6 +579,13 @@ class ExecuteWorkflowRequest(_message.Message):
     def input_data(self) -> _struct_pb2.Struct:
         """Input of the run, read by `${workflow.input...}` references."""
 
+    @_builtins.property
+    def wait_timeout(self) -> _duration_pb2.Duration:
+        """Wait up to this long (at most 300 s) for the run to finish before answering, as
+        WaitRun does: the answer is then the finished run (REST 200), or the run as it is
+        when the time is up (REST 202). Unset: answer at once with the PENDING run.
+        """
+
     def __init__(
         self,
         *,
@@ -585,10 +593,11 @@ class ExecuteWorkflowRequest(_message.Message):
         input_data: _struct_pb2.Struct | None = ...,
         request_id: _builtins.str = ...,
         triggered_by: _builtins.str = ...,
+        wait_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data", "wait_timeout", b"wait_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data", "request_id", b"request_id", "triggered_by", b"triggered_by", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data", "request_id", b"request_id", "triggered_by", b"triggered_by", "wait_timeout", b"wait_timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,10 +103,11 @@ class RunServiceServicer:
 
     def ExecuteWorkflow(self, request, context):
         """Starts a run of the workflow's current version and returns it in status PENDING;
-        REST answers 202. With `request_id`, a repeated request for the same workflow
-        returns the run the first one started instead of starting another. Fails with
-        FAILED_PRECONDITION (reason `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted
-        workflow.
+        REST answers 202. With `wait_timeout`, waits for the run to finish first (a
+        synchronous execution; REST answers 200 once it has). With `request_id`, a
+        repeated request for the same workflow returns the run the first one started
+        instead of starting another. Fails with FAILED_PRECONDITION (reason
+        `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,10 +41,11 @@ class RunServiceStub:
     def __new__(cls, channel: _aio.Channel) -> RunServiceAsyncStub: ...
     ExecuteWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ExecuteWorkflowRequest, _runs_pb2.Run]
     """Starts a run of the workflow's current version and returns it in status PENDING;
-    REST answers 202. With `request_id`, a repeated request for the same workflow
-    returns the run the first one started instead of starting another. Fails with
-    FAILED_PRECONDITION (reason `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted
-    workflow.
+    REST answers 202. With `wait_timeout`, waits for the run to finish first (a
+    synchronous execution; REST answers 200 once it has). With `request_id`, a
+    repeated request for the same workflow returns the run the first one started
+    instead of starting another. Fails with FAILED_PRECONDITION (reason
+    `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
     """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]
     """Lists runs, filtered, sorted and paginated."""
@@ -105,10 +106,11 @@ class RunServiceAsyncStub(RunServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ExecuteWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.ExecuteWorkflowRequest, _runs_pb2.Run]  # type: ignore[assignment]
     """Starts a run of the workflow's current version and returns it in status PENDING;
-    REST answers 202. With `request_id`, a repeated request for the same workflow
-    returns the run the first one started instead of starting another. Fails with
-    FAILED_PRECONDITION (reason `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted
-    workflow.
+    REST answers 202. With `wait_timeout`, waits for the run to finish first (a
+    synchronous execution; REST answers 200 once it has). With `request_id`, a
+    repeated request for the same workflow returns the run the first one started
+    instead of starting another. Fails with FAILED_PRECONDITION (reason
+    `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]  # type: ignore[assignment]
     """Lists runs, filtered, sorted and paginated."""
@@ -172,10 +174,11 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
         """Starts a run of the workflow's current version and returns it in status PENDING;
-        REST answers 202. With `request_id`, a repeated request for the same workflow
-        returns the run the first one started instead of starting another. Fails with
-        FAILED_PRECONDITION (reason `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted
-        workflow.
+        REST answers 202. With `wait_timeout`, waits for the run to finish first (a
+        synchronous execution; REST answers 200 once it has). With `request_id`, a
+        repeated request for the same workflow returns the run the first one started
+        instead of starting another. Fails with FAILED_PRECONDITION (reason
+        `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
         """
 
     @_abc_1.abstractmethod

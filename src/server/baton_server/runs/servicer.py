@@ -9,7 +9,7 @@ from datetime import UTC
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
 from baton_server.errors import BatonError
@@ -34,6 +34,10 @@ _ACCEPTED = (("x-http-code", "202"),)
 UNWRAP_HEADER = "x-baton-unwrap"
 DEFAULT_LOG_LIMIT = 1000
 DEFAULT_WAIT_S = 60.0
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
 
 
 def json_value(value: Any) -> struct_pb2.Value:
@@ -179,6 +183,12 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             request_id=request.request_id or None,
             triggered_by=request.triggered_by or None,
         )
+        if request.HasField("wait_timeout"):
+            run = await self._watcher.wait_run(
+                run.id, timeout_s=_seconds(request.wait_timeout), known=run
+            )
+            if run.status in TERMINAL_RUN_STATUSES:
+                return run_to_proto(run)  # done: REST 200, not 202 Accepted
         await context.send_initial_metadata(_ACCEPTED)
         return run_to_proto(run)
 
@@ -214,11 +224,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         return run_to_proto(await self._service.get(request.run_id))
 
     async def WaitRun(self, request: runs_pb2.WaitRunRequest, context: _Context) -> runs_pb2.Run:
-        timeout_s = (
-            request.timeout.ToTimedelta().total_seconds()
-            if request.HasField("timeout")
-            else DEFAULT_WAIT_S
-        )
+        timeout_s = _seconds(request.timeout) if request.HasField("timeout") else DEFAULT_WAIT_S
         return run_to_proto(await self._watcher.wait_run(request.run_id, timeout_s=timeout_s))
 
     async def ListRunSteps(

@@ -43,14 +43,21 @@ class Lagged:
 
 class _FinishWaiters:
     """Callers waiting for runs to finish, woken by terminal events of the run feed (or
-    by a Redis outage, after which they look at PostgreSQL again)."""
+    by a Redis outage, after which they look at PostgreSQL again). The feed's recently
+    finished runs are remembered, so a caller that starts waiting just after the end
+    (a run started and awaited in one call) still learns of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember: int = 65_536) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._finished: dict[str, None] = {}  # insertion-ordered: oldest first
+        self._remember = remember
 
     def offer(self, item: Item) -> None:
         event = item[0]
         if is_terminal(event):
+            self._finished[event.run_id] = None
+            if len(self._finished) > self._remember:
+                del self._finished[next(iter(self._finished))]
             for woken in self._waiting.get(event.run_id, ()):
                 woken.set()
 
@@ -58,6 +65,10 @@ class _FinishWaiters:
         for waiters in self._waiting.values():
             for woken in waiters:
                 woken.set()
+
+    def finished(self, run_id: str) -> bool:
+        """Whether the feed said recently that the run finished."""
+        return run_id in self._finished
 
     @contextlib.contextmanager
     def waiting(self, run_id: str) -> Iterator[asyncio.Event]:
@@ -90,25 +101,32 @@ class WatchService:
         run, steps, sequence = found
         return Snapshot(run=run, steps=steps, sequence=sequence)
 
-    async def wait_run(self, run_id: str, *, timeout_s: float) -> Run:
-        """The run once finished, or as it is when ``timeout_s`` has passed."""
+    async def wait_run(self, run_id: str, *, timeout_s: float, known: Run | None = None) -> Run:
+        """The run once finished, or as it is when ``timeout_s`` has passed.
+
+        ``known`` is the run as the caller has just written it (a run it started), which
+        spares reading it first.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        # Registered before reading, so a finish between the read and the wait still
+        # Registered before looking, so a finish between the look and the wait still
         # wakes us.
         with self._finish_waiters.waiting(run_id) as woken:
+            run = known
             while True:
-                woken.clear()
-                async with self._pool.acquire() as conn:
-                    run = await store.get(conn, run_id)
-                if run is None:
-                    raise run_not_found(run_id)
+                if run is None or self._finish_waiters.finished(run_id):
+                    woken.clear()
+                    async with self._pool.acquire() as conn:
+                        run = await store.get(conn, run_id)
+                    if run is None:
+                        raise run_not_found(run_id)
                 left = deadline - loop.time()
                 if run.status in TERMINAL_RUN_STATUSES or left <= 0:
                     return run
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(left, self._idle_check_s)):
                         await woken.wait()
+                run = None  # finished, Redis dropped, or quiet for a while: look again
 
     async def watch_run(
         self, run_id: str, *, after_sequence: int
