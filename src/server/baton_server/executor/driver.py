@@ -99,7 +99,9 @@ class RunDriver:
         self._worker_id = worker_id
         self._status = run.status
         self._parallel = asyncio.Semaphore(max_parallel_steps)
-        self._tasks: dict[asyncio.Task[_Outcome], str] = {}
+        self._transition = asyncio.Lock()
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks: dict[asyncio.Task[None], str] = {}
         self._started = time.monotonic()
 
     # -- the main loop -------------------------------------------------------------
@@ -129,18 +131,34 @@ class RunDriver:
             self._finish(change)
             await self._write(change)
             return
-        if not await self._launch(self._ready(self._steps), change):
-            return
-        while self._tasks:
-            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                step_id = self._tasks.pop(task)
-                outcome = task.result()  # RunInterrupted propagates from here
+        if await self._launch(self._ready(self._steps), change):
+            await self._ended  # the step tasks carry the run on, and end it
+
+    async def _step(self, step_id: str, target: AgentTarget, payload: dict[str, Any]) -> None:
+        """One step: its agent call, then at once what its outcome means for the run
+        (in this task: no hop through another task between two steps)."""
+        try:
+            outcome = await self._call(step_id, target, payload)
+            # Transitions of one run one at a time, so two branches that finish
+            # together cannot both start the step that joins them.
+            async with self._transition:
                 if outcome.error is not None:
                     await self._fail(step_id, outcome)
-                    return
-                if not await self._complete(step_id, outcome):
-                    return
+                    self._end()
+                elif not await self._complete(step_id, outcome):
+                    self._end()
+        except Exception as error:  # RunInterrupted, or a bug: the driver stops
+            self._end(error)
+        finally:
+            self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+
+    def _end(self, error: Exception | None = None) -> None:
+        if self._ended.done():
+            return
+        if error is None:
+            self._ended.set_result(None)
+        else:
+            self._ended.set_exception(error)
 
     async def _complete(self, step_id: str, outcome: _Outcome) -> bool:
         """Record a step's success and start what it unblocks; False if the run ended."""
@@ -185,9 +203,11 @@ class RunDriver:
 
     async def _fail(self, step_id: str, outcome: _Outcome) -> None:
         """The run fails with this step's error; steps still in flight are abandoned."""
-        for task in self._tasks:
+        current = asyncio.current_task()
+        in_flight = {task: step for task, step in self._tasks.items() if task is not current}
+        for task in in_flight:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*in_flight, return_exceptions=True)
         error = outcome.error or "unknown error"
         message = f"Step '{step_id}' failed: {error}"
         expected = (RUNNING,) if self._steps[step_id].status == RUNNING else (PENDING, RUNNING)
@@ -199,7 +219,7 @@ class RunDriver:
             StepOp(
                 other, (RUNNING,), self._steps[other].attempt, PENDING, self._steps[other].attempt
             )
-            for other in self._tasks.values()
+            for other in in_flight.values()
         ]
         self._tasks.clear()
         change = self._change(
@@ -263,7 +283,7 @@ class RunDriver:
             change.events += self._attempt_events(step_id, step.attempt)
         await self._write(change)
         for step_id, target, payload in planned:
-            task = asyncio.create_task(self._call(step_id, target, payload))
+            task = asyncio.create_task(self._step(step_id, target, payload))
             self._tasks[task] = step_id
         return True
 
