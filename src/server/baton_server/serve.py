@@ -28,6 +28,7 @@ from baton_server.db.engine import create_engine
 from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
 from baton_server.envoy import EnvoyStartError, EnvoySupervisor, Upstream, loopback_for
 from baton_server.executor.worker import Worker
+from baton_server.loop import freeze_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ async def work(settings: Settings) -> None:
         raise ServeError("a standalone worker needs BATON_DATABASE_URL and BATON_REDIS_URL")
     worker = Worker(settings.database_url, settings.redis_url)
     await worker.start()
+    freeze_startup_objects()
     try:
         await _until_signalled()
     finally:
@@ -195,4 +197,5 @@ async def migrate_only(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully."""
     async with running_server(settings):
+        freeze_startup_objects()
         await _until_signalled()

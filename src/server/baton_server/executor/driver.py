@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,10 @@ class StepState:
     status: str
     attempt: int
     output: Any = None
+
+
+#: A step to call: its id, its agent, and its mapped input.
+_Call = tuple[str, AgentTarget, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class RunDriver:
         client: AgentClient,
         worker_id: str = "",
         max_parallel_steps: int = 16,
+        on_step_latency: Callable[[float], None] | None = None,
     ) -> None:
         self._run = run
         self._steps = {s.step_id: s for s in steps}
@@ -97,6 +102,7 @@ class RunDriver:
         self._catalog = catalog
         self._client = client
         self._worker_id = worker_id
+        self._on_step_latency = on_step_latency
         self._status = run.status
         self._parallel = asyncio.Semaphore(max_parallel_steps)
         self._transition = asyncio.Lock()
@@ -131,26 +137,49 @@ class RunDriver:
             self._finish(change)
             await self._write(change)
             return
-        if await self._launch(self._ready(self._steps), change):
+        started = await self._launch(self._ready(self._steps), change)
+        if started is not None:
+            for call in started:
+                self._spawn(call)
             await self._ended  # the step tasks carry the run on, and end it
 
-    async def _step(self, step_id: str, target: AgentTarget, payload: dict[str, Any]) -> None:
-        """One step: its agent call, then at once what its outcome means for the run
-        (in this task: no hop through another task between two steps)."""
+    def _spawn(self, call: _Call) -> None:
+        self._tasks[asyncio.create_task(self._step(call))] = call[0]
+
+    async def _step(self, call: _Call) -> None:
+        """Steps, one after the other: each agent call, then at once what its outcome
+        means for the run. The first step it unblocks runs on in this task (no hop
+        through another task between two steps); any others get tasks of their own."""
+        task = asyncio.current_task()
         try:
-            outcome = await self._call(step_id, target, payload)
-            # Transitions of one run one at a time, so two branches that finish
-            # together cannot both start the step that joins them.
-            async with self._transition:
-                if outcome.error is not None:
-                    await self._fail(step_id, outcome)
+            while True:
+                step_id = call[0]
+                outcome = await self._call(*call)
+                answered = time.monotonic()
+                # Transitions of one run one at a time, so two branches that finish
+                # together cannot both start the step that joins them.
+                async with self._transition:
+                    if outcome.error is not None:
+                        await self._fail(step_id, outcome)
+                        self._end()
+                        return
+                    started = await self._complete(step_id, outcome)
+                if started is None:
                     self._end()
-                elif not await self._complete(step_id, outcome):
-                    self._end()
+                    return
+                if self._on_step_latency is not None:
+                    self._on_step_latency(time.monotonic() - answered)
+                if not started:
+                    return  # what follows waits for other steps
+                call, *others = started
+                for other in others:
+                    self._spawn(other)
+                if task is not None:
+                    self._tasks[task] = call[0]
         except Exception as error:  # RunInterrupted, or a bug: the driver stops
             self._end(error)
         finally:
-            self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._tasks.pop(task, None)  # type: ignore[arg-type]
 
     def _end(self, error: Exception | None = None) -> None:
         if self._ended.done():
@@ -160,8 +189,9 @@ class RunDriver:
         else:
             self._ended.set_exception(error)
 
-    async def _complete(self, step_id: str, outcome: _Outcome) -> bool:
-        """Record a step's success and start what it unblocks; False if the run ended."""
+    async def _complete(self, step_id: str, outcome: _Outcome) -> list[_Call] | None:
+        """Record a step's success and start what it unblocks (returned, for the caller
+        to call); None if the run ended."""
         step = self._steps[step_id]
         step.status, step.output = COMPLETED, outcome.output
         change = self._change(
@@ -180,7 +210,7 @@ class RunDriver:
         if self._all_completed():
             self._finish(change)
             await self._write(change)
-            return False
+            return None
         return await self._launch(self._ready(self._graph.successors[step_id]), change)
 
     def _finish(self, change: RunChange) -> None:
@@ -243,15 +273,15 @@ class RunDriver:
             and all(self._steps[p].status == COMPLETED for p in self._graph.predecessors[s])
         ]
 
-    async def _launch(self, step_ids: list[str], change: RunChange) -> bool:
-        """Write ``change`` plus the start of ``step_ids``, then call their agents.
+    async def _launch(self, step_ids: list[str], change: RunChange) -> list[_Call] | None:
+        """Write ``change`` plus the start of ``step_ids``; return their calls to make.
 
-        Returns False when a step could not even start (its agent is unavailable or
-        its input does not resolve): the run has then failed.
+        Returns None when a step could not even start (its agent is unavailable or its
+        input does not resolve): the run has then failed.
         """
         targets = await self._catalog.agents({self._steps[s].agent_name for s in step_ids})
         outputs = {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED}
-        planned: list[tuple[str, AgentTarget, dict[str, Any]]] = []
+        planned: list[_Call] = []
         for step_id in step_ids:
             step = self._steps[step_id]
             target = targets[step.agent_name]
@@ -263,7 +293,7 @@ class RunDriver:
             except MappingError as error:
                 await self._write(change)
                 await self._fail(step_id, _Outcome(attempt=step.attempt, error=str(error)))
-                return False
+                return None
             planned.append((step_id, target, payload))
         for step_id, _, payload in planned:
             step = self._steps[step_id]
@@ -282,10 +312,7 @@ class RunDriver:
             )
             change.events += self._attempt_events(step_id, step.attempt)
         await self._write(change)
-        for step_id, target, payload in planned:
-            task = asyncio.create_task(self._step(step_id, target, payload))
-            self._tasks[task] = step_id
-        return True
+        return planned
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
         agent_name = self._steps[step_id].agent_name

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,12 +159,14 @@ class Journal:
         owner: str,
         *,
         on_commit: Callable[[list[tuple[RunEvent, str]]], None] | None = None,
+        on_commit_duration: Callable[[float], None] | None = None,
         max_batch: int = 1000,
         concurrency: int = 2,
     ) -> None:
         self._pool = pool
         self._owner = owner
         self._on_commit = on_commit
+        self._on_commit_duration = on_commit_duration
         self._max_batch = max_batch
         self._concurrency = concurrency
         self._queue: list[_Pending] = []
@@ -284,6 +287,7 @@ class Journal:
             for c in changes
             for position, draft in enumerate(c.events, start=1)
         ]
+        sent = time.monotonic()
         rows = await self._pool.fetch(
             _COMMIT,
             [c.run_id for c in changes],
@@ -312,6 +316,8 @@ class Journal:
             [d.message for _, _, d, _ in drafts],
             [_json(data) for _, _, _, data in drafts],
         )
+        if self._on_commit_duration is not None:
+            self._on_commit_duration(time.monotonic() - sent)
         accepted = {row["id"]: row for row in rows}
         committed: list[tuple[RunEvent, str]] = []
         for run_id, position, draft, data in drafts:

@@ -35,6 +35,7 @@ from baton_server import keys
 from baton_server.agents.client import AgentClient
 from baton_server.db.pool import create_pool
 from baton_server.events.publisher import EventPublisher
+from baton_server.executor.admission import Admission
 from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
@@ -90,6 +91,9 @@ class WorkerSettings:
     reconcile_interval_s: float = 5.0
     enqueue_grace_s: float = 10.0
     max_runs: int = 512
+    #: Median step latency (agent answer to next step start) the worker keeps under by
+    #: admitting fewer runs (executor/admission.py).
+    step_latency_target_ms: float = 2.0
     read_batch: int = 64
     block_ms: int = 1000
     agent_cache_ttl_s: float = 2.0
@@ -97,7 +101,7 @@ class WorkerSettings:
     @classmethod
     def from_env(cls) -> WorkerSettings:
         """Defaults, overridden by ``BATON_LEASE_TTL_S``, ``BATON_RECONCILE_INTERVAL_S``,
-        ``BATON_ENQUEUE_GRACE_S`` and ``BATON_MAX_RUNS``."""
+        ``BATON_ENQUEUE_GRACE_S``, ``BATON_MAX_RUNS`` and ``BATON_STEP_LATENCY_TARGET_MS``."""
         defaults = cls()
         return cls(
             lease_ttl_s=float(os.environ.get("BATON_LEASE_TTL_S", defaults.lease_ttl_s)),
@@ -108,6 +112,9 @@ class WorkerSettings:
                 os.environ.get("BATON_ENQUEUE_GRACE_S", defaults.enqueue_grace_s)
             ),
             max_runs=int(os.environ.get("BATON_MAX_RUNS", defaults.max_runs)),
+            step_latency_target_ms=float(
+                os.environ.get("BATON_STEP_LATENCY_TARGET_MS", defaults.step_latency_target_ms)
+            ),
         )
 
 
@@ -122,6 +129,10 @@ class Worker:
         self._database_url = database_url
         self._redis_url = redis_url
         self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._admission = Admission(
+            maximum=self.settings.max_runs,
+            target_s=self.settings.step_latency_target_ms / 1000,
+        )
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -137,7 +148,12 @@ class Worker:
         self._client = AgentClient(self._http)
         self._publisher = EventPublisher(self._redis)
         self._publisher.start()
-        self._journal = Journal(self._pool, self.id, on_commit=self._publisher.publish)
+        self._journal = Journal(
+            self._pool,
+            self.id,
+            on_commit=self._publisher.publish,
+            on_commit_duration=self._admission.observe_commit,
+        )
         self._journal.start()
         self._catalog = Catalog(self._pool, agent_ttl_s=self.settings.agent_cache_ttl_s)
         for name, loop in (
@@ -210,7 +226,7 @@ class Worker:
                 )
                 entries += claimed[1]
                 next_claim = loop.time() + self.settings.lease_ttl_s
-            free = self.settings.max_runs - len(self._drivers)
+            free = self._admission.limit(len(self._drivers)) - len(self._drivers)
             if free > 0 and not entries:
                 try:
                     reply: Any = await self._redis.xreadgroup(
@@ -279,6 +295,7 @@ class Worker:
                 catalog=self._catalog,
                 client=self._client,
                 worker_id=self.id,
+                on_step_latency=self._admission.observe,
             )
             await driver.drive()
         except Exception:

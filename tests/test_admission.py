@@ -1,0 +1,71 @@
+"""The worker's admission limit: it follows step latency, not a fixed count."""
+
+from __future__ import annotations
+
+from baton_server.executor.admission import Admission
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def interval(
+    admission: Admission, clock: Clock, *, running: int, latency_ms: float, steps: int = 20
+) -> int:
+    """One interval: ``steps`` step latencies observed while driving ``running`` runs."""
+    for _ in range(steps):
+        admission.observe(latency_ms / 1000)
+    admission.limit(running)
+    clock.now += 0.5
+    return admission.limit(running)
+
+
+def limiter(**options: float) -> tuple[Admission, Clock]:
+    clock = Clock()
+    settings = {"maximum": 100, "target_s": 0.002, "initial": 16, **options}
+    admission = Admission(
+        maximum=int(settings["maximum"]),
+        target_s=settings["target_s"],
+        initial=int(settings["initial"]),
+        clock=clock,
+    )
+    return admission, clock
+
+
+def test_a_full_worker_with_quick_steps_takes_more_runs() -> None:
+    admission, clock = limiter()
+    assert interval(admission, clock, running=16, latency_ms=0.5) == 20  # far under: +25%
+    assert interval(admission, clock, running=20, latency_ms=1.5) == 21  # under: +1
+    limits = [interval(admission, clock, running=100, latency_ms=0.5) for _ in range(20)]
+    assert limits[-1] == 100  # never past the maximum
+
+
+def test_slow_steps_shrink_the_limit_down_to_the_minimum() -> None:
+    admission, clock = limiter()
+    assert interval(admission, clock, running=16, latency_ms=5) == 14
+    assert interval(admission, clock, running=14, latency_ms=5) == 12
+    limits = [interval(admission, clock, running=16, latency_ms=5) for _ in range(40)]
+    assert limits[-1] == admission.minimum == 2
+
+
+def test_a_worker_that_is_not_full_keeps_its_limit() -> None:
+    admission, clock = limiter()
+    assert interval(admission, clock, running=3, latency_ms=0.5) == 16
+    assert interval(admission, clock, running=0, latency_ms=0.5, steps=0) == 16
+
+
+def test_too_few_steps_to_judge_is_no_sign_of_overload() -> None:
+    """Slow agents: few step transitions per interval, and a full worker grows."""
+    admission, clock = limiter()
+    assert interval(admission, clock, running=16, latency_ms=50, steps=3) == 20
+
+
+def test_the_round_trip_to_postgresql_is_not_overload() -> None:
+    admission, clock = limiter()
+    admission.observe_commit(0.004)  # PostgreSQL 4 ms away: steps take 5 ms at best
+    assert interval(admission, clock, running=16, latency_ms=5) == 17
+    assert interval(admission, clock, running=17, latency_ms=7) == 15
