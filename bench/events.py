@@ -3,6 +3,7 @@
 Run::
 
     .venv/bin/python bench/events.py [--watchers 1,100,1000] [--transports grpc,sse]
+        [--starts staggered,together]
 
 Everything is a real process on loopback: PostgreSQL and Redis (embedded wheels), an
 A2A agent (``tests/agents/echo_agent.py`` in sleep mode, so runs progress at a steady,
@@ -10,6 +11,12 @@ modest pace), ``baton serve --no-worker`` (gRPC, and SSE through its Envoy) and 
 ``baton worker``. For each number of watchers W, ``ceil(W / 100)`` runs of an 8-step
 workflow (every step sleeps 500 ms at the agent) are started and W watchers subscribe to
 them round-robin (at most 100 per run), spread over watcher processes of their own.
+
+``--starts`` says how the runs start: ``staggered`` spreads their starts over one step
+(500 ms), as independent runs would be; ``together`` starts them back to back, so that
+their steps - and every event of every run - fall due at the same instants, which makes
+bursts of 100 watchers x runs x 2 events (a step's completion and the next one's start)
+to deliver at once.
 
 Latency of an event = the time a watcher receives it minus the event's timestamp, which
 is the start of the PostgreSQL transaction that made the change (so it includes the
@@ -37,6 +44,7 @@ for _path in (ROOT, ROOT / "src" / "server"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from baton_server import loop  # noqa: E402
 from bench.executor import BATON, Child, free_port, percentile  # noqa: E402
 
 STEPS: Final = 8
@@ -142,6 +150,7 @@ async def one_round(
     workflow_id: str,
     transport: str,
     watchers: int,
+    starts: str,
     grpc_target: str,
     http_base: str,
     work: Path,
@@ -151,16 +160,14 @@ async def one_round(
     from baton.v1 import runs_pb2
 
     run_count = math.ceil(watchers / WATCHERS_PER_RUN)
-    run_ids = [
-        (
-            await stub.ExecuteWorkflow(
-                runs_pb2.ExecuteWorkflowRequest(
-                    workflow_id=workflow_id, input_data=struct_pb2.Struct()
-                )
-            )
-        ).id
-        for _ in range(run_count)
-    ]
+    gap_s = STEP_SLEEP_MS / 1000 / run_count if starts == "staggered" else 0.0
+    run_ids: list[str] = []
+    for _ in range(run_count):
+        request = runs_pb2.ExecuteWorkflowRequest(
+            workflow_id=workflow_id, input_data=struct_pb2.Struct()
+        )
+        run_ids.append((await stub.ExecuteWorkflow(request)).id)
+        await asyncio.sleep(gap_s)
     assignments = [run_ids[i % run_count] for i in range(watchers)]
     groups = [
         assignments[i : i + WATCHERS_PER_PROCESS] for i in range(0, watchers, WATCHERS_PER_PROCESS)
@@ -266,22 +273,36 @@ async def main_async(args: argparse.Namespace) -> int:
             f" runs of {STEPS} steps x {STEP_SLEEP_MS} ms, <= {WATCHERS_PER_RUN}"
             " watchers per run"
         )
-        print(f"{'transport':<10}{'watchers':>9}{'events':>9}{'p50 ms':>9}{'p99 ms':>9}")
-        verdict: bool | None = None
+        print(
+            f"{'transport':<10}{'starts':<10}{'watchers':>9}{'events':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        )
+        verdicts: dict[str, bool] = {}
         for transport in args.transports.split(","):
-            for watchers in (int(w) for w in args.watchers.split(",")):
-                latencies = await one_round(
-                    runs, workflow.id, transport, watchers, grpc_target, http_base, work
-                )
-                p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-                print(
-                    f"{transport:<10}{watchers:>9}{len(latencies):>9}{p50:>9.2f}{p99:>9.2f}",
-                    flush=True,
-                )
-                if transport == "grpc" and watchers == 1000:
-                    verdict = p99 < TARGET_P99_MS
-        outcome = {None: "not measured", True: "met", False: "missed"}[verdict]
-        print(f"target: p99 < {TARGET_P99_MS:.0f} ms at 1000 gRPC watchers: {outcome}")
+            for starts in args.starts.split(","):
+                for watchers in (int(w) for w in args.watchers.split(",")):
+                    latencies = await one_round(
+                        runs,
+                        workflow.id,
+                        transport,
+                        watchers,
+                        starts,
+                        grpc_target,
+                        http_base,
+                        work,
+                    )
+                    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+                    print(
+                        f"{transport:<10}{starts:<10}{watchers:>9}{len(latencies):>9}"
+                        f"{p50:>9.2f}{p99:>9.2f}",
+                        flush=True,
+                    )
+                    if transport == "grpc" and watchers == 1000:
+                        verdicts[starts] = p99 < TARGET_P99_MS
+        for starts, met in verdicts.items():
+            print(
+                f"target: p99 < {TARGET_P99_MS:.0f} ms at 1000 gRPC watchers, runs started"
+                f" {starts}: {'met' if met else 'missed'}"
+            )
     return 0
 
 
@@ -289,6 +310,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--watchers", default="1,100,1000")
     parser.add_argument("--transports", default="grpc,sse")
+    parser.add_argument(
+        "--starts",
+        default="staggered,together",
+        help="how the runs start: spread over a step (staggered) or back to back (together)",
+    )
     parser.add_argument("--role", choices=["watch"], help=argparse.SUPPRESS)
     parser.add_argument("--transport", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
@@ -299,7 +325,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.role == "watch":
-        asyncio.run(watcher_role(args))
+        # The watchers share the machine with the server: they run as lean as Baton's
+        # own processes do (uvloop, few garbage collections), so that their pauses
+        # are not counted as delivery latency.
+        loop.run(watcher_role(args))
         return 0
     return asyncio.run(main_async(args))
 

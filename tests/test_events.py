@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton.v1 import runs_pb2, runs_pb2_grpc
 from baton.v1 import workflows_pb2_grpc as wf_grpc
 from baton_server.app import start_grpc
-from baton_server.events.hub import EventHub
+from baton_server.events.hub import EventHub, Subscription
 from baton_server.executor.worker import Worker
 from baton_server.runs.model import RunEvent
 from baton_server.runs.watch import Snapshot, WatchService
@@ -237,3 +238,22 @@ async def test_watch_runs_feed_filters_by_workflow_and_status(
     assert [e.status for e in received] == [Run.RUNNING, Run.COMPLETED]
     assert all(e.type == Event.run_status for e in received)
     assert received[-1].run.workflow_id == watched
+
+
+async def test_a_quiet_subscription_is_woken_by_the_hub_idle_clock() -> None:
+    """No message for a while (one may have been lost): the watcher wakes up empty-handed
+    and reads PostgreSQL; a message that arrives in time is delivered as usual."""
+    subscription = Subscription("baton:run-events:run-x", capacity=10)
+    waiting = asyncio.ensure_future(subscription.next())
+    await asyncio.sleep(0)
+    subscription.tick()  # the clock's first tick may come right after the wait began
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    subscription.tick()
+    assert await waiting is None
+    waiting = asyncio.ensure_future(subscription.next())
+    await asyncio.sleep(0)
+    subscription.tick()
+    event = RunEvent("run-x", 1, "run_status", None, None, None, {}, datetime.now(UTC))
+    subscription.offer((event, "wf"))
+    assert await waiting == (event, "wf")

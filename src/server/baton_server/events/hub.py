@@ -53,6 +53,7 @@ class Subscription:
         self._items: deque[Item] = deque()
         self._capacity = capacity
         self._waiter: asyncio.Future[None] | None = None
+        self._idle = False
         self.overflowed = False
         self.interrupted = False
 
@@ -76,21 +77,26 @@ class Subscription:
         self.interrupted = True
         self._wake()
 
+    def tick(self) -> None:
+        """The hub's idle clock: a watcher that waited through a whole tick is woken
+        empty-handed (so it checks PostgreSQL in case a message was lost)."""
+        if self._idle:
+            self._wake()
+        self._idle = True
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def next(self, wait_s: float) -> Item | None:
-        """The next event, or None after ``wait_s`` seconds or when interrupted."""
+    async def next(self) -> Item | None:
+        """The next event; None when interrupted, or after a quiet while."""
         if not self._items and not self.interrupted:
-            # One bare future per wait: with thousands of watchers, waking each one must
-            # cost as little as possible.
+            # One bare future per wait, and no timer of its own: with thousands of
+            # watchers, waking each one must cost as little as possible.
+            self._idle = False
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(wait_s):
-                    await self._waiter
-            except TimeoutError:
-                pass
+                await self._waiter
             finally:
                 self._waiter = None
         return self._items.popleft() if self._items else None
@@ -99,19 +105,25 @@ class Subscription:
 class EventHub:
     """Fans Redis pub/sub messages out to in-process listeners."""
 
-    def __init__(self, client: redis.Redis, *, queue_capacity: int = 1000) -> None:
+    def __init__(
+        self, client: redis.Redis, *, queue_capacity: int = 1000, idle_check_s: float = 5.0
+    ) -> None:
         self._redis = client
         self._capacity = queue_capacity
+        self._idle_check_s = idle_check_s
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
+        self._subscriptions: set[Subscription] = set()
         self._pubsub: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event hub")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="event hub"),
+            asyncio.create_task(self._tick(), name="event hub idle clock"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait([self._task])
+        await cancel_and_wait(self._tasks)
 
     def listen(self, channel: str, listener: Listener) -> None:
         """Attach ``listener`` to ``channel`` for the hub's lifetime (call before start)."""
@@ -123,6 +135,7 @@ class EventHub:
         subscription = Subscription(channel, self._capacity)
         first = not self._listeners[channel]
         self._listeners[channel].add(subscription)
+        self._subscriptions.add(subscription)
         SUBSCRIBERS.inc()
         try:
             if first and self._pubsub is not None:
@@ -133,6 +146,7 @@ class EventHub:
             yield subscription
         finally:
             SUBSCRIBERS.dec()
+            self._subscriptions.discard(subscription)
             remaining = self._listeners[channel]
             remaining.discard(subscription)
             if not remaining:
@@ -140,6 +154,14 @@ class EventHub:
                 if self._pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
                         await self._pubsub.unsubscribe(channel)
+
+    async def _tick(self) -> None:
+        """One clock for every subscription: a quiet one is woken after between one
+        and two ``idle_check_s / 2`` periods."""
+        while True:
+            await asyncio.sleep(self._idle_check_s / 2)
+            for subscription in list(self._subscriptions):
+                subscription.tick()
 
     async def _run(self) -> None:
         delay = 0.1

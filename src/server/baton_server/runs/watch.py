@@ -4,8 +4,9 @@ for a run to finish.
 Live delivery comes from the event hub (Redis pub/sub); PostgreSQL fills any gap. A
 watcher reads PostgreSQL after subscribing, whenever a sequence number is skipped,
 whenever its subscription overflowed or Redis dropped, and when nothing arrived for a
-while - so a lost message delays an event by at most ``idle_check_s``. Waiting for a
-run to finish works the same way on the run feed, one subscription for all waiters.
+while (the hub's idle clock) - so a lost message delays an event by seconds at most.
+Waiting for a run to finish works the same way on the run feed, one subscription for
+all waiters.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class WatchService:
                         return
                 if len(missed) == CATCH_UP_PAGE:
                     continue
-                while (item := await subscription.next(self._idle_check_s)) is not None:
+                while (item := await subscription.next()) is not None:
                     event = item[0]
                     if event.sequence <= last:
                         continue  # already read from PostgreSQL
@@ -175,7 +176,7 @@ class WatchService:
     ) -> AsyncIterator[tuple[RunEvent, Run] | Lagged]:
         async with self._hub.subscribe(keys.RUN_FEED_CHANNEL) as subscription:
             while True:
-                item = await subscription.next(self._idle_check_s)
+                item = await subscription.next()
                 if item is None:
                     if subscription.interrupted:
                         yield Lagged()
