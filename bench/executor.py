@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python bench/executor.py [--runs 600] [--in-flight 50] [--warmup 100]
+    .venv/bin/python bench/executor.py [--runs 2000] [--in-flight 50] [--warmup 500]
         [--systems baton,dbos] [--repeat 1] [--workers 1]
         [--worker-mode separate|in-server] [--completion wait|watch|feed|poll]
         [--json PATH] [--py-spy DIR]
@@ -1240,9 +1240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--runs", type=_positive, default=600, help="measured runs per system")
+    parser.add_argument("--runs", type=_positive, default=2000, help="measured runs per system")
     parser.add_argument("--in-flight", type=_positive, default=50, help="runs at a time")
-    parser.add_argument("--warmup", type=_positive, default=100, help="unmeasured runs first")
+    parser.add_argument("--warmup", type=_positive, default=500, help="unmeasured runs first")
     parser.add_argument(
         "--systems",
         type=lambda text: _choices(text, SYSTEMS),
