@@ -20,10 +20,21 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     leave no session state behind (no SET, LISTEN, temporary tables)."""
 
 
-async def create_pool(database_url: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+async def create_pool(
+    database_url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
     """A pool of ``max_size`` connections at most; ``min_size=0`` connects lazily, so a
-    server can start before PostgreSQL accepts connections."""
+    server can start before PostgreSQL accepts connections. ``server_settings`` are
+    session settings of every connection."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        asyncpg_dsn(database_url), min_size=min_size, max_size=max_size, reset=_keep_session
+        asyncpg_dsn(database_url),
+        min_size=min_size,
+        max_size=max_size,
+        reset=_keep_session,
+        server_settings=server_settings,
     )
     return pool

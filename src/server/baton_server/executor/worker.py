@@ -137,7 +137,16 @@ class Worker:
         self._stopping = False
 
     async def start(self) -> None:
-        self._pool = await create_pool(self._database_url, min_size=2, max_size=8)
+        # Every statement of the executor looks rows up by key. While a table is young
+        # it has no statistics yet (autovacuum analyzes about once a minute), and the
+        # planner then joins by scanning the whole table on every commit; an index
+        # lookup is never the worse choice here.
+        self._pool = await create_pool(
+            self._database_url,
+            min_size=2,
+            max_size=8,
+            server_settings={"enable_seqscan": "off"},
+        )
         self._redis = redis.Redis.from_url(self._redis_url)
         self._dispatcher = Dispatcher(self._redis)
         # Keep-alive expiry under uvicorn's 5 s idle close, so a pooled connection
