@@ -162,6 +162,21 @@ def workflows(
     return workflows_pb2_grpc.WorkflowServiceStub(channel)
 
 
+@pytest.fixture
+def stubs(
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
+    workflows: workflows_pb2_grpc.WorkflowServiceAsyncStub,
+    runs: runs_pb2_grpc.RunServiceAsyncStub,
+    worker: Worker,
+) -> tuple[
+    agents_pb2_grpc.AgentServiceAsyncStub,
+    workflows_pb2_grpc.WorkflowServiceAsyncStub,
+    runs_pb2_grpc.RunServiceAsyncStub,
+]:
+    """The three stubs, with a worker running: for tests that execute runs."""
+    return agents, workflows, runs
+
+
 @pytest.fixture(scope="session")
 def echo_agent_url() -> Iterator[str]:
     """A real A2A echo agent (a2a-sdk) in its own process, for the whole session."""

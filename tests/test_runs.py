@@ -13,9 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc, workflows_pb2
-from baton.v1 import workflows_pb2_grpc as wf_grpc
-from baton_server.executor.worker import Worker
+from baton.v1 import agents_pb2, runs_pb2, runs_pb2_grpc, workflows_pb2
 from tests.agents.http_agent import HttpAgent
 from tests.agents.process import AgentProcess, unused_loopback_port
 from tests.rpc_errors import failure
@@ -41,20 +39,6 @@ def failing_agent_url() -> Iterator[str]:
     """An A2A agent whose tasks always fail."""
     with AgentProcess() as agent:
         yield agent.start(mode="fail")
-
-
-@pytest.fixture
-def stubs(
-    agents: agents_pb2_grpc.AgentServiceAsyncStub,
-    workflows: wf_grpc.WorkflowServiceAsyncStub,
-    runs: runs_pb2_grpc.RunServiceAsyncStub,
-    worker: Worker,
-) -> tuple[
-    agents_pb2_grpc.AgentServiceAsyncStub,
-    wf_grpc.WorkflowServiceAsyncStub,
-    runs_pb2_grpc.RunServiceAsyncStub,
-]:
-    return agents, workflows, runs
 
 
 async def test_seed_etl_example_runs_with_mapping_and_interpolation(

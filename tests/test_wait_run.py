@@ -13,8 +13,7 @@ import pytest
 import redis.asyncio as redis
 from google.protobuf import duration_pb2
 
-from baton.v1 import agents_pb2_grpc, runs_pb2, runs_pb2_grpc
-from baton.v1 import workflows_pb2_grpc as wf_grpc
+from baton.v1 import runs_pb2, runs_pb2_grpc
 from baton_server.events.hub import EventHub
 from baton_server.executor.worker import Worker
 from tests.rest_support import error_of
@@ -30,16 +29,6 @@ def wait_request(run_id: str, seconds: float | None = None) -> runs_pb2.WaitRunR
     if seconds is not None:
         request.timeout.FromNanoseconds(int(seconds * 1e9))
     return request
-
-
-@pytest.fixture
-def stubs(
-    agents: agents_pb2_grpc.AgentServiceAsyncStub,
-    workflows: wf_grpc.WorkflowServiceAsyncStub,
-    runs: runs_pb2_grpc.RunServiceAsyncStub,
-    worker: Worker,
-) -> tuple[Any, Any, runs_pb2_grpc.RunServiceAsyncStub]:
-    return agents, workflows, runs
 
 
 async def test_returns_the_run_as_soon_as_it_completes(stubs: Any, echo_agent_url: str) -> None:
