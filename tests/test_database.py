@@ -3,6 +3,7 @@ is reported as UNAVAILABLE."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import grpc
@@ -13,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton.v1 import agents_pb2, agents_pb2_grpc
+from baton.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc
 from baton_server.app import start_grpc
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
@@ -45,11 +46,24 @@ async def test_an_unreachable_database_is_unavailable_not_internal(
     app = await start_grpc(dead, redis_client, "127.0.0.1:0")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            stub = agents_pb2_grpc.AgentServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.ListAgents(agents_pb2.ListAgentsRequest())
-        found = failure(caught.value)
-        assert (found.code, found.reason) == (grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE")
+            agents = agents_pb2_grpc.AgentServiceStub(channel)
+            runs = runs_pb2_grpc.RunServiceStub(channel)
+            # SQLAlchemy (agents) and plain asyncpg (runs) fail the same way.
+            calls: list[Any] = [
+                agents.ListAgents(agents_pb2.ListAgentsRequest()),
+                runs.GetRun(runs_pb2.GetRunRequest(run_id="run-x")),
+                runs.ExecuteWorkflow(
+                    runs_pb2.ExecuteWorkflowRequest(workflow_id=str(uuid.uuid4()))
+                ),
+            ]
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call
+                found = failure(caught.value)
+                assert (found.code, found.reason) == (
+                    grpc.StatusCode.UNAVAILABLE,
+                    "DEPENDENCY_UNAVAILABLE",
+                )
     finally:
         await app.stop(grace=0)
         await dead.dispose()
