@@ -3,7 +3,8 @@
 Every state change of a run is recorded as an event in the same transaction as the
 change. An event may carry a log line (``level`` and ``message``): the run's log is the
 events that do. So a step start is one event that is also the log line "Step 'x'
-attempt 1 started", not two; events of type ``log`` are lines with no state change.
+attempt 1 started", not two. (The contract's ``log`` type, a line and nothing else, is
+not written: every line Baton logs belongs to a state change.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ STEP_STARTED = "step_started"
 STEP_COMPLETED = "step_completed"
 STEP_FAILED = "step_failed"
 STEP_RETRYING = "step_retrying"
-LOG = "log"
 
 
 def run_status(
