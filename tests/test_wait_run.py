@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -162,3 +163,45 @@ async def test_rest_execute_with_a_wait_answers_200_once_finished(
     invalid = await rest.post(path, json={"input_data": {}, "wait_timeout": "301s"})
     assert invalid.status_code == 400
     assert list(error_of(invalid)["fields"]) == ["wait_timeout"]
+
+
+async def test_a_run_that_finished_before_the_wait_began_is_not_waited_for(
+    stubs: Any, echo_agent_url: str, pool: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    """ExecuteWorkflow with a wait starts waiting only after the run is committed and
+    enqueued; a run that finishes in between was announced on the feed already, and
+    the server remembers it."""
+    from baton_server import keys
+    from baton_server.events import codec
+    from baton_server.runs import store
+    from baton_server.runs.model import RunEvent
+    from baton_server.runs.watch import WatchService
+
+    agents, workflows, runs = stubs
+    await register_agent(agents, "echo", echo_agent_url)
+    workflow = await create_workflow(workflows, chain(("only", "echo", {})))
+    started = await execute(runs, workflow.id, {})
+    assert (await runs.WaitRun(wait_request(started.id, 30))).status == Run.COMPLETED
+    async with pool.acquire() as conn:
+        run = await store.get(conn, started.id)
+    assert run is not None
+    # A server process whose hub hears the run's end before anyone waits for it, and
+    # that would otherwise look at PostgreSQL only every 60 s.
+    hub = EventHub(redis_client)
+    watcher = WatchService(pool, hub, idle_check_s=60)
+    hub.start()
+    try:
+        await asyncio.sleep(0.3)  # subscribed
+        end = RunEvent(
+            run.id, 9, "run_status", None, None, None, {"status": "COMPLETED"}, run.updated_at
+        )
+        await redis_client.publish(keys.RUN_FEED_CHANNEL, codec.encode([end], workflow.id))
+        await asyncio.sleep(0.3)  # heard
+        begun = time.monotonic()
+        waited = await watcher.wait_run(
+            run.id, timeout_s=5, known=dataclasses.replace(run, status="PENDING")
+        )
+        assert waited.status == "COMPLETED"
+        assert time.monotonic() - begun < 1
+    finally:
+        await hub.stop()

@@ -33,40 +33,43 @@ def run_not_found(run_id: str) -> NotFound:
     )
 
 
+#: A workflow version's id and the steps a run of it starts with (id and agent).
+_Plan = tuple[uuid.UUID, list[tuple[str, str]]]
+
+
 class _StepPlans:
-    """The steps a run of each workflow version starts with (id and agent, in graph
-    order), cached: versions are immutable."""
+    """The steps a run of each workflow's current version starts with, in graph order.
+
+    Cached by workflow: a plan goes stale only when the workflow gets a new version,
+    and starting a run checks the version it was planned for (``store.create``).
+    """
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._plans: OrderedDict[uuid.UUID, list[tuple[str, str]]] = OrderedDict()
-        self._current: dict[uuid.UUID, uuid.UUID] = {}
+        self._plans: OrderedDict[uuid.UUID, _Plan] = OrderedDict()
         self._capacity = capacity
 
-    def current(self, workflow_id: uuid.UUID) -> tuple[uuid.UUID, list[tuple[str, str]]] | None:
-        """The last known current version of a workflow and its steps."""
-        definition_id = self._current.get(workflow_id)
-        plan = None if definition_id is None else self._plans.get(definition_id)
-        return None if plan is None or definition_id is None else (definition_id, plan)
+    def cached(self, workflow_id: uuid.UUID) -> _Plan | None:
+        return self._plans.get(workflow_id)
 
-    async def load(
-        self, conn: Connection, workflow_id: uuid.UUID
-    ) -> tuple[uuid.UUID, list[tuple[str, str]]] | None:
+    async def load(self, conn: Connection, workflow_id: uuid.UUID) -> _Plan | None:
+        """The plan of the workflow's current version, read afresh (None: no workflow)."""
         found = await store.current_definition(conn, workflow_id)
         if found is None:
             return None
         definition_id, workflow_data = found
         steps = workflow_data["steps"]
-        plan = [
-            (step_id, steps[step_id]["agent_name"])
-            for step_id in StepGraph.of(workflow_data).topological_order()
-        ]
-        self._plans[definition_id] = plan
+        plan = (
+            definition_id,
+            [
+                (step_id, steps[step_id]["agent_name"])
+                for step_id in StepGraph.of(workflow_data).topological_order()
+            ],
+        )
+        self._plans[workflow_id] = plan
+        self._plans.move_to_end(workflow_id)
         if len(self._plans) > self._capacity:
             self._plans.popitem(last=False)
-        self._current[workflow_id] = definition_id
-        if len(self._current) > self._capacity:
-            del self._current[next(iter(self._current))]
-        return definition_id, plan
+        return plan
 
 
 class RunService:
@@ -114,7 +117,7 @@ class RunService:
     ) -> tuple[Run, tuple[RunEvent, ...]]:
         """The new run and its first events, or the run an idempotency key already
         started (and no events)."""
-        planned = self._plans.current(workflow_id) or await self._plans.load(conn, workflow_id)
+        planned = self._plans.cached(workflow_id) or await self._plans.load(conn, workflow_id)
         if planned is None:
             raise workflow_not_found(workflow_id)
         while True:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -33,16 +33,16 @@ from baton_server.runs.model import (
 
 Connection: TypeAlias = "asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[Any]"
 
-RUN_COLUMNS = (
-    "id, workflow_id, workflow_name, definition_id, workflow_version, status, input_data,"
-    " output, triggered_by, request_id, progress, error_message, cancelled_by, created_at,"
-    " updated_at, completed_at, cancelled_at"
-)
-_STEP_COLUMNS = (
-    "id, run_id, step_id, agent_name, position, status, attempt, input_data, output_data,"
-    " error_message, started_at, completed_at"
-)
-_EVENT_COLUMNS = "run_id, sequence, type, step_id, level, message, data, created_at"
+# Column lists are the model's fields: every field of Run, RunStep and RunEvent is a
+# column of its table, under the same name.
+_RUN_FIELDS = [f.name for f in fields(Run)]
+_STEP_FIELDS = [f.name for f in fields(RunStep)]
+_EVENT_FIELDS = [f.name for f in fields(RunEvent)]
+_RUN_COLUMNS = ", ".join(_RUN_FIELDS)
+_STEP_COLUMNS = ", ".join(_STEP_FIELDS)
+_EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
+# JSONB columns: asyncpg hands them over as text.
+_JSON_FIELDS = frozenset({"input_data", "output", "output_data", "data"})
 _SORT_COLUMNS = {
     "created_at": "created_at",
     "updated_at": "updated_at",
@@ -59,56 +59,20 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+def _values(row: asyncpg.Record | Mapping[str, Any], names: list[str]) -> dict[str, Any]:
+    return {n: _loads(row[n]) if n in _JSON_FIELDS else row[n] for n in names}
+
+
 def to_run(row: asyncpg.Record) -> Run:
-    return Run(
-        id=row["id"],
-        workflow_id=row["workflow_id"],
-        workflow_name=row["workflow_name"],
-        definition_id=row["definition_id"],
-        workflow_version=row["workflow_version"],
-        status=row["status"],
-        input_data=json.loads(row["input_data"]),
-        output=_loads(row["output"]),
-        triggered_by=row["triggered_by"],
-        request_id=row["request_id"],
-        progress=row["progress"],
-        error_message=row["error_message"],
-        cancelled_by=row["cancelled_by"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        completed_at=row["completed_at"],
-        cancelled_at=row["cancelled_at"],
-    )
+    return Run(**_values(row, _RUN_FIELDS))
 
 
 def to_step(row: asyncpg.Record | Mapping[str, Any]) -> RunStep:
-    return RunStep(
-        id=row["id"],
-        run_id=row["run_id"],
-        step_id=row["step_id"],
-        agent_name=row["agent_name"],
-        position=row["position"],
-        status=row["status"],
-        attempt=row["attempt"],
-        input_data=_loads(row["input_data"]),
-        output_data=_loads(row["output_data"]),
-        error_message=row["error_message"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-    )
+    return RunStep(**_values(row, _STEP_FIELDS))
 
 
 def to_event(row: asyncpg.Record) -> RunEvent:
-    return RunEvent(
-        run_id=row["run_id"],
-        sequence=row["sequence"],
-        type=row["type"],
-        step_id=row["step_id"],
-        level=row["level"],
-        message=row["message"],
-        data=_loads(row["data"]),
-        created_at=row["created_at"],
-    )
+    return RunEvent(**_values(row, _EVENT_FIELDS))
 
 
 # -- starting a run ----------------------------------------------------------------------
@@ -130,7 +94,7 @@ WITH wf AS (
     FROM wf
     WHERE wf.status = 'active' AND wf.definition_id = $6::uuid
     ON CONFLICT (workflow_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
-    RETURNING {RUN_COLUMNS}
+    RETURNING {_RUN_COLUMNS}
 ), new_steps AS (
     INSERT INTO run_steps (id, run_id, step_id, agent_name, position, status)
     SELECT s.id, new_run.id, s.step_id, s.agent_name, s.position - 1, 'PENDING'
@@ -230,7 +194,7 @@ async def current_definition(
 
 
 async def get(conn: Connection, run_id: str) -> Run | None:
-    row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+    row = await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
     return to_run(row) if row else None
 
 
@@ -238,7 +202,7 @@ async def find_by_request_id(
     conn: Connection, workflow_id: uuid.UUID, request_id: str
 ) -> Run | None:
     row = await conn.fetchrow(
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND request_id = $2",
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND request_id = $2",
         workflow_id,
         request_id,
     )
@@ -290,7 +254,7 @@ async def list_page(
     total: int = await conn.fetchval(f"SELECT count(*) FROM runs {clause}", *args)
     direction = "DESC" if sort.descending else "ASC"
     rows = await conn.fetch(
-        f"SELECT {RUN_COLUMNS} FROM runs {clause}"
+        f"SELECT {_RUN_COLUMNS} FROM runs {clause}"
         f" ORDER BY {_SORT_COLUMNS[sort.field]} {direction} NULLS LAST, id {direction}"
         f" LIMIT {page.page_size:d} OFFSET {page.offset:d}",
         *args,
@@ -313,10 +277,9 @@ _SNAPSHOT = f"""
 SELECT r.event_seq,
        ARRAY(SELECT ROW({_STEP_COLUMNS}) FROM run_steps WHERE run_id = r.id {_STEP_ORDER})
            AS steps,
-       {", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))}
+       {", ".join(f"r.{name}" for name in _RUN_FIELDS)}
 FROM runs r WHERE r.id = $1
 """
-_STEP_FIELDS = [c.strip() for c in _STEP_COLUMNS.split(",")]
 
 
 async def snapshot(conn: Connection, run_id: str) -> tuple[Run, list[RunStep], int] | None:
@@ -415,7 +378,7 @@ async def cancel(
                         cancelled_at = now(), updated_at = now(),
                         lease_owner = NULL, lease_expires_at = NULL
         WHERE id = $1 AND status IN ('{PENDING}', '{RUNNING}')
-        RETURNING {RUN_COLUMNS}
+        RETURNING {_RUN_COLUMNS}
         """,
         run_id,
         message,
@@ -463,7 +426,7 @@ async def reset_for_retry(conn: Connection, run_id: str) -> tuple[Run, list[RunE
                         cancelled_at = NULL, cancelled_by = NULL, updated_at = now(),
                         enqueued_at = now()
         WHERE id = $1 AND status IN ('{FAILED}', 'CANCELLED')
-        RETURNING {RUN_COLUMNS}
+        RETURNING {_RUN_COLUMNS}
         """,
         run_id,
     )
