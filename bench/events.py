@@ -35,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -45,12 +46,15 @@ for _path in (ROOT, ROOT / "src" / "server"):
         sys.path.insert(0, str(_path))
 
 from baton_server import loop  # noqa: E402
-from bench.executor import BATON, Child, free_port, percentile  # noqa: E402
+from bench import lean_watcher  # noqa: E402
+from bench.executor import BATON, Child, free_port, percentile, process_cpu_s  # noqa: E402
 
-STEPS: Final = 8
+STEPS: Final = 12
 STEP_SLEEP_MS: Final = 500
 WATCHERS_PER_RUN: Final = 100
 WATCHERS_PER_PROCESS: Final = 500
+# A connection per 50 streams keeps HTTP/2 stream limits out of the measurement.
+STREAMS_PER_CONNECTION: Final = 50
 TARGET_P99_MS: Final = 10.0
 THIS_FILE: Final = Path(__file__).resolve()
 
@@ -65,7 +69,29 @@ def _event_time(text: str) -> float:
 # --- watcher processes ----------------------------------------------------------------
 
 
-async def _watch_grpc(channel: Any, run_id: str, latencies: list[float]) -> None:
+class Recorder:
+    """What one watcher process saw: when each stream got its snapshot, and for each
+    later event when it happened and how long it took to arrive. Says ``subscribed`` on
+    stdout once every stream has its snapshot."""
+
+    def __init__(self, streams: int) -> None:
+        self.last_subscribed = 0.0
+        self.events: list[tuple[float, float]] = []  # (happened, latency ms)
+        self._waiting = streams
+
+    def subscribed(self, received: float) -> float:
+        self.last_subscribed = max(self.last_subscribed, received)
+        self._waiting -= 1
+        if self._waiting == 0:
+            print("subscribed", flush=True)
+        return received
+
+    def received(self, subscribed: float, happened: float, received: float) -> None:
+        if happened > subscribed:
+            self.events.append((happened, (received - happened) * 1000))
+
+
+async def _watch_grpc(channel: Any, run_id: str, recorder: Recorder) -> None:
     from baton.v1 import runs_pb2, runs_pb2_grpc
 
     stub = runs_pb2_grpc.RunServiceStub(channel)
@@ -73,14 +99,12 @@ async def _watch_grpc(channel: Any, run_id: str, latencies: list[float]) -> None
     async for event in stub.WatchRun(runs_pb2.WatchRunRequest(run_id=run_id)):
         received = time.time()
         if event.type == runs_pb2.RunEvent.state_sync:
-            subscribed = received
-            continue
-        happened = event.timestamp.ToMicroseconds() / 1e6
-        if happened > subscribed:
-            latencies.append((received - happened) * 1000)
+            subscribed = recorder.subscribed(received)
+        else:
+            recorder.received(subscribed, event.timestamp.ToMicroseconds() / 1e6, received)
 
 
-async def _watch_sse(client: Any, base_url: str, run_id: str, latencies: list[float]) -> None:
+async def _watch_sse(client: Any, base_url: str, run_id: str, recorder: Recorder) -> None:
     subscribed = math.inf
     async with client.stream("GET", f"{base_url}/api/v1/runs/{run_id}/events") as response:
         response.raise_for_status()
@@ -90,30 +114,63 @@ async def _watch_sse(client: Any, base_url: str, run_id: str, latencies: list[fl
             received = time.time()
             event = json.loads(line[5:])
             if event["type"] == "state_sync":
-                subscribed = received
-                continue
-            happened = _event_time(event["timestamp"])
-            if happened > subscribed:
-                latencies.append((received - happened) * 1000)
+                subscribed = recorder.subscribed(received)
+            else:
+                recorder.received(subscribed, _event_time(event["timestamp"]), received)
+
+
+async def _watch_lean(target: str, run_ids: list[str], recorder: Recorder) -> None:
+    from baton.v1 import runs_pb2
+
+    subscribed = [math.inf] * len(run_ids)
+
+    def on_message(index: int, raw: bytes, received: float) -> None:
+        event = runs_pb2.RunEvent.FromString(raw)
+        if event.type == runs_pb2.RunEvent.state_sync:
+            subscribed[index] = recorder.subscribed(received)
+        else:
+            happened = event.timestamp.ToMicroseconds() / 1e6
+            recorder.received(subscribed[index], happened, received)
+
+    def on_connection(first: int) -> lean_watcher.OnMessage:
+        return lambda index, raw, received: on_message(first + index, raw, received)
+
+    bodies = [runs_pb2.WatchRunRequest(run_id=r).SerializeToString() for r in run_ids]
+    failures = await asyncio.gather(
+        *(
+            lean_watcher.run_streams(
+                target,
+                "/baton.v1.RunService/WatchRun",
+                bodies[i : i + STREAMS_PER_CONNECTION],
+                on_connection(i),
+            )
+            for i in range(0, len(bodies), STREAMS_PER_CONNECTION)
+        )
+    )
+    problems = [problem for batch in failures for problem in batch]
+    if problems:
+        raise RuntimeError(f"{len(problems)} stream(s) failed, first: {problems[0]}")
 
 
 async def watcher_role(args: argparse.Namespace) -> None:
-    """Open one stream per assigned run id; print the latencies as JSON when all end."""
+    """Open one stream per assigned run id; print what was seen as JSON when all end."""
     import httpx
 
-    latencies: list[float] = []
     run_ids: list[str] = args.run_ids.split(",")
-    if args.transport == "grpc":
+    recorder = Recorder(len(run_ids))
+    if args.transport == "grpc" and args.client == "lean":
+        await _watch_lean(args.target, run_ids, recorder)
+    elif args.transport == "grpc":
         import grpc
 
-        # A connection per 50 streams keeps HTTP/2 stream limits out of the measurement.
         channels = [
-            grpc.aio.insecure_channel(args.target) for _ in range(math.ceil(len(run_ids) / 50))
+            grpc.aio.insecure_channel(args.target)
+            for _ in range(math.ceil(len(run_ids) / STREAMS_PER_CONNECTION))
         ]
         try:
             await asyncio.gather(
                 *(
-                    _watch_grpc(channels[i // 50], run_id, latencies)
+                    _watch_grpc(channels[i // STREAMS_PER_CONNECTION], run_id, recorder)
                     for i, run_id in enumerate(run_ids)
                 )
             )
@@ -123,8 +180,8 @@ async def watcher_role(args: argparse.Namespace) -> None:
     else:
         limits = httpx.Limits(max_connections=len(run_ids) + 10)
         async with httpx.AsyncClient(timeout=None, limits=limits) as client:
-            await asyncio.gather(*(_watch_sse(client, args.target, r, latencies) for r in run_ids))
-    print(json.dumps(latencies), flush=True)
+            await asyncio.gather(*(_watch_sse(client, args.target, r, recorder) for r in run_ids))
+    print(json.dumps({"last_subscribed": recorder.last_subscribed, "events": recorder.events}))
 
 
 # --- the parent -----------------------------------------------------------------------
@@ -145,16 +202,35 @@ async def wait_serving(target: str) -> None:
     raise RuntimeError("Baton did not become SERVING")
 
 
+@dataclass(frozen=True)
+class Round:
+    """One measurement: the latencies (ms) of the steady-state events, and the CPU
+    seconds the server and the watchers spent meanwhile."""
+
+    latencies: list[float]
+    server_cpu_s: float
+    watchers_cpu_s: float
+
+
+async def _line(child: Child) -> bytes:
+    assert child.process.stdout is not None
+    line = await asyncio.wait_for(child.process.stdout.readline(), 120)
+    if not line:
+        raise child.failure("ended without results")
+    return line
+
+
 async def one_round(
     stub: Any,
     workflow_id: str,
     transport: str,
+    client: str,
     watchers: int,
     starts: str,
-    grpc_target: str,
-    http_base: str,
+    server_pid: int,
+    targets: dict[str, str],
     work: Path,
-) -> list[float]:
+) -> Round:
     from google.protobuf import struct_pb2
 
     from baton.v1 import runs_pb2
@@ -172,7 +248,6 @@ async def one_round(
     groups = [
         assignments[i : i + WATCHERS_PER_PROCESS] for i in range(0, watchers, WATCHERS_PER_PROCESS)
     ]
-    target = grpc_target if transport == "grpc" else http_base
     children = [
         await Child.spawn(
             f"watchers-{index}",
@@ -183,8 +258,10 @@ async def one_round(
                 "watch",
                 "--transport",
                 transport,
+                "--client",
+                client,
                 "--target",
-                target,
+                targets[transport],
                 "--run-ids",
                 ",".join(group),
             ],
@@ -193,15 +270,31 @@ async def one_round(
         )
         for index, group in enumerate(groups)
     ]
-    latencies: list[float] = []
+
+    def cpu_s() -> tuple[float, float]:
+        return process_cpu_s(server_pid), sum(process_cpu_s(c.pid) for c in children)
+
     for child in children:
-        assert child.process.stdout is not None
-        line = await asyncio.wait_for(child.process.stdout.readline(), 120)
-        if not line:
-            raise child.failure("ended without results")
-        latencies += json.loads(line)
+        if await _line(child) != b"subscribed\n":
+            raise child.failure("did not say it subscribed")
+    server_before, watchers_before = cpu_s()
+    reports = [json.loads(await _line(child)) for child in children]
+    server_after, watchers_after = cpu_s()
+    for child in children:
         await child.stop()
-    return latencies
+    # Steady state only: events that happened once every watcher was subscribed (the
+    # connection storm of a thousand subscriptions is not delivery latency).
+    all_subscribed = max(report["last_subscribed"] for report in reports)
+    return Round(
+        latencies=[
+            latency
+            for report in reports
+            for happened, latency in report["events"]
+            if happened > all_subscribed
+        ],
+        server_cpu_s=server_after - server_before,
+        watchers_cpu_s=watchers_after - watchers_before,
+    )
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -274,26 +367,31 @@ async def main_async(args: argparse.Namespace) -> int:
             " watchers per run"
         )
         print(
-            f"{'transport':<10}{'starts':<10}{'watchers':>9}{'events':>9}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'transport':<10}{'starts':<10}{'watchers':>9}{'events':>9}{'p50 ms':>9}"
+            f"{'p99 ms':>9}{'server us':>11}{'watchers us':>12}"
         )
         verdicts: dict[str, bool] = {}
         for transport in args.transports.split(","):
             for starts in args.starts.split(","):
                 for watchers in (int(w) for w in args.watchers.split(",")):
-                    latencies = await one_round(
+                    measured = await one_round(
                         runs,
                         workflow.id,
                         transport,
+                        args.client,
                         watchers,
                         starts,
-                        grpc_target,
-                        http_base,
+                        server.pid,
+                        {"grpc": grpc_target, "sse": http_base},
                         work,
                     )
+                    latencies = measured.latencies
                     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+                    per_event = 1e6 / max(len(latencies), 1)
                     print(
                         f"{transport:<10}{starts:<10}{watchers:>9}{len(latencies):>9}"
-                        f"{p50:>9.2f}{p99:>9.2f}",
+                        f"{p50:>9.2f}{p99:>9.2f}{measured.server_cpu_s * per_event:>11.1f}"
+                        f"{measured.watchers_cpu_s * per_event:>12.1f}",
                         flush=True,
                     )
                     if transport == "grpc" and watchers == 1000:
@@ -314,6 +412,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--starts",
         default="staggered,together",
         help="how the runs start: spread over a step (staggered) or back to back (together)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["lean", "grpcio"],
+        default="lean",
+        help="gRPC watchers: bench/lean_watcher.py (default) or grpc.aio, as the SDK uses",
     )
     parser.add_argument("--role", choices=["watch"], help=argparse.SUPPRESS)
     parser.add_argument("--transport", help=argparse.SUPPRESS)
