@@ -187,6 +187,32 @@ async def watcher_role(args: argparse.Namespace) -> None:
 # --- the parent -----------------------------------------------------------------------
 
 
+def wakeup_round_trip_us(rounds: int = 2000) -> float:
+    """A byte bounced between two threads over a socket pair: what waking a sleeping
+    thread costs on this machine. Every hop of an event (worker, PostgreSQL, Redis,
+    server, gRPC's poller thread, watcher) pays it, and virtual machines of the same
+    size differ in it by several times, so the figures are printed with it."""
+    import socket
+    import threading
+
+    here, there = socket.socketpair()
+
+    def echo() -> None:
+        for _ in range(rounds):
+            there.sendall(there.recv(1))
+
+    with here, there:
+        thread = threading.Thread(target=echo)
+        thread.start()
+        started = time.perf_counter()
+        for _ in range(rounds):
+            here.sendall(b"x")
+            here.recv(1)
+        elapsed = time.perf_counter() - started
+        thread.join()
+    return elapsed / rounds * 1e6
+
+
 async def wait_serving(target: str) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -362,7 +388,8 @@ async def main_async(args: argparse.Namespace) -> int:
         )
         runs = runs_pb2_grpc.RunServiceStub(channel)
         print(
-            f"Event delivery latency (state change -> subscriber), {os.cpu_count()} CPUs;"
+            f"Event delivery latency (state change -> subscriber), {os.cpu_count()} CPUs"
+            f" (thread wake-up round trip {wakeup_round_trip_us():.0f} us);"
             f" runs of {STEPS} steps x {STEP_SLEEP_MS} ms, <= {WATCHERS_PER_RUN}"
             " watchers per run"
         )
