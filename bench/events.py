@@ -62,6 +62,7 @@ WATCHERS_PER_PROCESS: Final = 500
 STREAMS_PER_CONNECTION: Final = 50
 TARGET_P99_MS: Final = 10.0
 THIS_FILE: Final = Path(__file__).resolve()
+FLOOR_FILE: Final = THIS_FILE.parent / "grpc_floor.py"
 
 
 def _event_time(text: str) -> float:
@@ -251,31 +252,37 @@ async def _line(child: Child) -> bytes:
     return line
 
 
-async def one_round(
-    stub: Any,
-    workflow_id: str,
-    transport: str,
-    client: str,
-    watchers: int,
-    starts: str,
-    server_pid: int,
-    targets: dict[str, str],
-    work: Path,
-) -> Round:
+async def start_runs(stub: Any, workflow_id: str, count: int, starts: str) -> list[str]:
     from google.protobuf import struct_pb2
 
     from baton.v1 import runs_pb2
 
-    run_count = math.ceil(watchers / WATCHERS_PER_RUN)
-    gap_s = STEP_SLEEP_MS / 1000 / run_count if starts == "staggered" else 0.0
+    gap_s = STEP_SLEEP_MS / 1000 / count if starts == "staggered" else 0.0
     run_ids: list[str] = []
-    for _ in range(run_count):
+    for _ in range(count):
         request = runs_pb2.ExecuteWorkflowRequest(
             workflow_id=workflow_id, input_data=struct_pb2.Struct()
         )
         run_ids.append((await stub.ExecuteWorkflow(request)).id)
         await asyncio.sleep(gap_s)
-    assignments = [run_ids[i % run_count] for i in range(watchers)]
+    return run_ids
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a round is measured with."""
+
+    transport: str
+    client: str
+    starts: str
+    work: Path
+
+
+async def watch_round(
+    run_ids: list[str], watchers: int, setting: Setting, target: str, server_pid: int
+) -> Round:
+    """``watchers`` watcher processes' worth of streams on ``run_ids`` (round-robin)."""
+    assignments = [run_ids[i % len(run_ids)] for i in range(watchers)]
     groups = [
         assignments[i : i + WATCHERS_PER_PROCESS] for i in range(0, watchers, WATCHERS_PER_PROCESS)
     ]
@@ -288,15 +295,15 @@ async def one_round(
                 "--role",
                 "watch",
                 "--transport",
-                transport,
+                setting.transport,
                 "--client",
-                client,
+                setting.client,
                 "--target",
-                targets[transport],
+                target,
                 "--run-ids",
                 ",".join(group),
             ],
-            work / f"watchers-{transport}-{watchers}-{index}.log",
+            setting.work / f"watchers-{setting.transport}-{watchers}-{index}.log",
             talk=True,
         )
         for index, group in enumerate(groups)
@@ -326,6 +333,48 @@ async def one_round(
         server_cpu_s=server_after - server_before,
         watchers_cpu_s=watchers_after - watchers_before,
     )
+
+
+async def floor_round(watchers: int, setting: Setting) -> Round:
+    """The same watchers and pattern of events against bench/grpc_floor.py."""
+    runs = math.ceil(watchers / WATCHERS_PER_RUN)
+    floor = await Child.spawn(
+        "grpc floor",
+        [
+            sys.executable,
+            str(FLOOR_FILE),
+            "--streams",
+            str(watchers),
+            "--steps",
+            str(STEPS),
+            "--step-ms",
+            str(STEP_SLEEP_MS),
+            "--starts",
+            setting.starts,
+        ],
+        setting.work / f"floor-{watchers}.log",
+        talk=True,
+    )
+    try:
+        port = (await _line(floor)).decode().split()[1]
+        run_ids = [f"floor-run-{i}" for i in range(runs)]
+        return await watch_round(run_ids, watchers, setting, f"127.0.0.1:{port}", floor.pid)
+    finally:
+        await floor.stop()
+
+
+def print_row(label: str, starts: str, watchers: int, measured: Round) -> float:
+    """Print one line of figures; return the p99."""
+    latencies = measured.latencies
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    per_event = 1e6 / max(len(latencies), 1)
+    print(
+        f"{label:<11}{starts:<10}{watchers:>9}{len(latencies):>9}"
+        f"{p50:>9.2f}{p99:>9.2f}{measured.server_cpu_s * per_event:>11.1f}"
+        f"{measured.watchers_cpu_s * per_event:>12.1f}",
+        flush=True,
+    )
+    return p99
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -399,39 +448,31 @@ async def main_async(args: argparse.Namespace) -> int:
             " watchers per run"
         )
         print(
-            f"{'transport':<10}{'starts':<10}{'watchers':>9}{'events':>9}{'p50 ms':>9}"
+            f"{'transport':<11}{'starts':<10}{'watchers':>9}{'events':>9}{'p50 ms':>9}"
             f"{'p99 ms':>9}{'server us':>11}{'watchers us':>12}"
         )
-        verdicts: dict[str, bool] = {}
+        verdicts: dict[str, tuple[float, float | None]] = {}
         for transport in args.transports.split(","):
+            target = grpc_target if transport == "grpc" else http_base
             for starts in args.starts.split(","):
+                setting = Setting(transport, args.client, starts, work)
                 for watchers in (int(w) for w in args.watchers.split(",")):
-                    measured = await one_round(
-                        runs,
-                        workflow.id,
-                        transport,
-                        args.client,
-                        watchers,
-                        starts,
-                        server.pid,
-                        {"grpc": grpc_target, "sse": http_base},
-                        work,
-                    )
-                    latencies = measured.latencies
-                    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-                    per_event = 1e6 / max(len(latencies), 1)
-                    print(
-                        f"{transport:<10}{starts:<10}{watchers:>9}{len(latencies):>9}"
-                        f"{p50:>9.2f}{p99:>9.2f}{measured.server_cpu_s * per_event:>11.1f}"
-                        f"{measured.watchers_cpu_s * per_event:>12.1f}",
-                        flush=True,
-                    )
+                    run_count = math.ceil(watchers / WATCHERS_PER_RUN)
+                    run_ids = await start_runs(runs, workflow.id, run_count, starts)
+                    measured = await watch_round(run_ids, watchers, setting, target, server.pid)
+                    p99 = print_row(transport, starts, watchers, measured)
+                    floor_p99 = None
+                    if transport == "grpc" and not args.no_floor:
+                        bare = await floor_round(watchers, setting)
+                        floor_p99 = print_row("grpc floor", starts, watchers, bare)
                     if transport == "grpc" and watchers == 1000:
-                        verdicts[starts] = p99 < TARGET_P99_MS
-        for starts, met in verdicts.items():
+                        verdicts[starts] = (p99, floor_p99)
+        for starts, (p99, floor_p99) in verdicts.items():
+            floor = f"; bare grpc.aio floor {floor_p99:.1f} ms" if floor_p99 is not None else ""
             print(
                 f"target: p99 < {TARGET_P99_MS:.0f} ms at 1000 gRPC watchers, runs started"
-                f" {starts}: {'met' if met else 'missed'}"
+                f" {starts}: {'met' if p99 < TARGET_P99_MS else 'missed'}"
+                f" (Baton {p99:.1f} ms{floor})"
             )
     return 0
 
@@ -450,6 +491,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["lean", "grpcio"],
         default="lean",
         help="gRPC watchers: bench/lean_watcher.py (default) or grpc.aio, as the SDK uses",
+    )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the bare grpc.aio server (bench/grpc_floor.py) measured after each gRPC round",
     )
     parser.add_argument("--role", choices=["watch"], help=argparse.SUPPRESS)
     parser.add_argument("--transport", help=argparse.SUPPRESS)
