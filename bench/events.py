@@ -14,7 +14,10 @@ them round-robin (at most 100 per run), spread over watcher processes of their o
 The gRPC watchers are ``bench/lean_watcher.py`` streams (``--client lean``, little CPU,
 so that the load generator does not set the figure) or grpc.aio calls, as the SDK makes
 (``--client grpcio``); the CPU the server and the watchers spend per delivered event is
-printed beside the latencies.
+printed beside the latencies. After each gRPC round the same watchers, with the same
+pattern of events, watch ``bench/grpc_floor.py``: a bare grpc.aio server with no
+database, no Redis and no Baton code, the floor the transport sets on this machine
+(``--no-floor`` skips it).
 
 ``--starts`` says how the runs start: ``staggered`` spreads their starts over one step
 (500 ms), as independent runs would be; ``together`` starts them back to back, so that
@@ -188,6 +191,9 @@ async def watcher_role(args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(timeout=None, limits=limits) as client:
             await asyncio.gather(*(_watch_sse(client, args.target, r, recorder) for r in run_ids))
     print(json.dumps({"last_subscribed": recorder.last_subscribed, "events": recorder.events}))
+    sys.stdout.flush()
+    # Stay until the parent has read this process's CPU time (it closes stdin).
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
 # --- the parent -----------------------------------------------------------------------

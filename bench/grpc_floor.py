@@ -15,7 +15,7 @@ Run::
         [--starts staggered|together]
 
 It prints ``READY <port>`` once listening, starts the steps once ``--streams`` streams
-are open, and exits when they have ended.
+are open, and exits once they have ended and its stdin is closed.
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ async def serve(args: argparse.Namespace) -> None:
             runs.send(run_id, ([completed, following], last))
     await runs.closed.wait()
     await server.stop(1)
+    # Stay until the parent has read this process's CPU time (it closes stdin).
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
 def main(argv: list[str] | None = None) -> int:
