@@ -128,6 +128,22 @@ async def _watch_sse(client: Any, base_url: str, run_id: str, recorder: Recorder
                 recorder.received(subscribed, _event_time(event["timestamp"]), received)
 
 
+async def _watch_sse_lean(base_url: str, run_id: str, recorder: Recorder) -> None:
+    subscribed = math.inf
+
+    def on_event(data: str, received: float) -> None:
+        nonlocal subscribed
+        event = json.loads(data)
+        if event["type"] == "state_sync":
+            subscribed = recorder.subscribed(received)
+        else:
+            recorder.received(subscribed, _event_time(event["timestamp"]), received)
+
+    failure = await lean_watcher.run_sse_stream(base_url, f"/api/v1/runs/{run_id}/events", on_event)
+    if failure is not None:
+        raise RuntimeError(f"SSE stream of {run_id} failed: {failure}")
+
+
 async def _watch_lean(target: str, run_ids: list[str], recorder: Recorder) -> None:
     from baton.v1 import runs_pb2
 
@@ -186,6 +202,8 @@ async def watcher_role(args: argparse.Namespace) -> None:
         finally:
             for channel in channels:
                 await channel.close()
+    elif args.client == "lean":
+        await asyncio.gather(*(_watch_sse_lean(args.target, r, recorder) for r in run_ids))
     else:
         limits = httpx.Limits(max_connections=len(run_ids) + 10)
         async with httpx.AsyncClient(timeout=None, limits=limits) as client:
@@ -496,7 +514,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--client",
         choices=["lean", "grpcio"],
         default="lean",
-        help="gRPC watchers: bench/lean_watcher.py (default) or grpc.aio, as the SDK uses",
+        help="watchers: bench/lean_watcher.py (default), or grpc.aio and httpx as the SDK uses",
     )
     parser.add_argument(
         "--no-floor",

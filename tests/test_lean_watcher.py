@@ -1,8 +1,9 @@
-"""The event benchmark's hand-written gRPC client (bench/lean_watcher.py) against the real
-server: it must see exactly what a grpc.aio client sees, and report failed streams."""
+"""The event benchmark's hand-written clients (bench/lean_watcher.py) against the real
+server and its Envoy: they must see exactly what Baton streams, and report failures."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -67,3 +68,38 @@ async def test_a_stream_the_server_rejects_is_reported(grpc_app: GrpcApp) -> Non
     )
     assert seen == []
     assert failures == ["stream 1: stream ended without a message (a gRPC error status)"]
+
+
+async def test_the_sse_reader_sees_what_the_rest_face_streams(
+    agents: Any,
+    workflows: wf_grpc.WorkflowServiceAsyncStub,
+    runs: runs_pb2_grpc.RunServiceAsyncStub,
+    rest_url: str,
+    worker: Worker,
+    echo_agent_url: str,
+) -> None:
+    workflow_id = await three_step_workflow(agents, workflows, echo_agent_url, name="lean-sse")
+    run = await execute(runs, workflow_id, {})
+    events: list[dict[str, Any]] = []
+
+    failure = await lean_watcher.run_sse_stream(
+        rest_url, f"/api/v1/runs/{run.id}/events", lambda data, at: events.append(json.loads(data))
+    )
+
+    assert failure is None
+    assert events[0]["type"] == "state_sync"
+    assert events[-1]["terminal"] is True
+    stored = [
+        e
+        async for e in runs.WatchRun(
+            runs_pb2.WatchRunRequest(run_id=run.id, after_sequence=int(events[0]["sequence"]))
+        )
+    ]
+    assert [int(e["sequence"]) for e in events[1:]] == [e.sequence for e in stored]
+
+
+async def test_an_sse_request_the_rest_face_rejects_is_reported(rest_url: str) -> None:
+    failure = await lean_watcher.run_sse_stream(
+        rest_url, "/api/v1/runs/run-unknown/events", lambda data, at: None
+    )
+    assert failure == "answered 'http/1.1 404 not found'"
