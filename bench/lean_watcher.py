@@ -225,6 +225,8 @@ class SseStream(asyncio.Protocol):
         cast(asyncio.Transport, transport).write(self._request)
 
     def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return  # failed (or ended): the rest is not an event stream
         now = time.time()
         self._inbox += data
         if not self._headers_done:
