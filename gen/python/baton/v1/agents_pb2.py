@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from baton.v1 import access_pb2 as baton_dot_v1_dot_access__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/agents.proto\x12\x08\x62\x61ton.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x04\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12+\n\tauth_type\x18\x05 \x01(\x0e\x32\x18.baton.v1.Agent.AuthType\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x05\x12+\n\x0cretry_config\x18\x07 \x01(\x0b\x32\x15.baton.v1.RetryConfig\x12&\n\x06status\x18\x08 \x01(\x0e\x32\x16.baton.v1.Agent.Status\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08protocol\x18\x0b \x01(\x0e\x32\x18.baton.v1.Agent.Protocol\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\x12\x0b\n\x07\x64\x65leted\x10\x03\"G\n\x08\x41uthType\x12\x19\n\x15\x41UTH_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04none\x10\x01\x12\n\n\x06\x62\x65\x61rer\x10\x02\x12\n\n\x06\x61pikey\x10\x03\"7\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x07\n\x03\x61\x32\x61\x10\x01\x12\x08\n\x04http\x10\x02\"\xff\x01\n\x0bRetryConfig\x12#\n\x0bmax_retries\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\n(\x00H\x00\x88\x01\x01\x12&\n\x10initial_delay_ms\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(dH\x01\x88\x01\x01\x12#\n\x0cmax_delay_ms\x18\x03 \x01(\x05\x42\x08\xbaH\x05\x1a\x03(\xe8\x07H\x02\x88\x01\x01\x12\x31\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01\x42\x10\xbaH\r\x12\x0b)\x00\x00\x00\x00\x00\x00\xf0?@\x01H\x03\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x13\n\x11_initial_delay_msB\x0f\n\r_max_delay_msB\x15\n\x13_backoff_multiplier\"\xce\x03\n\x12\x43reateAgentRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x80\x01\n\x03url\x18\x02 \x01(\tBs\xbaHpr\x08\x10\x01\x18\x80\x10\x88\x01\x01\xba\x01\x63\n\x08url.http\x12\x1cmust be an http or https URL\x1a\x39this.startsWith(\'http://\') || this.startsWith(\'https://\')\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x35\n\tauth_type\x18\x04 \x01(\x0e\x32\x18.baton.v1.Agent.AuthTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12,\n\x0b\x61uth_config\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\ntimeout_ms\x18\x06 \x01(\x05\x42\x0c\xbaH\t\x1a\x07\x18\xe0\xa7\x12(\xe8\x07H\x00\x88\x01\x01\x12+\n\x0cretry_config\x18\x07 \x01(\x0b\x32\x15.baton.v1.RetryConfig\x12\x34\n\x08protocol\x18\x08 \x01(\x0e\x32\x18.baton.v1.Agent.ProtocolB\x08\xbaH\x05\x82\x01\x02\x10\x01\x42\r\n\x0b_timeout_ms\"\x93\x02\n\x11ListAgentsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32\x16.baton.v1.Agent.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x16\n\x04name\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x36\n\x07sort_by\x18\x05 \x01(\tB%\xbaH\"r R\x00R\x04nameR\ncreated_atR\nupdated_at\x12&\n\nsort_order\x18\x06 \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03\x61scR\x04\x64\x65scB\x07\n\x05_pageB\x0c\n\n_page_size\"y\n\x12ListAgentsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.baton.v1.Agent\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"-\n\x0fGetAgentRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xdf\x04\n\x12UpdateAgentRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x85\x01\n\x03url\x18\x02 \x01(\tBs\xbaHpr\x08\x10\x01\x18\x80\x10\x88\x01\x01\xba\x01\x63\n\x08url.http\x12\x1cmust be an http or https URL\x1a\x39this.startsWith(\'http://\') || this.startsWith(\'https://\')H\x00\x88\x01\x01\x12\"\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x01\x88\x01\x01\x12<\n\tauth_type\x18\x04 \x01(\x0e\x32\x18.baton.v1.Agent.AuthTypeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x02\x88\x01\x01\x12,\n\x0b\x61uth_config\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\ntimeout_ms\x18\x06 \x01(\x05\x42\x0c\xbaH\t\x1a\x07\x18\xe0\xa7\x12(\xe8\x07H\x03\x88\x01\x01\x12+\n\x0cretry_config\x18\x07 \x01(\x0b\x32\x15.baton.v1.RetryConfig\x12\x37\n\x06status\x18\x08 \x01(\x0e\x32\x16.baton.v1.Agent.StatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x04\x88\x01\x01\x12;\n\x08protocol\x18\t \x01(\x0e\x32\x18.baton.v1.Agent.ProtocolB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x05\x88\x01\x01\x42\x06\n\x04_urlB\x0e\n\x0c_descriptionB\x0c\n\n_auth_typeB\r\n\x0b_timeout_msB\t\n\x07_statusB\x0b\n\t_protocol\"0\n\x12\x44\x65leteAgentRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"&\n\x13\x44\x65leteAgentResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\"5\n\x17\x43heckAgentHealthRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xa7\x01\n\x18\x43heckAgentHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x18\n\x0bstatus_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10response_time_ms\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_status_codeB\x13\n\x11_response_time_msB\x08\n\x06_error2\xfc\x04\n\x0c\x41gentService\x12W\n\x0b\x43reateAgent\x12\x1c.baton.v1.CreateAgentRequest\x1a\x0f.baton.v1.Agent\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/agents:\x01*\x12_\n\nListAgents\x12\x1b.baton.v1.ListAgentsRequest\x1a\x1c.baton.v1.ListAgentsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/agents\x12Y\n\x08GetAgent\x12\x19.baton.v1.GetAgentRequest\x1a\x0f.baton.v1.Agent\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agents/{agent_id}\x12\x62\n\x0bUpdateAgent\x12\x1c.baton.v1.UpdateAgentRequest\x1a\x0f.baton.v1.Agent\"$\x82\xd3\xe4\x93\x02\x1e\x1a\x19/api/v1/agents/{agent_id}:\x01*\x12m\n\x0b\x44\x65leteAgent\x12\x1c.baton.v1.DeleteAgentRequest\x1a\x1d.baton.v1.DeleteAgentResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/api/v1/agents/{agent_id}\x12\x83\x01\n\x10\x43heckAgentHealth\x12!.baton.v1.CheckAgentHealthRequest\x1a\".baton.v1.CheckAgentHealthResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/agents/{agent_id}/healthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/agents.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x04\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12+\n\tauth_type\x18\x05 \x01(\x0e\x32\x18.baton.v1.Agent.AuthType\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x05\x12+\n\x0cretry_config\x18\x07 \x01(\x0b\x32\x15.baton.v1.RetryConfig\x12&\n\x06status\x18\x08 \x01(\x0e\x32\x16.baton.v1.Agent.Status\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08protocol\x18\x0b \x01(\x0e\x32\x18.baton.v1.Agent.Protocol\x12\x12\n\nproject_id\x18\x0c \x01(\t\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\x12\x0b\n\x07\x64\x65leted\x10\x03\"G\n\x08\x41uthType\x12\x19\n\x15\x41UTH_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04none\x10\x01\x12\n\n\x06\x62\x65\x61rer\x10\x02\x12\n\n\x06\x61pikey\x10\x03\"7\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x07\n\x03\x61\x32\x61\x10\x01\x12\x08\n\x04http\x10\x02\"\xff\x01\n\x0bRetryConfig\x12#\n\x0bmax_retries\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\n(\x00H\x00\x88\x01\x01\x12&\n\x10initial_delay_ms\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(dH\x01\x88\x01\x01\x12#\n\x0cmax_delay_ms\x18\x03 \x01(\x05\x42\x08\xbaH\x05\x1a\x03(\xe8\x07H\x02\x88\x01\x01\x12\x31\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01\x42\x10\xbaH\r\x12\x0b)\x00\x00\x00\x00\x00\x00\xf0?@\x01H\x03\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x13\n\x11_initial_delay_msB\x0f\n\r_max_delay_msB\x15\n\x13_backoff_multiplier\"\xce\x03\n\x12\x43reateAgentRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x80\x01\n\x03url\x18\x02 \x01(\tBs\xbaHpr\x08\x10\x01\x18\x80\x10\x88\x01\x01\xba\x01\x63\n\x08url.http\x12\x1cmust be an http or https URL\x1a\x39this.startsWith(\'http://\') || this.startsWith(\'https://\')\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x35\n\tauth_type\x18\x04 \x01(\x0e\x32\x18.baton.v1.Agent.AuthTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12,\n\x0b\x61uth_config\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\ntimeout_ms\x18\x06 \x01(\x05\x42\x0c\xbaH\t\x1a\x07\x18\xe0\xa7\x12(\xe8\x07H\x00\x88\x01\x01\x12+\n\x0cretry_config\x18\x07 \x01(\x0b\x32\x15.baton.v1.RetryConfig\x12\x34\n\x08protocol\x18\x08 \x01(\x0e\x32\x18.baton.v1.Agent.ProtocolB\x08\xbaH\x05\x82\x01\x02\x10\x01\x42\r\n\x0b_timeout_ms\"\x93\x02\n\x11ListAgentsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32\x16.baton.v1.Agent.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x16\n\x04name\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x36\n\x07sort_by\x18\x05 \x01(\tB%\xbaH\"r R\x00R\x04nameR\ncreated_atR\nupdated_at\x12&\n\nsort_order\x18\x06 \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03\x61scR\x04\x64\x65scB\x07\n\x05_pageB\x0c\n\n_page_size\"y\n\x12ListAgentsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.baton.v1.Agent\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"-\n\x0fGetAgentRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xdf\x04\n\x12UpdateAgentRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x85\x01\n\x03url\x18\x02 \x01(\tBs\xbaHpr\x08\x10\x01\x18\x80\x10\x88\x01\x01\xba\x01\x63\n\x08url.http\x12\x1cmust be an http or https URL\x1a\x39this.startsWith(\'http://\') || this.startsWith(\'https://\')H\x00\x88\x01\x01\x12\"\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x01\x88\x01\x01\x12<\n\tauth_type\x18\x04 \x01(\x0e\x32\x18.baton.v1.Agent.AuthTypeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x02\x88\x01\x01\x12,\n\x0b\x61uth_config\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\ntimeout_ms\x18\x06 \x01(\x05\x42\x0c\xbaH\t\x1a\x07\x18\xe0\xa7\x12(\xe8\x07H\x03\x88\x01\x01\x12+\n\x0cretry_config\x18\x07 \x01(\x0b\x32\x15.baton.v1.RetryConfig\x12\x37\n\x06status\x18\x08 \x01(\x0e\x32\x16.baton.v1.Agent.StatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x04\x88\x01\x01\x12;\n\x08protocol\x18\t \x01(\x0e\x32\x18.baton.v1.Agent.ProtocolB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x05\x88\x01\x01\x42\x06\n\x04_urlB\x0e\n\x0c_descriptionB\x0c\n\n_auth_typeB\r\n\x0b_timeout_msB\t\n\x07_statusB\x0b\n\t_protocol\"0\n\x12\x44\x65leteAgentRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"&\n\x13\x44\x65leteAgentResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\"5\n\x17\x43heckAgentHealthRequest\x12\x1a\n\x08\x61gent_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xa7\x01\n\x18\x43heckAgentHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x18\n\x0bstatus_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10response_time_ms\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_status_codeB\x13\n\x11_response_time_msB\x08\n\x06_error2\xa0\x05\n\x0c\x41gentService\x12]\n\x0b\x43reateAgent\x12\x1c.baton.v1.CreateAgentRequest\x1a\x0f.baton.v1.Agent\"\x1f\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/agents:\x01*\x12\x65\n\nListAgents\x12\x1b.baton.v1.ListAgentsRequest\x1a\x1c.baton.v1.ListAgentsResponse\"\x1c\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/agents\x12_\n\x08GetAgent\x12\x19.baton.v1.GetAgentRequest\x1a\x0f.baton.v1.Agent\"\'\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agents/{agent_id}\x12h\n\x0bUpdateAgent\x12\x1c.baton.v1.UpdateAgentRequest\x1a\x0f.baton.v1.Agent\"*\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x1e\x1a\x19/api/v1/agents/{agent_id}:\x01*\x12s\n\x0b\x44\x65leteAgent\x12\x1c.baton.v1.DeleteAgentRequest\x1a\x1d.baton.v1.DeleteAgentResponse\"\'\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x1b*\x19/api/v1/agents/{agent_id}\x12\x89\x01\n\x10\x43heckAgentHealth\x12!.baton.v1.CheckAgentHealthRequest\x1a\".baton.v1.CheckAgentHealthResponse\".\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\"\x12 /api/v1/agents/{agent_id}/healthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -88,45 +89,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKAGENTHEALTHREQUEST'].fields_by_name['agent_id']._loaded_options = None
   _globals['_CHECKAGENTHEALTHREQUEST'].fields_by_name['agent_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._serialized_options = b'\202\323\344\223\002\023\"\016/api/v1/agents:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002\023\"\016/api/v1/agents:\001*'
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\202\323\344\223\002\020\022\016/api/v1/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\020\022\016/api/v1/agents'
   _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\202\323\344\223\002\033\022\031/api/v1/agents/{agent_id}'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\033\022\031/api/v1/agents/{agent_id}'
   _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._serialized_options = b'\202\323\344\223\002\036\032\031/api/v1/agents/{agent_id}:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002\036\032\031/api/v1/agents/{agent_id}:\001*'
   _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\202\323\344\223\002\033*\031/api/v1/agents/{agent_id}'
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002\033*\031/api/v1/agents/{agent_id}'
   _globals['_AGENTSERVICE'].methods_by_name['CheckAgentHealth']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['CheckAgentHealth']._serialized_options = b'\202\323\344\223\002\"\022 /api/v1/agents/{agent_id}/health'
-  _globals['_AGENT']._serialized_start=158
-  _globals['_AGENT']._serialized_end=718
-  _globals['_AGENT_STATUS']._serialized_start=517
-  _globals['_AGENT_STATUS']._serialized_end=588
-  _globals['_AGENT_AUTHTYPE']._serialized_start=590
-  _globals['_AGENT_AUTHTYPE']._serialized_end=661
-  _globals['_AGENT_PROTOCOL']._serialized_start=663
-  _globals['_AGENT_PROTOCOL']._serialized_end=718
-  _globals['_RETRYCONFIG']._serialized_start=721
-  _globals['_RETRYCONFIG']._serialized_end=976
-  _globals['_CREATEAGENTREQUEST']._serialized_start=979
-  _globals['_CREATEAGENTREQUEST']._serialized_end=1441
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1444
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1719
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1721
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=1842
-  _globals['_GETAGENTREQUEST']._serialized_start=1844
-  _globals['_GETAGENTREQUEST']._serialized_end=1889
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=1892
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=2499
-  _globals['_DELETEAGENTREQUEST']._serialized_start=2501
-  _globals['_DELETEAGENTREQUEST']._serialized_end=2549
-  _globals['_DELETEAGENTRESPONSE']._serialized_start=2551
-  _globals['_DELETEAGENTRESPONSE']._serialized_end=2589
-  _globals['_CHECKAGENTHEALTHREQUEST']._serialized_start=2591
-  _globals['_CHECKAGENTHEALTHREQUEST']._serialized_end=2644
-  _globals['_CHECKAGENTHEALTHRESPONSE']._serialized_start=2647
-  _globals['_CHECKAGENTHEALTHRESPONSE']._serialized_end=2814
-  _globals['_AGENTSERVICE']._serialized_start=2817
-  _globals['_AGENTSERVICE']._serialized_end=3453
+  _globals['_AGENTSERVICE'].methods_by_name['CheckAgentHealth']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\"\022 /api/v1/agents/{agent_id}/health'
+  _globals['_AGENT']._serialized_start=181
+  _globals['_AGENT']._serialized_end=761
+  _globals['_AGENT_STATUS']._serialized_start=560
+  _globals['_AGENT_STATUS']._serialized_end=631
+  _globals['_AGENT_AUTHTYPE']._serialized_start=633
+  _globals['_AGENT_AUTHTYPE']._serialized_end=704
+  _globals['_AGENT_PROTOCOL']._serialized_start=706
+  _globals['_AGENT_PROTOCOL']._serialized_end=761
+  _globals['_RETRYCONFIG']._serialized_start=764
+  _globals['_RETRYCONFIG']._serialized_end=1019
+  _globals['_CREATEAGENTREQUEST']._serialized_start=1022
+  _globals['_CREATEAGENTREQUEST']._serialized_end=1484
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1487
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1762
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1764
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1885
+  _globals['_GETAGENTREQUEST']._serialized_start=1887
+  _globals['_GETAGENTREQUEST']._serialized_end=1932
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=1935
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=2542
+  _globals['_DELETEAGENTREQUEST']._serialized_start=2544
+  _globals['_DELETEAGENTREQUEST']._serialized_end=2592
+  _globals['_DELETEAGENTRESPONSE']._serialized_start=2594
+  _globals['_DELETEAGENTRESPONSE']._serialized_end=2632
+  _globals['_CHECKAGENTHEALTHREQUEST']._serialized_start=2634
+  _globals['_CHECKAGENTHEALTHREQUEST']._serialized_end=2687
+  _globals['_CHECKAGENTHEALTHRESPONSE']._serialized_start=2690
+  _globals['_CHECKAGENTHEALTHRESPONSE']._serialized_end=2857
+  _globals['_AGENTSERVICE']._serialized_start=2860
+  _globals['_AGENTSERVICE']._serialized_end=3532
 # @@protoc_insertion_point(module_scope)

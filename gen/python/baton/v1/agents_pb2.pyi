@@ -125,10 +125,13 @@ class Agent(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     PROTOCOL_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     name: _builtins.str
-    """Unique name; workflow steps refer to the agent by this name."""
+    """Name, unique among the project's agents that are not deleted; workflow steps of
+    the project refer to the agent by this name.
+    """
     url: _builtins.str
     """Base URL of the agent, e.g. `http://data-processor:8080`."""
     description: _builtins.str
@@ -141,6 +144,8 @@ class Agent(_message.Message):
     """Lifecycle status."""
     protocol: Global___Agent.Protocol.ValueType
     """How Baton talks to the agent."""
+    project_id: _builtins.str
+    """UUID of the project the agent belongs to (the caller's, at creation)."""
     @_builtins.property
     def retry_config(self) -> Global___RetryConfig:
         """Retry policy for failed calls to the agent."""
@@ -167,10 +172,11 @@ class Agent(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         protocol: Global___Agent.Protocol.ValueType = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "retry_config", b"retry_config", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_type", b"auth_type", "created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name", "protocol", b"protocol", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_type", b"auth_type", "created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name", "project_id", b"project_id", "protocol", b"protocol", "retry_config", b"retry_config", "status", b"status", "timeout_ms", b"timeout_ms", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from baton.v1 import access_pb2 as baton_dot_v1_dot_access__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
@@ -29,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x61ton/v1/runs.proto\x12\x08\x62\x61ton.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x05\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x15\n\rworkflow_name\x18\x04 \x01(\t\x12\x1e\n\x16workflow_definition_id\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.baton.v1.Run.Status\x12+\n\ninput_data\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0ctriggered_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63\x61ncelled_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x63\x61ncelled_by\x18\r \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rerror_message\x18\x0e \x01(\tH\x01\x88\x01\x01\x12\x18\n\x10workflow_version\x18\x0f \x01(\x05\x12&\n\x06output\x18\x10 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08progress\x18\x11 \x01(\x05\x12\x12\n\nrequest_id\x18\x12 \x01(\t\"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x42\x0f\n\r_cancelled_byB\x10\n\x0e_error_message\"\xe6\x03\n\x07RunStep\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x12\n\nagent_name\x18\x05 \x01(\t\x12(\n\x06status\x18\x06 \x01(\x0e\x32\x18.baton.v1.RunStep.Status\x12+\n\ninput_data\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x0boutput_data\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rerror_message\x18\x0b \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07\x61ttempt\x18\x0c \x01(\x05\"b\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x0b\n\x07SKIPPED\x10\x05\x42\x10\n\x0e_error_message\"\xd4\x01\n\x06RunLog\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12%\n\x05level\x18\x03 \x01(\x0e\x32\x16.baton.v1.RunLog.Level\x12\x0f\n\x07message\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x08\n\x04info\x10\x01\x12\x0b\n\x07warning\x10\x02\x12\t\n\x05\x65rror\x10\x03\"\xde\x04\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12%\n\x04type\x18\x03 \x01(\x0e\x32\x17.baton.v1.RunEvent.Type\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07step_id\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.baton.v1.Run.Status\x12\x10\n\x08progress\x18\x07 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x15\n\rerror_message\x18\t \x01(\t\x12&\n\x06output\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x64\x65lay_ms\x18\x0b \x01(\x05\x12%\n\x05level\x18\x0c \x01(\x0e\x32\x16.baton.v1.RunLog.Level\x12\x0f\n\x07message\x18\r \x01(\t\x12\x1a\n\x03run\x18\x0e \x01(\x0b\x32\r.baton.v1.Run\x12 \n\x05steps\x18\x0f \x03(\x0b\x32\x11.baton.v1.RunStep\x12\x10\n\x08terminal\x18\x10 \x01(\x08\"\xa6\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nstate_sync\x10\x01\x12\x0e\n\nrun_status\x10\x02\x12\x10\n\x0cstep_started\x10\x03\x12\x12\n\x0estep_completed\x10\x04\x12\x0f\n\x0bstep_failed\x10\x05\x12\x11\n\rstep_retrying\x10\x06\x12\x07\n\x03log\x10\x07\x12\n\n\x06lagged\x10\x08\x12\t\n\x05\x65rror\x10\t\"M\n\x0fWatchRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x1f\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"k\n\x10WatchRunsRequest\x12\x1c\n\x0bworkflow_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x39\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.baton.v1.Run.StatusB\x11\xbaH\x0e\x92\x01\x0b\x10\x05\"\x07\x82\x01\x04\x10\x01 \x00\"\xe2\x01\n\x16\x45xecuteWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12+\n\ninput_data\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\nrequest_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x1e\n\x0ctriggered_by\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12>\n\x0cwait_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\xbaH\n\xaa\x01\x07\"\x03\x08\xac\x02*\x00\"\xb5\x03\n\x0fListRunsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x14.baton.v1.Run.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1c\n\x0bworkflow_id\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\'\n\x16workflow_definition_id\x18\x05 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x07sort_by\x18\x08 \x01(\tB5\xbaH2r0R\x00R\ncreated_atR\nupdated_atR\x0c\x63ompleted_atR\x06status\x12&\n\nsort_order\x18\t \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03\x61scR\x04\x64\x65scB\x07\n\x05_pageB\x0c\n\n_page_size\"u\n\x10ListRunsResponse\x12\x1c\n\x05items\x18\x01 \x03(\x0b\x32\r.baton.v1.Run\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"*\n\rGetRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"f\n\x0eWaitRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x39\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\xbaH\n\xaa\x01\x07\"\x03\x08\xac\x02*\x00\"0\n\x13ListRunStepsRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"8\n\x14ListRunStepsResponse\x12 \n\x05steps\x18\x01 \x03(\x0b\x32\x11.baton.v1.RunStep\",\n\x0fRetryRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"g\n\x10\x43\x61ncelRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x12\x1e\n\x0c\x63\x61ncelled_by\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\"\x93\x01\n\x11GetRunLogsRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x18\n\x07step_id\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1f\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1e\n\x05limit\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01H\x00\x88\x01\x01\x42\x08\n\x06_limit\"D\n\x12GetRunLogsResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1e\n\x04logs\x18\x02 \x03(\x0b\x32\x10.baton.v1.RunLog2\x8a\x08\n\nRunService\x12v\n\x0f\x45xecuteWorkflow\x12 .baton.v1.ExecuteWorkflowRequest\x1a\r.baton.v1.Run\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/workflows/{workflow_id}/execute:\x01*\x12W\n\x08ListRuns\x12\x19.baton.v1.ListRunsRequest\x1a\x1a.baton.v1.ListRunsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/v1/runs\x12O\n\x06GetRun\x12\x17.baton.v1.GetRunRequest\x1a\r.baton.v1.Run\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/runs/{run_id}\x12V\n\x07WaitRun\x12\x18.baton.v1.WaitRunRequest\x1a\r.baton.v1.Run\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/runs/{run_id}/wait\x12r\n\x0cListRunSteps\x12\x1d.baton.v1.ListRunStepsRequest\x1a\x1e.baton.v1.ListRunStepsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/runs/{run_id}/steps\x12\\\n\x08RetryRun\x12\x19.baton.v1.RetryRunRequest\x1a\r.baton.v1.Run\"&\x82\xd3\xe4\x93\x02 \"\x1b/api/v1/runs/{run_id}/retry:\x01*\x12_\n\tCancelRun\x12\x1a.baton.v1.CancelRunRequest\x1a\r.baton.v1.Run\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/runs/{run_id}/cancel:\x01*\x12k\n\nGetRunLogs\x12\x1b.baton.v1.GetRunLogsRequest\x1a\x1c.baton.v1.GetRunLogsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/runs/{run_id}/logs\x12\x61\n\x08WatchRun\x12\x19.baton.v1.WatchRunRequest\x1a\x12.baton.v1.RunEvent\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/runs/{run_id}/events0\x01\x12\x7f\n\tWatchRuns\x12\x1a.baton.v1.WatchRunsRequest\x1a\x12.baton.v1.RunEvent\"@\x82\xd3\xe4\x93\x02:\x12\x0e/api/v1/eventsZ(\x12&/api/v1/workflows/{workflow_id}/events0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x61ton/v1/runs.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x05\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x15\n\rworkflow_name\x18\x04 \x01(\t\x12\x1e\n\x16workflow_definition_id\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.baton.v1.Run.Status\x12+\n\ninput_data\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0ctriggered_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63\x61ncelled_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x63\x61ncelled_by\x18\r \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rerror_message\x18\x0e \x01(\tH\x01\x88\x01\x01\x12\x18\n\x10workflow_version\x18\x0f \x01(\x05\x12&\n\x06output\x18\x10 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08progress\x18\x11 \x01(\x05\x12\x12\n\nrequest_id\x18\x12 \x01(\t\x12\x12\n\nproject_id\x18\x13 \x01(\t\"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x42\x0f\n\r_cancelled_byB\x10\n\x0e_error_message\"\xe6\x03\n\x07RunStep\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x12\n\nagent_name\x18\x05 \x01(\t\x12(\n\x06status\x18\x06 \x01(\x0e\x32\x18.baton.v1.RunStep.Status\x12+\n\ninput_data\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x0boutput_data\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rerror_message\x18\x0b \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07\x61ttempt\x18\x0c \x01(\x05\"b\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x0b\n\x07SKIPPED\x10\x05\x42\x10\n\x0e_error_message\"\xd4\x01\n\x06RunLog\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12%\n\x05level\x18\x03 \x01(\x0e\x32\x16.baton.v1.RunLog.Level\x12\x0f\n\x07message\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x08\n\x04info\x10\x01\x12\x0b\n\x07warning\x10\x02\x12\t\n\x05\x65rror\x10\x03\"\xde\x04\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12%\n\x04type\x18\x03 \x01(\x0e\x32\x17.baton.v1.RunEvent.Type\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07step_id\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.baton.v1.Run.Status\x12\x10\n\x08progress\x18\x07 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x15\n\rerror_message\x18\t \x01(\t\x12&\n\x06output\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x64\x65lay_ms\x18\x0b \x01(\x05\x12%\n\x05level\x18\x0c \x01(\x0e\x32\x16.baton.v1.RunLog.Level\x12\x0f\n\x07message\x18\r \x01(\t\x12\x1a\n\x03run\x18\x0e \x01(\x0b\x32\r.baton.v1.Run\x12 \n\x05steps\x18\x0f \x03(\x0b\x32\x11.baton.v1.RunStep\x12\x10\n\x08terminal\x18\x10 \x01(\x08\"\xa6\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nstate_sync\x10\x01\x12\x0e\n\nrun_status\x10\x02\x12\x10\n\x0cstep_started\x10\x03\x12\x12\n\x0estep_completed\x10\x04\x12\x0f\n\x0bstep_failed\x10\x05\x12\x11\n\rstep_retrying\x10\x06\x12\x07\n\x03log\x10\x07\x12\n\n\x06lagged\x10\x08\x12\t\n\x05\x65rror\x10\t\"M\n\x0fWatchRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x1f\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"k\n\x10WatchRunsRequest\x12\x1c\n\x0bworkflow_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x39\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.baton.v1.Run.StatusB\x11\xbaH\x0e\x92\x01\x0b\x10\x05\"\x07\x82\x01\x04\x10\x01 \x00\"\xe2\x01\n\x16\x45xecuteWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12+\n\ninput_data\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\nrequest_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x1e\n\x0ctriggered_by\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12>\n\x0cwait_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\xbaH\n\xaa\x01\x07\"\x03\x08\xac\x02*\x00\"\xd2\x03\n\x0fListRunsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x14.baton.v1.Run.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1c\n\x0bworkflow_id\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\'\n\x16workflow_definition_id\x18\x05 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x07sort_by\x18\x08 \x01(\tB5\xbaH2r0R\x00R\ncreated_atR\nupdated_atR\x0c\x63ompleted_atR\x06status\x12&\n\nsort_order\x18\t \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03\x61scR\x04\x64\x65sc\x12\x1b\n\nproject_id\x18\n \x01(\tB\x07\xbaH\x04r\x02\x18@B\x07\n\x05_pageB\x0c\n\n_page_size\"u\n\x10ListRunsResponse\x12\x1c\n\x05items\x18\x01 \x03(\x0b\x32\r.baton.v1.Run\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"*\n\rGetRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"f\n\x0eWaitRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x39\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\xbaH\n\xaa\x01\x07\"\x03\x08\xac\x02*\x00\"0\n\x13ListRunStepsRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"8\n\x14ListRunStepsResponse\x12 \n\x05steps\x18\x01 \x03(\x0b\x32\x11.baton.v1.RunStep\",\n\x0fRetryRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"g\n\x10\x43\x61ncelRunRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x12\x1e\n\x0c\x63\x61ncelled_by\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\"\x93\x01\n\x11GetRunLogsRequest\x12\x19\n\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x18\n\x07step_id\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1f\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1e\n\x05limit\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01H\x00\x88\x01\x01\x42\x08\n\x06_limit\"D\n\x12GetRunLogsResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1e\n\x04logs\x18\x02 \x03(\x0b\x32\x10.baton.v1.RunLog2\xc7\x08\n\nRunService\x12|\n\x0f\x45xecuteWorkflow\x12 .baton.v1.ExecuteWorkflowRequest\x1a\r.baton.v1.Run\"8\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02,\"\'/api/v1/workflows/{workflow_id}/execute:\x01*\x12]\n\x08ListRuns\x12\x19.baton.v1.ListRunsRequest\x1a\x1a.baton.v1.ListRunsResponse\"\x1a\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/v1/runs\x12U\n\x06GetRun\x12\x17.baton.v1.GetRunRequest\x1a\r.baton.v1.Run\"#\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/runs/{run_id}\x12\\\n\x07WaitRun\x12\x18.baton.v1.WaitRunRequest\x1a\r.baton.v1.Run\"(\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/runs/{run_id}/wait\x12x\n\x0cListRunSteps\x12\x1d.baton.v1.ListRunStepsRequest\x1a\x1e.baton.v1.ListRunStepsResponse\")\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/runs/{run_id}/steps\x12\x62\n\x08RetryRun\x12\x19.baton.v1.RetryRunRequest\x1a\r.baton.v1.Run\",\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02 \"\x1b/api/v1/runs/{run_id}/retry:\x01*\x12\x65\n\tCancelRun\x12\x1a.baton.v1.CancelRunRequest\x1a\r.baton.v1.Run\"-\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/runs/{run_id}/cancel:\x01*\x12q\n\nGetRunLogs\x12\x1b.baton.v1.GetRunLogsRequest\x1a\x1c.baton.v1.GetRunLogsResponse\"(\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/runs/{run_id}/logs\x12g\n\x08WatchRun\x12\x19.baton.v1.WatchRunRequest\x1a\x12.baton.v1.RunEvent\"*\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/runs/{run_id}/events0\x01\x12\x85\x01\n\tWatchRuns\x12\x1a.baton.v1.WatchRunsRequest\x1a\x12.baton.v1.RunEvent\"F\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02:\x12\x0e/api/v1/eventsZ(\x12&/api/v1/workflows/{workflow_id}/events0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,6 +67,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTRUNSREQUEST'].fields_by_name['sort_by']._serialized_options = b'\272H2r0R\000R\ncreated_atR\nupdated_atR\014completed_atR\006status'
   _globals['_LISTRUNSREQUEST'].fields_by_name['sort_order']._loaded_options = None
   _globals['_LISTRUNSREQUEST'].fields_by_name['sort_order']._serialized_options = b'\272H\017r\rR\000R\003ascR\004desc'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['project_id']._loaded_options = None
+  _globals['_LISTRUNSREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\004r\002\030@'
   _globals['_GETRUNREQUEST'].fields_by_name['run_id']._loaded_options = None
   _globals['_GETRUNREQUEST'].fields_by_name['run_id']._serialized_options = b'\272H\006r\004\020\001\030@'
   _globals['_WAITRUNREQUEST'].fields_by_name['run_id']._loaded_options = None
@@ -91,67 +94,67 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNLOGSREQUEST'].fields_by_name['limit']._loaded_options = None
   _globals['_GETRUNLOGSREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\007\032\005\030\350\007(\001'
   _globals['_RUNSERVICE'].methods_by_name['ExecuteWorkflow']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['ExecuteWorkflow']._serialized_options = b'\202\323\344\223\002,\"\'/api/v1/workflows/{workflow_id}/execute:\001*'
+  _globals['_RUNSERVICE'].methods_by_name['ExecuteWorkflow']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002,\"\'/api/v1/workflows/{workflow_id}/execute:\001*'
   _globals['_RUNSERVICE'].methods_by_name['ListRuns']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\202\323\344\223\002\016\022\014/api/v1/runs'
+  _globals['_RUNSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\016\022\014/api/v1/runs'
   _globals['_RUNSERVICE'].methods_by_name['GetRun']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['GetRun']._serialized_options = b'\202\323\344\223\002\027\022\025/api/v1/runs/{run_id}'
+  _globals['_RUNSERVICE'].methods_by_name['GetRun']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\027\022\025/api/v1/runs/{run_id}'
   _globals['_RUNSERVICE'].methods_by_name['WaitRun']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['WaitRun']._serialized_options = b'\202\323\344\223\002\034\022\032/api/v1/runs/{run_id}/wait'
+  _globals['_RUNSERVICE'].methods_by_name['WaitRun']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\034\022\032/api/v1/runs/{run_id}/wait'
   _globals['_RUNSERVICE'].methods_by_name['ListRunSteps']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['ListRunSteps']._serialized_options = b'\202\323\344\223\002\035\022\033/api/v1/runs/{run_id}/steps'
+  _globals['_RUNSERVICE'].methods_by_name['ListRunSteps']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\035\022\033/api/v1/runs/{run_id}/steps'
   _globals['_RUNSERVICE'].methods_by_name['RetryRun']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['RetryRun']._serialized_options = b'\202\323\344\223\002 \"\033/api/v1/runs/{run_id}/retry:\001*'
+  _globals['_RUNSERVICE'].methods_by_name['RetryRun']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002 \"\033/api/v1/runs/{run_id}/retry:\001*'
   _globals['_RUNSERVICE'].methods_by_name['CancelRun']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['CancelRun']._serialized_options = b'\202\323\344\223\002!\"\034/api/v1/runs/{run_id}/cancel:\001*'
+  _globals['_RUNSERVICE'].methods_by_name['CancelRun']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002!\"\034/api/v1/runs/{run_id}/cancel:\001*'
   _globals['_RUNSERVICE'].methods_by_name['GetRunLogs']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['GetRunLogs']._serialized_options = b'\202\323\344\223\002\034\022\032/api/v1/runs/{run_id}/logs'
+  _globals['_RUNSERVICE'].methods_by_name['GetRunLogs']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\034\022\032/api/v1/runs/{run_id}/logs'
   _globals['_RUNSERVICE'].methods_by_name['WatchRun']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['WatchRun']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v1/runs/{run_id}/events'
+  _globals['_RUNSERVICE'].methods_by_name['WatchRun']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\036\022\034/api/v1/runs/{run_id}/events'
   _globals['_RUNSERVICE'].methods_by_name['WatchRuns']._loaded_options = None
-  _globals['_RUNSERVICE'].methods_by_name['WatchRuns']._serialized_options = b'\202\323\344\223\002:\022\016/api/v1/eventsZ(\022&/api/v1/workflows/{workflow_id}/events'
-  _globals['_RUN']._serialized_start=188
-  _globals['_RUN']._serialized_end=894
-  _globals['_RUN_STATUS']._serialized_start=759
-  _globals['_RUN_STATUS']._serialized_end=859
-  _globals['_RUNSTEP']._serialized_start=897
-  _globals['_RUNSTEP']._serialized_end=1383
-  _globals['_RUNSTEP_STATUS']._serialized_start=1267
-  _globals['_RUNSTEP_STATUS']._serialized_end=1365
-  _globals['_RUNLOG']._serialized_start=1386
-  _globals['_RUNLOG']._serialized_end=1598
-  _globals['_RUNLOG_LEVEL']._serialized_start=1534
-  _globals['_RUNLOG_LEVEL']._serialized_end=1598
-  _globals['_RUNEVENT']._serialized_start=1601
-  _globals['_RUNEVENT']._serialized_end=2207
-  _globals['_RUNEVENT_TYPE']._serialized_start=2041
-  _globals['_RUNEVENT_TYPE']._serialized_end=2207
-  _globals['_WATCHRUNREQUEST']._serialized_start=2209
-  _globals['_WATCHRUNREQUEST']._serialized_end=2286
-  _globals['_WATCHRUNSREQUEST']._serialized_start=2288
-  _globals['_WATCHRUNSREQUEST']._serialized_end=2395
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=2398
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=2624
-  _globals['_LISTRUNSREQUEST']._serialized_start=2627
-  _globals['_LISTRUNSREQUEST']._serialized_end=3064
-  _globals['_LISTRUNSRESPONSE']._serialized_start=3066
-  _globals['_LISTRUNSRESPONSE']._serialized_end=3183
-  _globals['_GETRUNREQUEST']._serialized_start=3185
-  _globals['_GETRUNREQUEST']._serialized_end=3227
-  _globals['_WAITRUNREQUEST']._serialized_start=3229
-  _globals['_WAITRUNREQUEST']._serialized_end=3331
-  _globals['_LISTRUNSTEPSREQUEST']._serialized_start=3333
-  _globals['_LISTRUNSTEPSREQUEST']._serialized_end=3381
-  _globals['_LISTRUNSTEPSRESPONSE']._serialized_start=3383
-  _globals['_LISTRUNSTEPSRESPONSE']._serialized_end=3439
-  _globals['_RETRYRUNREQUEST']._serialized_start=3441
-  _globals['_RETRYRUNREQUEST']._serialized_end=3485
-  _globals['_CANCELRUNREQUEST']._serialized_start=3487
-  _globals['_CANCELRUNREQUEST']._serialized_end=3590
-  _globals['_GETRUNLOGSREQUEST']._serialized_start=3593
-  _globals['_GETRUNLOGSREQUEST']._serialized_end=3740
-  _globals['_GETRUNLOGSRESPONSE']._serialized_start=3742
-  _globals['_GETRUNLOGSRESPONSE']._serialized_end=3810
-  _globals['_RUNSERVICE']._serialized_start=3813
-  _globals['_RUNSERVICE']._serialized_end=4847
+  _globals['_RUNSERVICE'].methods_by_name['WatchRuns']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002:\022\016/api/v1/eventsZ(\022&/api/v1/workflows/{workflow_id}/events'
+  _globals['_RUN']._serialized_start=211
+  _globals['_RUN']._serialized_end=937
+  _globals['_RUN_STATUS']._serialized_start=802
+  _globals['_RUN_STATUS']._serialized_end=902
+  _globals['_RUNSTEP']._serialized_start=940
+  _globals['_RUNSTEP']._serialized_end=1426
+  _globals['_RUNSTEP_STATUS']._serialized_start=1310
+  _globals['_RUNSTEP_STATUS']._serialized_end=1408
+  _globals['_RUNLOG']._serialized_start=1429
+  _globals['_RUNLOG']._serialized_end=1641
+  _globals['_RUNLOG_LEVEL']._serialized_start=1577
+  _globals['_RUNLOG_LEVEL']._serialized_end=1641
+  _globals['_RUNEVENT']._serialized_start=1644
+  _globals['_RUNEVENT']._serialized_end=2250
+  _globals['_RUNEVENT_TYPE']._serialized_start=2084
+  _globals['_RUNEVENT_TYPE']._serialized_end=2250
+  _globals['_WATCHRUNREQUEST']._serialized_start=2252
+  _globals['_WATCHRUNREQUEST']._serialized_end=2329
+  _globals['_WATCHRUNSREQUEST']._serialized_start=2331
+  _globals['_WATCHRUNSREQUEST']._serialized_end=2438
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=2441
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=2667
+  _globals['_LISTRUNSREQUEST']._serialized_start=2670
+  _globals['_LISTRUNSREQUEST']._serialized_end=3136
+  _globals['_LISTRUNSRESPONSE']._serialized_start=3138
+  _globals['_LISTRUNSRESPONSE']._serialized_end=3255
+  _globals['_GETRUNREQUEST']._serialized_start=3257
+  _globals['_GETRUNREQUEST']._serialized_end=3299
+  _globals['_WAITRUNREQUEST']._serialized_start=3301
+  _globals['_WAITRUNREQUEST']._serialized_end=3403
+  _globals['_LISTRUNSTEPSREQUEST']._serialized_start=3405
+  _globals['_LISTRUNSTEPSREQUEST']._serialized_end=3453
+  _globals['_LISTRUNSTEPSRESPONSE']._serialized_start=3455
+  _globals['_LISTRUNSTEPSRESPONSE']._serialized_end=3511
+  _globals['_RETRYRUNREQUEST']._serialized_start=3513
+  _globals['_RETRYRUNREQUEST']._serialized_end=3557
+  _globals['_CANCELRUNREQUEST']._serialized_start=3559
+  _globals['_CANCELRUNREQUEST']._serialized_end=3662
+  _globals['_GETRUNLOGSREQUEST']._serialized_start=3665
+  _globals['_GETRUNLOGSREQUEST']._serialized_end=3812
+  _globals['_GETRUNLOGSRESPONSE']._serialized_start=3814
+  _globals['_GETRUNLOGSRESPONSE']._serialized_end=3882
+  _globals['_RUNSERVICE']._serialized_start=3885
+  _globals['_RUNSERVICE']._serialized_end=4980
 # @@protoc_insertion_point(module_scope)

@@ -81,6 +81,7 @@ class Run(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Run id (`run-<uuid>`)."""
     run_id: _builtins.str
@@ -94,9 +95,13 @@ class Run(_message.Message):
     status: Global___Run.Status.ValueType
     """Status of the run."""
     triggered_by: _builtins.str
-    """Who started the run (default `system`)."""
+    """Who started the run: the API key's name or the JWT subject of the caller, or the
+    request's `triggered_by` for an anonymous caller (default `system`).
+    """
     cancelled_by: _builtins.str
-    """Who cancelled the run; absent unless cancelled."""
+    """Who cancelled the run (the API key's name or JWT subject of the caller, or the
+    request's `cancelled_by` for an anonymous caller); absent unless cancelled.
+    """
     error_message: _builtins.str
     """Why the run failed or was cancelled; absent otherwise."""
     workflow_version: _builtins.int
@@ -105,6 +110,8 @@ class Run(_message.Message):
     """Completed steps as a percentage of all steps, 0-100."""
     request_id: _builtins.str
     """The idempotency key the run was started with; empty if none."""
+    project_id: _builtins.str
+    """UUID of the project the run belongs to (its workflow's)."""
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The input the run was started with (`${workflow.input...}`)."""
@@ -152,10 +159,11 @@ class Run(_message.Message):
         output: _struct_pb2.Value | None = ...,
         progress: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_by: _TypeAlias = _typing.Literal["cancelled_by"]  # noqa: Y015
     _WhichOneofArgType__cancelled_by: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by"]  # noqa: Y015
@@ -574,7 +582,9 @@ class ExecuteWorkflowRequest(_message.Message):
     workflow returns the run it first started.
     """
     triggered_by: _builtins.str
-    """Who starts the run (default `system`), at most 255 characters."""
+    """Who starts the run, at most 255 characters; used only for an anonymous caller
+    (default `system`): an authenticated caller is recorded as itself.
+    """
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """Input of the run, read by `${workflow.input...}` references."""
@@ -618,6 +628,7 @@ class ListRunsRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     SORT_BY_FIELD_NUMBER: _builtins.int
     SORT_ORDER_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     page: _builtins.int
     """Page number, 1-indexed (default 1)."""
     page_size: _builtins.int
@@ -632,6 +643,10 @@ class ListRunsRequest(_message.Message):
     """Sort field: `created_at` (default), `updated_at`, `completed_at` or `status`."""
     sort_order: _builtins.str
     """Sort order: `asc` or `desc` (default)."""
+    project_id: _builtins.str
+    """Only runs of this project (UUID). A caller sees only its own project's runs, so
+    another project's id matches nothing.
+    """
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only runs created at or after this time (RFC 3339)."""
@@ -652,10 +667,11 @@ class ListRunsRequest(_message.Message):
         created_before: _timestamp_pb2.Timestamp | None = ...,
         sort_by: _builtins.str = ...,
         sort_order: _builtins.str = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "page", b"page", "page_size", b"page_size", "sort_by", b"sort_by", "sort_order", b"sort_order", "status", b"status", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "page", b"page", "page_size", b"page_size", "project_id", b"project_id", "sort_by", b"sort_by", "sort_order", b"sort_order", "status", b"status", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__page: _TypeAlias = _typing.Literal["page"]  # noqa: Y015
     _WhichOneofArgType__page: _TypeAlias = _typing.Literal["_page", b"_page"]  # noqa: Y015
@@ -840,7 +856,9 @@ class CancelRunRequest(_message.Message):
     reason: _builtins.str
     """Why the run is cancelled, at most 1000 characters."""
     cancelled_by: _builtins.str
-    """Who cancels it (default `system`), at most 255 characters."""
+    """Who cancels it, at most 255 characters; used only for an anonymous caller (default
+    `system`): an authenticated caller is recorded as itself.
+    """
     def __init__(
         self,
         *,

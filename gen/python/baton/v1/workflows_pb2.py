@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from baton.v1 import access_pb2 as baton_dot_v1_dot_access__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
@@ -29,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61ton/v1/workflows.proto\x12\x08\x62\x61ton.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xe4\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12-\n\rworkflow_data\x18\x05 \x01(\x0b\x32\x16.baton.v1.WorkflowData\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.baton.v1.Workflow.Status\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdefinition_id\x18\t \x01(\t\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\x12\x0b\n\x07\x64\x65leted\x10\x03\"\x92\x01\n\x0cWorkflowData\x12\x12\n\nstart_step\x18\x01 \x01(\t\x12\x30\n\x05steps\x18\x02 \x03(\x0b\x32!.baton.v1.WorkflowData.StepsEntry\x1a<\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.baton.v1.Step:\x02\x38\x01\"\xcd\x01\n\x04Step\x12\x13\n\x02id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1e\n\nagent_name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x38\n\tnext_step\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValueB\x07\xbaH\x04r\x02\x18@\x12.\n\rinput_mapping\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\ndepends_on\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\x0c\x10\x64\x18\x01\"\x06r\x04\x10\x01\x18@\"\x8b\x02\n\x0fWorkflowVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12-\n\rworkflow_data\x18\x05 \x01(\x0b\x32\x16.baton.v1.WorkflowData\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.baton.v1.Workflow.Status\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x02\n\x15\x43reateWorkflowRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x1d\n\nstart_step\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12t\n\x05steps\x18\x04 \x03(\x0b\x32*.baton.v1.CreateWorkflowRequest.StepsEntryB9\xbaH6\x9a\x01\x33\x08\x01\x10\xf4\x03\",r*2\x1e^[A-Za-z_][A-Za-z0-9_-]{0,63}$Z\x08workflow\x1a<\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.baton.v1.Step:\x02\x38\x01\"\xa2\x02\n\x14ListWorkflowsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x19.baton.v1.Workflow.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x16\n\x04name\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12?\n\x07sort_by\x18\x05 \x01(\tB.\xbaH+r)R\x00R\x04nameR\ncreated_atR\nupdated_atR\x07version\x12&\n\nsort_order\x18\x06 \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03\x61scR\x04\x64\x65scB\x07\n\x05_pageB\x0c\n\n_page_size\"\x7f\n\x15ListWorkflowsResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.baton.v1.Workflow\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"3\n\x12GetWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xbe\x03\n\x15UpdateWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01H\x00\x88\x01\x01\x12\"\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x01\x88\x01\x01\x12\"\n\nstart_step\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@H\x02\x88\x01\x01\x12r\n\x05steps\x18\x05 \x03(\x0b\x32*.baton.v1.UpdateWorkflowRequest.StepsEntryB7\xbaH4\x9a\x01\x31\x10\xf4\x03\",r*2\x1e^[A-Za-z_][A-Za-z0-9_-]{0,63}$Z\x08workflow\x12:\n\x06status\x18\x06 \x01(\x0e\x32\x19.baton.v1.Workflow.StatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x03\x88\x01\x01\x1a<\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.baton.v1.Step:\x02\x38\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\r\n\x0b_start_stepB\t\n\x07_status\"6\n\x15\x44\x65leteWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\")\n\x16\x44\x65leteWorkflowResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x92\x01\n\x1bListWorkflowVersionsRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x04page\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"\x8d\x01\n\x1cListWorkflowVersionsResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.baton.v1.WorkflowVersion\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"8\n\x17\x41\x63tivateWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\":\n\x19\x44\x65\x61\x63tivateWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x32\xdf\x07\n\x0fWorkflowService\x12\x63\n\x0e\x43reateWorkflow\x12\x1f.baton.v1.CreateWorkflowRequest\x1a\x12.baton.v1.Workflow\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/api/v1/workflows:\x01*\x12k\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/workflows\x12h\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x12.baton.v1.Workflow\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/workflows/{workflow_id}\x12q\n\x0eUpdateWorkflow\x12\x1f.baton.v1.UpdateWorkflowRequest\x1a\x12.baton.v1.Workflow\"*\x82\xd3\xe4\x93\x02$\x1a\x1f/api/v1/workflows/{workflow_id}:\x01*\x12|\n\x0e\x44\x65leteWorkflow\x12\x1f.baton.v1.DeleteWorkflowRequest\x1a .baton.v1.DeleteWorkflowResponse\"\'\x82\xd3\xe4\x93\x02!*\x1f/api/v1/workflows/{workflow_id}\x12\x97\x01\n\x14ListWorkflowVersions\x12%.baton.v1.ListWorkflowVersionsRequest\x1a&.baton.v1.ListWorkflowVersionsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/api/v1/workflows/{workflow_id}/versions\x12~\n\x10\x41\x63tivateWorkflow\x12!.baton.v1.ActivateWorkflowRequest\x1a\x12.baton.v1.Workflow\"3\x82\xd3\xe4\x93\x02-\"(/api/v1/workflows/{workflow_id}/activate:\x01*\x12\x84\x01\n\x12\x44\x65\x61\x63tivateWorkflow\x12#.baton.v1.DeactivateWorkflowRequest\x1a\x12.baton.v1.Workflow\"5\x82\xd3\xe4\x93\x02/\"*/api/v1/workflows/{workflow_id}/deactivate:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61ton/v1/workflows.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xf8\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12-\n\rworkflow_data\x18\x05 \x01(\x0b\x32\x16.baton.v1.WorkflowData\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.baton.v1.Workflow.Status\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdefinition_id\x18\t \x01(\t\x12\x12\n\nproject_id\x18\n \x01(\t\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x61\x63tive\x10\x01\x12\x0c\n\x08inactive\x10\x02\x12\x0b\n\x07\x64\x65leted\x10\x03\"\x92\x01\n\x0cWorkflowData\x12\x12\n\nstart_step\x18\x01 \x01(\t\x12\x30\n\x05steps\x18\x02 \x03(\x0b\x32!.baton.v1.WorkflowData.StepsEntry\x1a<\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.baton.v1.Step:\x02\x38\x01\"\xcd\x01\n\x04Step\x12\x13\n\x02id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1e\n\nagent_name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x38\n\tnext_step\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValueB\x07\xbaH\x04r\x02\x18@\x12.\n\rinput_mapping\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\ndepends_on\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\x0c\x10\x64\x18\x01\"\x06r\x04\x10\x01\x18@\"\x8b\x02\n\x0fWorkflowVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12-\n\rworkflow_data\x18\x05 \x01(\x0b\x32\x16.baton.v1.WorkflowData\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.baton.v1.Workflow.Status\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x02\n\x15\x43reateWorkflowRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x1d\n\nstart_step\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12t\n\x05steps\x18\x04 \x03(\x0b\x32*.baton.v1.CreateWorkflowRequest.StepsEntryB9\xbaH6\x9a\x01\x33\x08\x01\x10\xf4\x03\",r*2\x1e^[A-Za-z_][A-Za-z0-9_-]{0,63}$Z\x08workflow\x1a<\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.baton.v1.Step:\x02\x38\x01\"\xa2\x02\n\x14ListWorkflowsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x19.baton.v1.Workflow.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x16\n\x04name\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12?\n\x07sort_by\x18\x05 \x01(\tB.\xbaH+r)R\x00R\x04nameR\ncreated_atR\nupdated_atR\x07version\x12&\n\nsort_order\x18\x06 \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03\x61scR\x04\x64\x65scB\x07\n\x05_pageB\x0c\n\n_page_size\"\x7f\n\x15ListWorkflowsResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.baton.v1.Workflow\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"3\n\x12GetWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xbe\x03\n\x15UpdateWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01H\x00\x88\x01\x01\x12\"\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x01\x88\x01\x01\x12\"\n\nstart_step\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@H\x02\x88\x01\x01\x12r\n\x05steps\x18\x05 \x03(\x0b\x32*.baton.v1.UpdateWorkflowRequest.StepsEntryB7\xbaH4\x9a\x01\x31\x10\xf4\x03\",r*2\x1e^[A-Za-z_][A-Za-z0-9_-]{0,63}$Z\x08workflow\x12:\n\x06status\x18\x06 \x01(\x0e\x32\x19.baton.v1.Workflow.StatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00H\x03\x88\x01\x01\x1a<\n\nStepsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.baton.v1.Step:\x02\x38\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\r\n\x0b_start_stepB\t\n\x07_status\"6\n\x15\x44\x65leteWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\")\n\x16\x44\x65leteWorkflowResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x92\x01\n\x1bListWorkflowVersionsRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x04page\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"\x8d\x01\n\x1cListWorkflowVersionsResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.baton.v1.WorkflowVersion\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"8\n\x17\x41\x63tivateWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\":\n\x19\x44\x65\x61\x63tivateWorkflowRequest\x12\x1d\n\x0bworkflow_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x32\x91\x08\n\x0fWorkflowService\x12i\n\x0e\x43reateWorkflow\x12\x1f.baton.v1.CreateWorkflowRequest\x1a\x12.baton.v1.Workflow\"\"\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x16\"\x11/api/v1/workflows:\x01*\x12q\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponse\"\x1f\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/workflows\x12n\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x12.baton.v1.Workflow\"-\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/workflows/{workflow_id}\x12w\n\x0eUpdateWorkflow\x12\x1f.baton.v1.UpdateWorkflowRequest\x1a\x12.baton.v1.Workflow\"0\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02$\x1a\x1f/api/v1/workflows/{workflow_id}:\x01*\x12\x82\x01\n\x0e\x44\x65leteWorkflow\x12\x1f.baton.v1.DeleteWorkflowRequest\x1a .baton.v1.DeleteWorkflowResponse\"-\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02!*\x1f/api/v1/workflows/{workflow_id}\x12\x9d\x01\n\x14ListWorkflowVersions\x12%.baton.v1.ListWorkflowVersionsRequest\x1a&.baton.v1.ListWorkflowVersionsResponse\"6\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02*\x12(/api/v1/workflows/{workflow_id}/versions\x12\x84\x01\n\x10\x41\x63tivateWorkflow\x12!.baton.v1.ActivateWorkflowRequest\x1a\x12.baton.v1.Workflow\"9\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02-\"(/api/v1/workflows/{workflow_id}/activate:\x01*\x12\x8a\x01\n\x12\x44\x65\x61\x63tivateWorkflow\x12#.baton.v1.DeactivateWorkflowRequest\x1a\x12.baton.v1.Workflow\";\xa2\xbb\x18\x02\x08\x02\x82\xd3\xe4\x93\x02/\"*/api/v1/workflows/{workflow_id}/deactivate:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -97,59 +98,59 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEACTIVATEWORKFLOWREQUEST'].fields_by_name['workflow_id']._loaded_options = None
   _globals['_DEACTIVATEWORKFLOWREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._serialized_options = b'\202\323\344\223\002\026\"\021/api/v1/workflows:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002\026\"\021/api/v1/workflows:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\202\323\344\223\002\023\022\021/api/v1/workflows'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\023\022\021/api/v1/workflows'
   _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\202\323\344\223\002!\022\037/api/v1/workflows/{workflow_id}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002!\022\037/api/v1/workflows/{workflow_id}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\202\323\344\223\002$\032\037/api/v1/workflows/{workflow_id}:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002$\032\037/api/v1/workflows/{workflow_id}:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._serialized_options = b'\202\323\344\223\002!*\037/api/v1/workflows/{workflow_id}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002!*\037/api/v1/workflows/{workflow_id}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowVersions']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowVersions']._serialized_options = b'\202\323\344\223\002*\022(/api/v1/workflows/{workflow_id}/versions'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowVersions']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002*\022(/api/v1/workflows/{workflow_id}/versions'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ActivateWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['ActivateWorkflow']._serialized_options = b'\202\323\344\223\002-\"(/api/v1/workflows/{workflow_id}/activate:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ActivateWorkflow']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002-\"(/api/v1/workflows/{workflow_id}/activate:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['DeactivateWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['DeactivateWorkflow']._serialized_options = b'\202\323\344\223\002/\"*/api/v1/workflows/{workflow_id}/deactivate:\001*'
-  _globals['_WORKFLOW']._serialized_start=193
-  _globals['_WORKFLOW']._serialized_end=549
-  _globals['_WORKFLOW_STATUS']._serialized_start=478
-  _globals['_WORKFLOW_STATUS']._serialized_end=549
-  _globals['_WORKFLOWDATA']._serialized_start=552
-  _globals['_WORKFLOWDATA']._serialized_end=698
-  _globals['_WORKFLOWDATA_STEPSENTRY']._serialized_start=638
-  _globals['_WORKFLOWDATA_STEPSENTRY']._serialized_end=698
-  _globals['_STEP']._serialized_start=701
-  _globals['_STEP']._serialized_end=906
-  _globals['_WORKFLOWVERSION']._serialized_start=909
-  _globals['_WORKFLOWVERSION']._serialized_end=1176
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1179
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1470
-  _globals['_CREATEWORKFLOWREQUEST_STEPSENTRY']._serialized_start=638
-  _globals['_CREATEWORKFLOWREQUEST_STEPSENTRY']._serialized_end=698
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1473
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1763
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1765
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1892
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1894
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1945
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1948
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2394
-  _globals['_UPDATEWORKFLOWREQUEST_STEPSENTRY']._serialized_start=638
-  _globals['_UPDATEWORKFLOWREQUEST_STEPSENTRY']._serialized_end=698
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2396
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2450
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=2452
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=2493
-  _globals['_LISTWORKFLOWVERSIONSREQUEST']._serialized_start=2496
-  _globals['_LISTWORKFLOWVERSIONSREQUEST']._serialized_end=2642
-  _globals['_LISTWORKFLOWVERSIONSRESPONSE']._serialized_start=2645
-  _globals['_LISTWORKFLOWVERSIONSRESPONSE']._serialized_end=2786
-  _globals['_ACTIVATEWORKFLOWREQUEST']._serialized_start=2788
-  _globals['_ACTIVATEWORKFLOWREQUEST']._serialized_end=2844
-  _globals['_DEACTIVATEWORKFLOWREQUEST']._serialized_start=2846
-  _globals['_DEACTIVATEWORKFLOWREQUEST']._serialized_end=2904
-  _globals['_WORKFLOWSERVICE']._serialized_start=2907
-  _globals['_WORKFLOWSERVICE']._serialized_end=3898
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeactivateWorkflow']._serialized_options = b'\242\273\030\002\010\002\202\323\344\223\002/\"*/api/v1/workflows/{workflow_id}/deactivate:\001*'
+  _globals['_WORKFLOW']._serialized_start=216
+  _globals['_WORKFLOW']._serialized_end=592
+  _globals['_WORKFLOW_STATUS']._serialized_start=521
+  _globals['_WORKFLOW_STATUS']._serialized_end=592
+  _globals['_WORKFLOWDATA']._serialized_start=595
+  _globals['_WORKFLOWDATA']._serialized_end=741
+  _globals['_WORKFLOWDATA_STEPSENTRY']._serialized_start=681
+  _globals['_WORKFLOWDATA_STEPSENTRY']._serialized_end=741
+  _globals['_STEP']._serialized_start=744
+  _globals['_STEP']._serialized_end=949
+  _globals['_WORKFLOWVERSION']._serialized_start=952
+  _globals['_WORKFLOWVERSION']._serialized_end=1219
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1222
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1513
+  _globals['_CREATEWORKFLOWREQUEST_STEPSENTRY']._serialized_start=681
+  _globals['_CREATEWORKFLOWREQUEST_STEPSENTRY']._serialized_end=741
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1516
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1806
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1808
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1935
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1937
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1988
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1991
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2437
+  _globals['_UPDATEWORKFLOWREQUEST_STEPSENTRY']._serialized_start=681
+  _globals['_UPDATEWORKFLOWREQUEST_STEPSENTRY']._serialized_end=741
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2439
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2493
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=2495
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=2536
+  _globals['_LISTWORKFLOWVERSIONSREQUEST']._serialized_start=2539
+  _globals['_LISTWORKFLOWVERSIONSREQUEST']._serialized_end=2685
+  _globals['_LISTWORKFLOWVERSIONSRESPONSE']._serialized_start=2688
+  _globals['_LISTWORKFLOWVERSIONSRESPONSE']._serialized_end=2829
+  _globals['_ACTIVATEWORKFLOWREQUEST']._serialized_start=2831
+  _globals['_ACTIVATEWORKFLOWREQUEST']._serialized_end=2887
+  _globals['_DEACTIVATEWORKFLOWREQUEST']._serialized_start=2889
+  _globals['_DEACTIVATEWORKFLOWREQUEST']._serialized_end=2947
+  _globals['_WORKFLOWSERVICE']._serialized_start=2950
+  _globals['_WORKFLOWSERVICE']._serialized_end=3991
 # @@protoc_insertion_point(module_scope)

@@ -64,10 +64,11 @@ class Workflow(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DEFINITION_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID; stable across versions."""
     name: _builtins.str
-    """Unique name."""
+    """Name, unique among the project's workflows that are not deleted."""
     description: _builtins.str
     """Human-readable description."""
     version: _builtins.int
@@ -76,6 +77,10 @@ class Workflow(_message.Message):
     """Lifecycle status."""
     definition_id: _builtins.str
     """UUID of the current version (the `workflow_definition_id` a new run pins)."""
+    project_id: _builtins.str
+    """UUID of the project the workflow belongs to (the caller's, at creation). Its steps
+    use agents of the same project only.
+    """
     @_builtins.property
     def workflow_data(self) -> Global___WorkflowData:
         """The step graph of the current version."""
@@ -100,10 +105,11 @@ class Workflow(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         definition_id: _builtins.str = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at", "workflow_data", b"workflow_data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "definition_id", b"definition_id", "description", b"description", "id", b"id", "name", b"name", "status", b"status", "updated_at", b"updated_at", "version", b"version", "workflow_data", b"workflow_data"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "definition_id", b"definition_id", "description", b"description", "id", b"id", "name", b"name", "project_id", b"project_id", "status", b"status", "updated_at", b"updated_at", "version", b"version", "workflow_data", b"workflow_data"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
