@@ -28,9 +28,10 @@ from baton_server.app import GrpcApp, start_grpc
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
 from baton_server.db.pool import create_pool
-from baton_server.db.tables import metadata
+from baton_server.db.tables import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME, metadata, projects
 from baton_server.embedded import EmbeddedServices, run_embedded
 from baton_server.executor.worker import Worker, WorkerSettings
+from tests.access_support import TEST_SECRETS
 from tests.agents.process import AgentProcess
 
 # The REST fixtures (a real Envoy in front of grpc_app) live in their own module.
@@ -98,6 +99,10 @@ async def _clean_tables(request: pytest.FixtureRequest) -> None:
     tables = ", ".join(t.name for t in metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(sa.text(f"TRUNCATE {tables} CASCADE"))
+        # The migration's default project, which every installation has.
+        await conn.execute(
+            projects.insert().values(id=DEFAULT_PROJECT_ID, name=DEFAULT_PROJECT_NAME)
+        )
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +120,7 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
 @pytest.fixture(scope="session")
 async def grpc_app(engine: AsyncEngine, redis_client: redis.Redis) -> AsyncIterator[GrpcApp]:
     """An in-process Baton gRPC server on a free port, SERVING."""
-    app = await start_grpc(engine, redis_client, "127.0.0.1:0")
+    app = await start_grpc(engine, redis_client, "127.0.0.1:0", secrets=TEST_SECRETS)
     await app.set_serving(True)
     yield app
     await app.stop(grace=1)
@@ -133,7 +138,7 @@ FAST_WORKER = WorkerSettings(
 @pytest.fixture
 async def worker(database_url: str, redis_url: str, engine: AsyncEngine) -> AsyncIterator[Worker]:
     """An in-process executor worker with short leases and a fast reconciler."""
-    started = Worker(database_url, redis_url, FAST_WORKER)
+    started = Worker(database_url, redis_url, FAST_WORKER, secrets=TEST_SECRETS)
     await started.start()
     yield started
     await started.stop()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_sdk import BatonClient, Step, Workflow
 from baton_server.app import GrpcApp, start_grpc
+from tests.access_support import TEST_SECRETS
 
 SLEEP = {"_mode": "sleep"}
 
@@ -52,7 +53,9 @@ class RestartableServer:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.app = await start_grpc(self._engine, self._redis, f"127.0.0.1:{self.port}")
+        self.app = await start_grpc(
+            self._engine, self._redis, f"127.0.0.1:{self.port}", secrets=TEST_SECRETS
+        )
         self.port = self.app.port
         await self.app.set_serving(True)
 

@@ -60,6 +60,7 @@ async def test_create_with_seed_body_returns_documented_fields(
         "created_at",
         "updated_at",
         "protocol",
+        "project_id",
     }
     assert body["name"] == "data-processor"
     assert body["auth_type"] == "bearer"

@@ -19,6 +19,7 @@ from baton_server.app import start_grpc
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
 from baton_server.db.tables import metadata
+from tests.access_support import TEST_SECRETS
 from tests.agents.process import unused_loopback_port
 from tests.rpc_errors import failure
 
@@ -43,7 +44,7 @@ async def test_an_unreachable_database_is_unavailable_not_internal(
     redis_client: redis.Redis,
 ) -> None:
     dead = create_engine(f"postgresql+asyncpg://baton@127.0.0.1:{unused_loopback_port()}/baton")
-    app = await start_grpc(dead, redis_client, "127.0.0.1:0")
+    app = await start_grpc(dead, redis_client, "127.0.0.1:0", secrets=TEST_SECRETS)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             agents = agents_pb2_grpc.AgentServiceStub(channel)

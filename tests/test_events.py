@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton.v1 import runs_pb2, runs_pb2_grpc
 from baton.v1 import workflows_pb2_grpc as wf_grpc
 from baton_server.app import start_grpc
+from baton_server.db.tables import DEFAULT_PROJECT_ID
 from baton_server.events.hub import EventHub, Subscription
 from baton_server.executor.worker import Worker
 from baton_server.runs.model import RunEvent
 from baton_server.runs.watch import Snapshot, WatchService
+from tests.access_support import TEST_SECRETS
 from tests.conftest import FAST_WORKER
 from tests.rpc_errors import failure
 from tests.runs_support import chain, create_workflow, execute, register_agent, wait_for
@@ -158,7 +160,7 @@ async def test_a_stalled_subscriber_catches_up_without_gaps(
     hub.start()
     try:
         run = await execute(runs, workflow_id, {})
-        stream = WatchService(pool, hub).watch_run(run.id, after_sequence=0)
+        stream = WatchService(pool, hub).watch_run(DEFAULT_PROJECT_ID, run.id, after_sequence=0)
         snapshot = await anext(stream)
         assert isinstance(snapshot, Snapshot)
         # Not reading while the run produces its events: the executor is not held up.
@@ -186,8 +188,8 @@ async def test_events_survive_a_redis_outage(
     own_redis = RedisProcess()
     await own_redis.start()
     client = redis.Redis.from_url(own_redis.url)
-    app = await start_grpc(engine, client, "127.0.0.1:0")
-    worker = Worker(database_url, own_redis.url, FAST_WORKER)
+    app = await start_grpc(engine, client, "127.0.0.1:0", secrets=TEST_SECRETS)
+    worker = Worker(database_url, own_redis.url, FAST_WORKER, secrets=TEST_SECRETS)
     await worker.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:

@@ -24,6 +24,7 @@ from baton.v1 import workflows_pb2_grpc as wf_grpc
 from baton_server.app import start_grpc
 from baton_server.embedded import _package_dir
 from baton_server.executor.worker import Worker
+from tests.access_support import TEST_SECRET_KEY, TEST_SECRETS
 from tests.agents.process import unused_loopback_port
 from tests.conftest import FAST_WORKER
 from tests.runs_support import (
@@ -52,6 +53,7 @@ def worker_process(database_url: str, redis_url: str) -> subprocess.Popen[bytes]
         "BATON_LEASE_TTL_S": "2",
         "BATON_RECONCILE_INTERVAL_S": "0.3",
         "BATON_ENQUEUE_GRACE_S": "1",
+        "BATON_SECRET_KEY": TEST_SECRET_KEY,
     }
     return subprocess.Popen([str(BATON), "worker", "--log-level", "warning"], env=env)
 
@@ -164,8 +166,8 @@ async def test_redis_restart_with_data_loss_loses_no_run(
         workflows, chain(("a", "echo", {"_mode": "sleep", "_sleep_ms": 300}), ("b", "echo", {}))
     )
     client = redis.Redis.from_url(own_redis.url)
-    app = await start_grpc(engine, client, "127.0.0.1:0")
-    worker = Worker(database_url, own_redis.url, FAST_WORKER)
+    app = await start_grpc(engine, client, "127.0.0.1:0", secrets=TEST_SECRETS)
+    worker = Worker(database_url, own_redis.url, FAST_WORKER, secrets=TEST_SECRETS)
     await worker.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
@@ -202,7 +204,10 @@ async def test_two_workers_share_the_load(
         workflows, chain(("a", "echo", {"_mode": "sleep", "_sleep_ms": 200}), ("b", "echo", {}))
     )
     small = replace(FAST_WORKER, max_runs=4, read_batch=2)
-    first, second = Worker(database_url, redis_url, small), Worker(database_url, redis_url, small)
+    first, second = (
+        Worker(database_url, redis_url, small, secrets=TEST_SECRETS),
+        Worker(database_url, redis_url, small, secrets=TEST_SECRETS),
+    )
     await first.start()
     await second.start()
     try:
@@ -231,7 +236,7 @@ async def test_two_workers_share_the_load(
 async def test_a_worker_stops_even_right_after_starting(database_url: str, redis_url: str) -> None:
     # Stopping races with blocking Redis reads; it must never hang (the guard is 10 s).
     for _ in range(10):
-        worker = Worker(database_url, redis_url, FAST_WORKER)
+        worker = Worker(database_url, redis_url, FAST_WORKER, secrets=TEST_SECRETS)
         await worker.start()
         await asyncio.sleep(0.05)
         await asyncio.wait_for(worker.stop(), 10)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_server.app import SERVICE_NAMES, start_grpc
 from baton_server.system.service import CHECK_TIMEOUT_S
+from tests.access_support import TEST_SECRETS
 from tests.rest_support import RestProxy, start_envoy
 from tests.test_executor_crash import RedisProcess
 from tests.test_rest_api import assert_plain_json, start_run
@@ -109,7 +110,7 @@ async def own_stack(engine: AsyncEngine) -> AsyncIterator[tuple[RestProxy, Redis
     own_redis = RedisProcess()
     await own_redis.start()
     client = redis.Redis.from_url(own_redis.url)
-    app = await start_grpc(engine, client, "127.0.0.1:0")
+    app = await start_grpc(engine, client, "127.0.0.1:0", secrets=TEST_SECRETS)
     await app.set_serving(True)
     proxy = await start_envoy(app.port)
     try:

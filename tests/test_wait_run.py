@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from google.protobuf import duration_pb2
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
+from baton_server.db.tables import DEFAULT_PROJECT_ID
 from baton_server.events.hub import EventHub
 from baton_server.executor.worker import Worker
 from tests.rest_support import error_of
@@ -113,7 +114,7 @@ async def test_without_redis_the_wait_still_ends_from_postgresql(
     deaf = EventHub(redis.Redis(host="127.0.0.1", port=1))
     watcher = WatchService(pool, deaf, idle_check_s=0.2)
     begun = time.monotonic()
-    finished = await watcher.wait_run(run.id, timeout_s=30)
+    finished = await watcher.wait_run(DEFAULT_PROJECT_ID, run.id, timeout_s=30)
     assert finished.status == "COMPLETED"
     assert time.monotonic() - begun < 5
 
@@ -183,7 +184,7 @@ async def test_a_run_that_finished_before_the_wait_began_is_not_waited_for(
     started = await execute(runs, workflow.id, {})
     assert (await runs.WaitRun(wait_request(started.id, 30))).status == Run.COMPLETED
     async with pool.acquire() as conn:
-        run = await store.get(conn, started.id)
+        run = await store.get(conn, DEFAULT_PROJECT_ID, started.id)
     assert run is not None
     # A server process whose hub hears the run's end before anyone waits for it, and
     # that would otherwise look at PostgreSQL only every 60 s.
@@ -199,7 +200,10 @@ async def test_a_run_that_finished_before_the_wait_began_is_not_waited_for(
         await asyncio.sleep(0.3)  # heard
         begun = time.monotonic()
         waited = await watcher.wait_run(
-            run.id, timeout_s=5, known=dataclasses.replace(run, status="PENDING")
+            DEFAULT_PROJECT_ID,
+            run.id,
+            timeout_s=5,
+            known=dataclasses.replace(run, status="PENDING"),
         )
         assert waited.status == "COMPLETED"
         assert time.monotonic() - begun < 1

@@ -39,6 +39,13 @@ _redis_url = click.option(
     envvar="BATON_REDIS_URL",
     help="Redis URL (redis://...); disables the embedded servers.",
 )
+_secret_key = click.option(
+    "--secret-key",
+    envvar="BATON_SECRET_KEY",
+    default=None,
+    help="Fernet key(s) sealing agent secrets, comma-separated, newest first "
+    "[default: secret.key in the data directory, made on first start].",
+)
 _log_level = click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -90,9 +97,19 @@ def main() -> None:
     help="Start Envoy on --http-port for the REST API (off when a separate Envoy fronts "
     "the servers).",
 )
+@click.option(
+    "--auth",
+    type=click.Choice(["auto", "open", "required"]),
+    default="auto",
+    show_default=True,
+    envvar="BATON_AUTH",
+    help="open: calls need no credential; required: every call but the health checks "
+    "needs an API key or JWT; auto: open on loopback, refuse to start elsewhere.",
+)
 @_data_dir
 @_database_url
 @_redis_url
+@_secret_key
 @_log_level
 def serve(
     host: str,
@@ -100,9 +117,11 @@ def serve(
     http_port: int,
     worker: bool,
     envoy: bool,
+    auth: str,
     data_dir: Path | None,
     database_url: str | None,
     redis_url: str | None,
+    secret_key: str | None,
     log_level: str,
 ) -> None:
     """Run the Baton server until interrupted.
@@ -110,10 +129,15 @@ def serve(
     With no database or Redis configured, starts an embedded PostgreSQL and Redis
     in the data directory, so one command gives a working, persistent Baton.
     """
+    from baton_server.config import AccessSettings
     from baton_server.loop import run
     from baton_server.serve import ServeError, serve
 
     _configure_logging(log_level)
+    try:
+        access = AccessSettings.from_environment(auth)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     settings = Settings(
         host=host,
         grpc_port=grpc_port,
@@ -123,6 +147,8 @@ def serve(
         redis_url=redis_url,
         run_worker=worker,
         run_envoy=envoy,
+        access=access,
+        secret_key=secret_key,
     )
     try:
         run(serve(settings))
@@ -133,15 +159,30 @@ def serve(
 @main.command()
 @_database_url
 @_redis_url
+@_secret_key
+@_data_dir
 @_log_level
-def worker(database_url: str | None, redis_url: str | None, log_level: str) -> None:
-    """Run an executor worker (any number, against the same PostgreSQL and Redis)."""
+def worker(
+    database_url: str | None,
+    redis_url: str | None,
+    secret_key: str | None,
+    data_dir: Path | None,
+    log_level: str,
+) -> None:
+    """Run an executor worker (any number, against the same PostgreSQL and Redis).
+
+    It needs the API servers' secret key (BATON_SECRET_KEY, or their --data-dir) to
+    open the agents' credentials.
+    """
     from baton_server.loop import run
     from baton_server.serve import ServeError, work
 
     _configure_logging(log_level)
+    settings = Settings(
+        database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
+    )
     try:
-        run(work(Settings(database_url=database_url, redis_url=redis_url)))
+        run(work(settings))
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 

@@ -230,6 +230,7 @@ class Agent:
         status: Lifecycle status.
         created_at: When the agent was registered.
         updated_at: When it last changed.
+        project_id: UUID of the project the agent belongs to.
         proto: The ``baton.v1.Agent`` message.
     """
 
@@ -244,6 +245,7 @@ class Agent:
     status: AgentStatus
     created_at: datetime
     updated_at: datetime
+    project_id: str
     proto: agents_pb2.Agent = field(repr=False, compare=False)
 
     @classmethod
@@ -273,6 +275,7 @@ class Agent:
             status=_from_proto_enum(AgentStatus, agents_pb2.Agent.Status, message.status),
             created_at=to_datetime(message.created_at),
             updated_at=to_datetime(message.updated_at),
+            project_id=message.project_id,
             proto=message,
         )
 
@@ -398,6 +401,7 @@ class Workflow:
         definition_id: UUID of the current version (what a new run pins).
         created_at: When the workflow was created.
         updated_at: When it last changed.
+        project_id: UUID of the project the workflow belongs to.
         proto: The ``baton.v1.Workflow`` message.
     """
 
@@ -410,6 +414,7 @@ class Workflow:
     definition_id: str
     created_at: datetime
     updated_at: datetime
+    project_id: str
     proto: workflows_pb2.Workflow = field(repr=False, compare=False)
 
     @classmethod
@@ -432,6 +437,7 @@ class Workflow:
             definition_id=message.definition_id,
             created_at=to_datetime(message.created_at),
             updated_at=to_datetime(message.updated_at),
+            project_id=message.project_id,
             proto=message,
         )
 
@@ -507,6 +513,7 @@ class RunData:
         completed_at: When the run completed or failed, else ``None``.
         cancelled_at: When the run was cancelled, else ``None``.
         cancelled_by: Who cancelled the run, else ``None``.
+        project_id: UUID of the project the run belongs to.
         proto: The ``baton.v1.Run`` message.
     """
 
@@ -527,6 +534,7 @@ class RunData:
     completed_at: datetime | None
     cancelled_at: datetime | None
     cancelled_by: str | None
+    project_id: str
     proto: runs_pb2.Run = field(repr=False, compare=False)
 
     @staticmethod
@@ -557,6 +565,7 @@ class RunData:
             "completed_at": optional_datetime(message, "completed_at"),
             "cancelled_at": optional_datetime(message, "cancelled_at"),
             "cancelled_by": optional_string(message, "cancelled_by"),
+            "project_id": message.project_id,
             "proto": message,
         }
 

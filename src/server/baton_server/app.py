@@ -14,6 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.v1 import (
+    access_pb2,
+    access_pb2_grpc,
     agents_pb2,
     agents_pb2_grpc,
     runs_pb2,
@@ -23,8 +25,17 @@ from baton.v1 import (
     workflows_pb2,
     workflows_pb2_grpc,
 )
+from baton_server.access.audit import AuditLog
+from baton_server.access.authenticator import Authenticator
+from baton_server.access.guard import AccessGuard
+from baton_server.access.ratelimit import RateLimiter
+from baton_server.access.rules import method_rules
+from baton_server.access.service import AccessService
+from baton_server.access.servicer import AccessServicer
+from baton_server.access.tokens import JwtVerifier
 from baton_server.agents.service import AgentService
 from baton_server.agents.servicer import AgentServicer
+from baton_server.config import AccessSettings
 from baton_server.db.pool import create_pool
 from baton_server.events.hub import EventHub
 from baton_server.events.publisher import EventPublisher
@@ -34,6 +45,7 @@ from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.service import RunService
 from baton_server.runs.servicer import RunServicer
 from baton_server.runs.watch import WatchService
+from baton_server.sealing import SecretBox
 from baton_server.system.service import SystemService
 from baton_server.system.servicer import SystemServicer
 from baton_server.workflows.service import WorkflowService
@@ -41,7 +53,9 @@ from baton_server.workflows.servicer import WorkflowServicer
 
 log = logging.getLogger(__name__)
 
+_CONTRACT = (access_pb2, agents_pb2, workflows_pb2, runs_pb2, system_pb2)
 SERVICE_NAMES = (
+    access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
@@ -71,6 +85,8 @@ class GrpcApp:
     hub: EventHub
     publisher: EventPublisher
     system: SystemService
+    authenticator: Authenticator
+    audit: AuditLog
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -87,15 +103,34 @@ class GrpcApp:
         await self.server.stop(grace)
         await self.hub.stop()
         await self.publisher.stop()
+        await self.audit.stop()
+        await self.authenticator.stop()
         await self.http.aclose()
         await self.pool.close()
 
 
-async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: str) -> GrpcApp:
-    """Bind ``address`` and start serving, reporting NOT_SERVING until told otherwise."""
+async def start_grpc(
+    engine: AsyncEngine,
+    redis_client: redis.Redis,
+    address: str,
+    *,
+    secrets: SecretBox,
+    access: AccessSettings | None = None,
+) -> GrpcApp:
+    """Bind ``address`` and start serving, reporting NOT_SERVING until told otherwise.
+
+    ``access`` defaults to an open server (no credential needed) with rate limits.
+    """
+    access = access or AccessSettings()
+    authenticator = Authenticator(engine, JwtVerifier(access.jwt) if access.jwt else None)
+    audit = AuditLog(engine)
+    limiter = RateLimiter(redis_client, window_s=access.rate_window_s)
+    guard = AccessGuard(access, authenticator, limiter if access.rate_limits else None, audit)
+    rules = method_rules(module.DESCRIPTOR for module in _CONTRACT)
     # Metrics first (outermost), so they record the status the client finally gets.
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()], options=_SERVER_OPTIONS
+        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor(guard, rules)],
+        options=_SERVER_OPTIONS,
     )
     http = httpx.AsyncClient(follow_redirects=False)
     # Runs take the hot path on plain asyncpg (see baton_server.db.pool); connections
@@ -103,8 +138,11 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
     pool = await create_pool(
         engine.url.render_as_string(hide_password=False), min_size=0, max_size=10
     )
+    access_pb2_grpc.add_AccessServiceServicer_to_server(
+        AccessServicer(AccessService(engine, audit), access), server
+    )
     agents_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(AgentService(engine, http)), server
+        AgentServicer(AgentService(engine, http, secrets)), server
     )
     workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(WorkflowService(engine)), server
@@ -130,6 +168,7 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
         raise PortInUseError(f"cannot listen on {address}: the port is in use") from error
     hub.start()
     publisher.start()
+    audit.start()
     app = GrpcApp(
         server=server,
         port=port,
@@ -139,6 +178,8 @@ async def start_grpc(engine: AsyncEngine, redis_client: redis.Redis, address: st
         hub=hub,
         publisher=publisher,
         system=system,
+        authenticator=authenticator,
+        audit=audit,
     )
     await app.set_serving(False)
     await server.start()

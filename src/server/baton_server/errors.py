@@ -20,6 +20,9 @@ class ErrorKind(enum.Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     UNAVAILABLE = "UNAVAILABLE"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,15 @@ class BatonError(Exception):
         reason: str,
         violations: Sequence[FieldViolation] = (),
         metadata: Mapping[str, str] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
         self.violations = tuple(violations)
         self.metadata = dict(metadata or {})
+        #: Response metadata sent with the error (REST headers), e.g. ``retry-after``.
+        self.headers = tuple(headers)
 
 
 class InvalidArgument(BatonError):
@@ -79,3 +85,21 @@ class Unavailable(BatonError):
     """A dependency (database, cache) is unreachable; the call may be retried."""
 
     kind = ErrorKind.UNAVAILABLE
+
+
+class Unauthenticated(BatonError):
+    """No valid credential: missing, unknown, revoked, expired or badly signed."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class PermissionDenied(BatonError):
+    """The caller is known but its role does not allow the call."""
+
+    kind = ErrorKind.PERMISSION_DENIED
+
+
+class ResourceExhausted(BatonError):
+    """A limit was reached (a rate limit); its headers say when to try again."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED

@@ -21,3 +21,9 @@ RUN_FEED_CHANNEL = "baton:run-feed"
 def run_events_channel(run_id: str) -> str:
     """Pub/sub channel of every event of one run."""
     return f"baton:run-events:{run_id}"
+
+
+def rate_limit_key(subject: str, window: int) -> str:
+    """Counter of one rate-limit subject (``key:<id>``, ``jwt:<sub>``, ``addr:<ip>``) in
+    one fixed window; it expires with the window."""
+    return f"baton:rate:{subject}:{window}"

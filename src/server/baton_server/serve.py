@@ -15,20 +15,21 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_server.app import GrpcApp, PortInUseError, start_grpc
-from baton_server.config import Settings, default_data_dir
+from baton_server.config import AccessSettings, Settings, default_data_dir, is_loopback
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
 from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
 from baton_server.envoy import EnvoyStartError, EnvoySupervisor, Upstream, loopback_for
 from baton_server.executor.worker import Worker
 from baton_server.loop import freeze_startup_objects
+from baton_server.sealing import SecretBox, SecretKeyError, seal_stored
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +111,41 @@ async def wait_for_database(engine: AsyncEngine, *, max_wait: float = 60.0) -> N
         raise ServeError(f"PostgreSQL is unreachable: {last_error}") from None
 
 
+def access_settings(settings: Settings) -> AccessSettings:
+    """The access settings with the mode decided: ``auto`` is ``open`` on loopback and
+    refuses to start on any other interface (secure by default)."""
+    access = settings.access
+    if access.mode != "auto":
+        return access
+    if not is_loopback(settings.host):
+        raise ServeError(
+            f"refusing to listen on {settings.host} without authentication: pass --auth"
+            " required (BATON_AUTH=required), or --auth open to accept anonymous calls"
+            " from the network"
+        )
+    return replace(access, mode="open")
+
+
+def secret_box(settings: Settings, *, create: bool) -> SecretBox:
+    """The key that seals agent secrets: BATON_SECRET_KEY, or the data directory's."""
+    try:
+        return SecretBox.load(
+            settings.secret_key, settings.data_dir or default_data_dir(), create=create
+        )
+    except SecretKeyError as error:
+        raise ServeError(str(error)) from None
+
+
 @contextlib.asynccontextmanager
 async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
     """A fully started Baton server (with its worker); stops everything on exit."""
+    access = access_settings(settings)
     check_port_free(settings.host, settings.grpc_port)
     if settings.run_envoy:
         if settings.http_port == 0:
             raise ServeError("--http-port must name a port (Envoy cannot report one it picked)")
         check_port_free(settings.host, settings.http_port, "--http-port")
+    secrets = secret_box(settings, create=True)
     async with backends(settings) as found, contextlib.AsyncExitStack() as stack:
         envoy = EnvoySupervisor(_envoy_dir(settings))
         stack.push_async_callback(envoy.stop)
@@ -126,14 +154,20 @@ async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
         redis_client = redis.Redis.from_url(found.redis_url)
         stack.push_async_callback(redis_client.aclose)
         try:
-            app = await start_grpc(engine, redis_client, settings.grpc_address)
+            app = await start_grpc(
+                engine, redis_client, settings.grpc_address, secrets=secrets, access=access
+            )
         except PortInUseError as error:
             raise ServeError(str(error)) from None
         stack.push_async_callback(app.stop)
         await wait_for_database(engine)
         await migrate.upgrade(engine)
+        try:
+            await seal_stored(engine, secrets)
+        except SecretKeyError as error:
+            raise ServeError(f"{error} (was BATON_SECRET_KEY changed?)") from None
         if settings.run_worker:
-            worker = Worker(found.database_url, found.redis_url)
+            worker = Worker(found.database_url, found.redis_url, secrets=secrets)
             await worker.start()
             stack.push_async_callback(worker.stop)
         if settings.run_envoy:
@@ -147,9 +181,10 @@ async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
                 raise ServeError(str(error)) from None
         await app.set_serving(True)
         log.info(
-            "Baton is serving gRPC on %s%s",
+            "Baton is serving gRPC on %s%s (auth %s)",
             settings.grpc_address,
             f" and REST (and gRPC) on port {settings.http_port}" if settings.run_envoy else "",
+            access.mode,
         )
         yield app
 
@@ -158,7 +193,9 @@ async def work(settings: Settings) -> None:
     """``baton worker``: execute runs until SIGINT or SIGTERM (no API, no migrations)."""
     if not (settings.database_url and settings.redis_url):
         raise ServeError("a standalone worker needs BATON_DATABASE_URL and BATON_REDIS_URL")
-    worker = Worker(settings.database_url, settings.redis_url)
+    worker = Worker(
+        settings.database_url, settings.redis_url, secrets=secret_box(settings, create=False)
+    )
     await worker.start()
     freeze_startup_objects()
     try:

@@ -28,7 +28,7 @@ _FIELDS = {
     "protocol",
     "status",
 }
-_READ_ONLY = {"id", "created_at", "updated_at"}
+_READ_ONLY = {"id", "project_id", "created_at", "updated_at"}
 _STATUSES = click.Choice(["active", "inactive", "deleted"])
 
 

@@ -16,7 +16,7 @@ from baton_sdk.commands._common import (
 )
 
 _FIELDS = {"name", "description", "start_step", "steps", "status"}
-_READ_ONLY = {"id", "version", "definition_id", "created_at", "updated_at"}
+_READ_ONLY = {"id", "version", "definition_id", "project_id", "created_at", "updated_at"}
 _STATUSES = click.Choice(["active", "inactive", "deleted"])
 
 

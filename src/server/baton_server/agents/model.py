@@ -32,7 +32,8 @@ class Agent:
     status: str
     created_at: datetime
     updated_at: datetime
-    protocol: str = "a2a"
+    protocol: str
+    project_id: uuid.UUID
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from baton_server.agents.model import Agent, AgentChanges, AgentSpec
 from baton_server.db.errors import violated_constraint
 from baton_server.errors import AlreadyExists, FailedPrecondition, NotFound
 from baton_server.paging import Page, PageRequest, Sort
+from baton_server.sealing import SecretBox
 
 
 def agent_not_found(agent_id: uuid.UUID | str) -> NotFound:
@@ -38,19 +39,30 @@ def _name_taken(name: str) -> AlreadyExists:
 class AgentService:
     """Registers, changes, lists and probes agents."""
 
-    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient) -> None:
+    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, secrets: SecretBox) -> None:
         self._engine = engine
         self._http = http
+        self._secrets = secrets
 
-    async def create(self, spec: AgentSpec) -> Agent:
+    def _seal(self, auth_config: dict[str, Any] | None) -> str | None:
+        return None if auth_config is None else self._secrets.seal(auth_config)
+
+    async def _auth_config(
+        self, conn: AsyncConnection, agent_id: uuid.UUID
+    ) -> dict[str, Any] | None:
+        sealed = await store.get_sealed_auth_config(conn, agent_id)
+        return None if sealed is None else self._secrets.open(sealed)
+
+    async def create(self, project_id: uuid.UUID, spec: AgentSpec) -> Agent:
         check_auth_config(spec.auth_type, spec.auth_config)
         values: dict[str, Any] = {
             "id": uuid.uuid4(),
+            "project_id": project_id,
             "name": spec.name,
             "url": spec.url,
             "description": spec.description,
             "auth_type": spec.auth_type,
-            "auth_config": spec.auth_config,
+            "auth_config": self._seal(spec.auth_config),
             "timeout_ms": spec.timeout_ms,
             **asdict(spec.retry),
             "protocol": spec.protocol,
@@ -64,20 +76,30 @@ class AgentService:
                 raise _name_taken(spec.name) from None
             raise
 
-    async def get(self, agent_id: uuid.UUID) -> Agent:
+    async def get(self, project_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
         async with self._engine.connect() as conn:
-            return await self._require(conn, agent_id)
+            return await self._require(conn, project_id, agent_id)
 
     async def list_page(
-        self, *, status: str | None, name: str | None, sort: Sort, page: PageRequest
+        self,
+        project_id: uuid.UUID,
+        *,
+        status: str | None,
+        name: str | None,
+        sort: Sort,
+        page: PageRequest,
     ) -> Page[Agent]:
         async with self._engine.connect() as conn:
-            return await store.list_page(conn, status=status, name=name, sort=sort, page=page)
+            return await store.list_page(
+                conn, project_id, status=status, name=name, sort=sort, page=page
+            )
 
-    async def update(self, agent_id: uuid.UUID, changes: AgentChanges) -> Agent:
+    async def update(
+        self, project_id: uuid.UUID, agent_id: uuid.UUID, changes: AgentChanges
+    ) -> Agent:
         values = {k: v for k, v in asdict(changes).items() if v is not None}
         async with self._engine.begin() as conn:
-            current = await self._require(conn, agent_id, for_update=True)
+            current = await self._require(conn, project_id, agent_id, for_update=True)
             if current.status == "deleted":
                 raise FailedPrecondition(
                     f"Agent '{agent_id}' is deleted and can no longer change",
@@ -88,23 +110,25 @@ class AgentService:
                 auth_config = (
                     changes.auth_config
                     if changes.auth_config is not None
-                    else await store.get_auth_config(conn, agent_id)
+                    else await self._auth_config(conn, agent_id)
                 )
                 check_auth_config(changes.auth_type or current.auth_type, auth_config)
+            if changes.auth_config is not None:
+                values["auth_config"] = self._seal(changes.auth_config)
             if not values:
                 return current
             return await store.update(conn, agent_id, values)
 
-    async def delete(self, agent_id: uuid.UUID) -> None:
+    async def delete(self, project_id: uuid.UUID, agent_id: uuid.UUID) -> None:
         async with self._engine.begin() as conn:
-            current = await self._require(conn, agent_id, for_update=True)
+            current = await self._require(conn, project_id, agent_id, for_update=True)
             if current.status != "deleted":
                 await store.update(conn, agent_id, {"status": "deleted"})
 
-    async def check_health(self, agent_id: uuid.UUID) -> AgentHealth:
+    async def check_health(self, project_id: uuid.UUID, agent_id: uuid.UUID) -> AgentHealth:
         async with self._engine.connect() as conn:
-            agent = await self._require(conn, agent_id)
-            auth_config = await store.get_auth_config(conn, agent_id)
+            agent = await self._require(conn, project_id, agent_id)
+            auth_config = await self._auth_config(conn, agent_id)
         return await probe_agent(
             self._http,
             agent.url,
@@ -114,9 +138,13 @@ class AgentService:
 
     @staticmethod
     async def _require(
-        conn: AsyncConnection, agent_id: uuid.UUID, *, for_update: bool = False
+        conn: AsyncConnection,
+        project_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        *,
+        for_update: bool = False,
     ) -> Agent:
-        agent = await store.get(conn, agent_id, for_update=for_update)
+        agent = await store.get(conn, project_id, agent_id, for_update=for_update)
         if agent is None:
             raise agent_not_found(agent_id)
         return agent

@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from baton.v1 import agents_pb2, agents_pb2_grpc
+from baton_server.access.context import caller, send_headers
 from baton_server.agents.model import Agent, AgentChanges, AgentSpec, RetryPolicy
 from baton_server.agents.service import AgentService
 from baton_server.paging import Sort
@@ -34,6 +35,7 @@ def agent_to_proto(agent: Agent) -> agents_pb2.Agent:
         created_at=timestamp(agent.created_at),
         updated_at=timestamp(agent.updated_at),
         protocol=agents_pb2.Agent.Protocol.Value(agent.protocol),
+        project_id=str(agent.project_id),
     )
 
 
@@ -74,14 +76,15 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
                 }
             ),
         )
-        agent = await self._service.create(spec)
-        await context.send_initial_metadata((("x-http-code", "201"),))
+        agent = await self._service.create(caller().project_id, spec)
+        await send_headers(context, (("x-http-code", "201"),))
         return agent_to_proto(agent)
 
     async def ListAgents(
         self, request: agents_pb2.ListAgentsRequest, context: _Context
     ) -> agents_pb2.ListAgentsResponse:
         page = await self._service.list_page(
+            caller().project_id,
             status=agents_pb2.Agent.Status.Name(request.status) if request.status else None,
             name=request.name or None,
             sort=Sort.parse(request.sort_by, request.sort_order),
@@ -98,7 +101,10 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     async def GetAgent(
         self, request: agents_pb2.GetAgentRequest, context: _Context
     ) -> agents_pb2.Agent:
-        return agent_to_proto(await self._service.get(parse_uuid(request.agent_id, "agent_id")))
+        agent = await self._service.get(
+            caller().project_id, parse_uuid(request.agent_id, "agent_id")
+        )
+        return agent_to_proto(agent)
 
     async def UpdateAgent(
         self, request: agents_pb2.UpdateAgentRequest, context: _Context
@@ -130,13 +136,15 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
                 else None
             ),
         )
-        agent = await self._service.update(parse_uuid(request.agent_id, "agent_id"), changes)
+        agent = await self._service.update(
+            caller().project_id, parse_uuid(request.agent_id, "agent_id"), changes
+        )
         return agent_to_proto(agent)
 
     async def DeleteAgent(
         self, request: agents_pb2.DeleteAgentRequest, context: _Context
     ) -> agents_pb2.DeleteAgentResponse:
-        await self._service.delete(parse_uuid(request.agent_id, "agent_id"))
+        await self._service.delete(caller().project_id, parse_uuid(request.agent_id, "agent_id"))
         return agents_pb2.DeleteAgentResponse(
             message=f"Agent '{request.agent_id}' deleted successfully"
         )
@@ -144,7 +152,9 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     async def CheckAgentHealth(
         self, request: agents_pb2.CheckAgentHealthRequest, context: _Context
     ) -> agents_pb2.CheckAgentHealthResponse:
-        health = await self._service.check_health(parse_uuid(request.agent_id, "agent_id"))
+        health = await self._service.check_health(
+            caller().project_id, parse_uuid(request.agent_id, "agent_id")
+        )
         return agents_pb2.CheckAgentHealthResponse(
             healthy=health.healthy,
             status_code=health.status_code,

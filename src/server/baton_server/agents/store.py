@@ -42,6 +42,7 @@ def _to_agent(row: Any) -> Agent:
         created_at=row.created_at,
         updated_at=row.updated_at,
         protocol=row.protocol,
+        project_id=row.project_id,
     )
 
 
@@ -51,19 +52,26 @@ async def insert(conn: AsyncConnection, values: Mapping[str, Any]) -> Agent:
 
 
 async def get(
-    conn: AsyncConnection, agent_id: uuid.UUID, *, for_update: bool = False
+    conn: AsyncConnection,
+    project_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    *,
+    for_update: bool = False,
 ) -> Agent | None:
-    query = sa.select(*_PUBLIC_COLUMNS).where(agents.c.id == agent_id)
+    """The agent if it exists in the project (another project's agent is None too)."""
+    query = sa.select(*_PUBLIC_COLUMNS).where(
+        agents.c.id == agent_id, agents.c.project_id == project_id
+    )
     if for_update:
         query = query.with_for_update()
     row = (await conn.execute(query)).one_or_none()
     return _to_agent(row) if row else None
 
 
-async def get_auth_config(conn: AsyncConnection, agent_id: uuid.UUID) -> dict[str, Any] | None:
-    """The stored credentials; only for calling or probing the agent itself."""
+async def get_sealed_auth_config(conn: AsyncConnection, agent_id: uuid.UUID) -> str | None:
+    """The stored, sealed credentials; only for calling or probing the agent itself."""
     query = sa.select(agents.c.auth_config).where(agents.c.id == agent_id)
-    value: dict[str, Any] | None = (await conn.execute(query)).scalar_one_or_none()
+    value: str | None = (await conn.execute(query)).scalar_one_or_none()
     return value
 
 
@@ -79,13 +87,17 @@ async def update(conn: AsyncConnection, agent_id: uuid.UUID, values: Mapping[str
 
 async def list_page(
     conn: AsyncConnection,
+    project_id: uuid.UUID,
     *,
     status: str | None,
     name: str | None,
     sort: Sort,
     page: PageRequest,
 ) -> Page[Agent]:
-    conditions = [agents.c.status == status if status else agents.c.status != "deleted"]
+    conditions = [
+        agents.c.project_id == project_id,
+        agents.c.status == status if status else agents.c.status != "deleted",
+    ]
     if name:
         conditions.append(agents.c.name == name)
     return await fetch_page(
@@ -100,11 +112,15 @@ async def list_page(
     )
 
 
-async def statuses_by_name(conn: AsyncConnection, names: Collection[str]) -> dict[str, str]:
-    """Status of the live (non-deleted) agent of each given name that exists."""
+async def statuses_by_name(
+    conn: AsyncConnection, project_id: uuid.UUID, names: Collection[str]
+) -> dict[str, str]:
+    """Status of the project's live (non-deleted) agent of each given name that exists."""
     rows = await conn.execute(
         sa.select(agents.c.name, agents.c.status).where(
-            agents.c.name.in_(list(names)), agents.c.status != "deleted"
+            agents.c.project_id == project_id,
+            agents.c.name.in_(list(names)),
+            agents.c.status != "deleted",
         )
     )
     return {row.name: row.status for row in rows}

@@ -6,6 +6,8 @@ that the two agree.
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -21,16 +23,89 @@ metadata = sa.MetaData(
 
 _now = sa.text("now()")
 
+#: The project every installation starts with; data from before projects lives there.
+DEFAULT_PROJECT_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
+DEFAULT_PROJECT_NAME = "default"
+ROLES = ("viewer", "editor", "admin")
+
+
+def _project_column() -> sa.Column[uuid.UUID]:
+    return sa.Column(
+        "project_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("projects.id"),
+        nullable=False,
+        server_default=sa.text(f"'{DEFAULT_PROJECT_ID}'::uuid"),
+    )
+
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    # The key's visible start (`bk_` + 8 characters), by which a presented key is found.
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),
+    # SHA-256 of the whole key: keys are 190-bit random strings, so a fast hash is
+    # enough (nothing to brute-force), and the key itself is never stored.
+    sa.Column("secret_hash", sa.LargeBinary, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(f"role IN {ROLES!r}", name="role"),
+    # Names are unique among a project's live keys; a revoked key's name can be reused.
+    sa.Index(
+        "uq_api_keys_live_name",
+        "project_id",
+        "name",
+        unique=True,
+        postgresql_where=sa.text("revoked_at IS NULL"),
+    ),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("actor_type", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("project_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("resource_type", sa.Text, nullable=False),
+    sa.Column("resource_id", sa.Text, nullable=False),
+    sa.Column("client_address", sa.Text, nullable=False),
+    sa.Index("ix_audit_events_created_at", "created_at"),
+    sa.Index("ix_audit_events_actor_created_at", "actor", "created_at"),
+    sa.Index("ix_audit_events_resource_type_resource_id", "resource_type", "resource_id"),
+)
+
 agents = sa.Table(
     "agents",
     metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("auth_type", sa.Text, nullable=False),
-    # Write-only credentials: read only by the executor when it calls the agent.
-    sa.Column("auth_config", JSONB, nullable=True),
+    # Write-only credentials, sealed (Fernet, baton_server.secrets): opened only to call
+    # or probe the agent.
+    sa.Column("auth_config", sa.Text, nullable=True),
     sa.Column("timeout_ms", sa.Integer, nullable=False),
     sa.Column("max_retries", sa.Integer, nullable=False),
     sa.Column("initial_delay_ms", sa.Integer, nullable=False),
@@ -43,9 +118,10 @@ agents = sa.Table(
     sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')", name="status"),
     sa.CheckConstraint("auth_type IN ('none', 'bearer', 'apikey')", name="auth_type"),
     sa.CheckConstraint("protocol IN ('a2a', 'http')", name="protocol"),
-    # Names are unique among live agents; a deleted agent's name can be reused.
+    # Names are unique among a project's live agents; a deleted agent's name can be reused.
     sa.Index(
         "uq_agents_live_name",
+        "project_id",
         "name",
         unique=True,
         postgresql_where=sa.text("status <> 'deleted'"),
@@ -57,6 +133,7 @@ workflows = sa.Table(
     "workflows",
     metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("status", sa.Text, nullable=False),
@@ -67,6 +144,7 @@ workflows = sa.Table(
     sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')", name="status"),
     sa.Index(
         "uq_workflows_live_name",
+        "project_id",
         "name",
         unique=True,
         postgresql_where=sa.text("status <> 'deleted'"),
@@ -132,9 +210,11 @@ runs = sa.Table(
     sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
     # Last event sequence number used; bumped in the same statement as each change.
     sa.Column("event_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # The workflow's project, copied so that every run query filters on the run alone.
+    _project_column(),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
-    sa.Index("ix_runs_created_at", "created_at"),
-    sa.Index("ix_runs_status_created_at", "status", "created_at"),
+    sa.Index("ix_runs_project_id_created_at", "project_id", "created_at"),
+    sa.Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at"),
     sa.Index("ix_runs_workflow_id_created_at", "workflow_id", "created_at"),
     sa.Index(
         "uq_runs_workflow_id_request_id",

@@ -19,11 +19,12 @@ import asyncpg
 from baton_server.agents.auth import auth_headers
 from baton_server.agents.client import AgentEndpoint
 from baton_server.agents.model import RetryPolicy
+from baton_server.sealing import SecretBox
 
 _AGENTS = """
 SELECT name, url, protocol, auth_type, auth_config, timeout_ms, max_retries,
        initial_delay_ms, max_delay_ms, backoff_multiplier
-FROM agents WHERE name = ANY($1::text[]) AND status = 'active'
+FROM agents WHERE project_id = $1 AND name = ANY($2::text[]) AND status = 'active'
 """
 _WORKFLOW_DATA = "SELECT workflow_data FROM workflow_versions WHERE id = $1"
 
@@ -40,11 +41,17 @@ class Catalog:
     """Cached lookups for drivers."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, agent_ttl_s: float = 2.0, max_workflows: int = 1024
+        self,
+        pool: asyncpg.Pool,
+        secrets: SecretBox,
+        *,
+        agent_ttl_s: float = 2.0,
+        max_workflows: int = 1024,
     ) -> None:
         self._pool = pool
+        self._secrets = secrets
         self._agent_ttl_s = agent_ttl_s
-        self._agents: dict[str, tuple[float, AgentTarget | None]] = {}
+        self._agents: dict[tuple[uuid.UUID, str], tuple[float, AgentTarget | None]] = {}
         self._workflows: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
         self._max_workflows = max_workflows
 
@@ -58,25 +65,28 @@ class Catalog:
                 self._workflows.popitem(last=False)
         return cached
 
-    async def agents(self, names: set[str]) -> dict[str, AgentTarget | None]:
-        """Active agents by name (None for a missing or inactive one)."""
+    async def agents(self, project_id: uuid.UUID, names: set[str]) -> dict[str, AgentTarget | None]:
+        """The project's active agents by name (None for a missing or inactive one)."""
         now = time.monotonic()
+        cache = self._agents
         stale = {
             n
             for n in names
-            if n not in self._agents or now - self._agents[n][0] > self._agent_ttl_s
+            if (project_id, n) not in cache or now - cache[project_id, n][0] > self._agent_ttl_s
         }
         if stale:
-            found = {n: None for n in stale} | {
-                row["name"]: _target(row) for row in await self._pool.fetch(_AGENTS, list(stale))
-            }
+            rows = await self._pool.fetch(_AGENTS, project_id, list(stale))
+            found = {n: None for n in stale} | {row["name"]: self._target(row) for row in rows}
             for name, target in found.items():
-                self._agents[name] = (now, target)
-        return {n: self._agents[n][1] for n in names}
+                cache[project_id, name] = (now, target)
+        return {n: cache[project_id, n][1] for n in names}
+
+    def _target(self, row: asyncpg.Record) -> AgentTarget:
+        sealed = row["auth_config"]
+        return _target(row, self._secrets.open(sealed) if sealed else None)
 
 
-def _target(row: asyncpg.Record) -> AgentTarget:
-    auth_config = json.loads(row["auth_config"]) if row["auth_config"] else None
+def _target(row: asyncpg.Record, auth_config: dict[str, Any] | None) -> AgentTarget:
     return AgentTarget(
         endpoint=AgentEndpoint(
             url=row["url"],

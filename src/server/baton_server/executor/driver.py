@@ -40,6 +40,8 @@ class LeasedRun:
     status: str
     definition_id: uuid.UUID
     input_data: Any
+    #: Steps call the agents of this project (names are unique per project).
+    project_id: uuid.UUID
 
 
 @dataclass
@@ -279,7 +281,9 @@ class RunDriver:
         Returns None when a step could not even start (its agent is unavailable or its
         input does not resolve): the run has then failed.
         """
-        targets = await self._catalog.agents({self._steps[s].agent_name for s in step_ids})
+        targets = await self._catalog.agents(
+            self._run.project_id, {self._steps[s].agent_name for s in step_ids}
+        )
         outputs = {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED}
         planned: list[_Call] = []
         for step_id in step_ids:

@@ -40,6 +40,7 @@ from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
 from baton_server.runs.dispatch import Dispatcher
+from baton_server.sealing import SecretBox
 from baton_server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ WITH leased AS (
     UPDATE runs SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
     WHERE id = ANY($1::text[]) AND status IN ('PENDING', 'RUNNING')
       AND (lease_owner IS NULL OR lease_expires_at < now())
-    RETURNING id, status, definition_id, input_data
+    RETURNING id, status, definition_id, input_data, project_id
 )
 SELECT leased.*,
        ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data)
@@ -122,9 +123,15 @@ class Worker:
     """Consumes the run stream until stopped. Run any number against one database."""
 
     def __init__(
-        self, database_url: str, redis_url: str, settings: WorkerSettings | None = None
+        self,
+        database_url: str,
+        redis_url: str,
+        settings: WorkerSettings | None = None,
+        *,
+        secrets: SecretBox,
     ) -> None:
         self.settings = settings or WorkerSettings.from_env()
+        self._secrets = secrets
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._database_url = database_url
         self._redis_url = redis_url
@@ -164,7 +171,9 @@ class Worker:
             on_commit_duration=self._admission.observe_commit,
         )
         self._journal.start()
-        self._catalog = Catalog(self._pool, agent_ttl_s=self.settings.agent_cache_ttl_s)
+        self._catalog = Catalog(
+            self._pool, self._secrets, agent_ttl_s=self.settings.agent_cache_ttl_s
+        )
         for name, loop in (
             ("consume", self._consume),
             ("heartbeat", self._heartbeat),
@@ -279,6 +288,7 @@ class Worker:
                     status=row["status"],
                     definition_id=row["definition_id"],
                     input_data=json.loads(row["input_data"]),
+                    project_id=row["project_id"],
                 ),
                 [
                     StepState(

@@ -69,3 +69,17 @@ def page_request(message: Any) -> PageRequest:
         page=present(message, "page") or 1,
         page_size=present(message, "page_size") or DEFAULT_PAGE_SIZE,
     )
+
+
+#: No resource has this id: what a filter by a malformed id selects.
+_MATCHES_NOTHING = uuid.UUID(int=0)
+
+
+def filter_uuid(value: str) -> uuid.UUID | None:
+    """A UUID filter of a list request: None when empty; a malformed one matches nothing."""
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return _MATCHES_NOTHING

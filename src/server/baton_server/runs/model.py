@@ -61,6 +61,7 @@ class Run:
     updated_at: datetime
     completed_at: datetime | None
     cancelled_at: datetime | None
+    project_id: uuid.UUID
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,12 @@ class _StepPlans:
     def cached(self, workflow_id: uuid.UUID) -> _Plan | None:
         return self._plans.get(workflow_id)
 
-    async def load(self, conn: Connection, workflow_id: uuid.UUID) -> _Plan | None:
-        """The plan of the workflow's current version, read afresh (None: no workflow)."""
-        found = await store.current_definition(conn, workflow_id)
+    async def load(
+        self, conn: Connection, project_id: uuid.UUID, workflow_id: uuid.UUID
+    ) -> _Plan | None:
+        """The plan of the workflow's current version, read afresh (None: the project
+        has no such workflow)."""
+        found = await store.current_definition(conn, project_id, workflow_id)
         if found is None:
             return None
         definition_id, workflow_data = found
@@ -88,6 +91,7 @@ class RunService:
 
     async def execute(
         self,
+        project_id: uuid.UUID,
         workflow_id: uuid.UUID,
         input_data: dict[str, Any],
         *,
@@ -96,11 +100,11 @@ class RunService:
     ) -> Run:
         async with self._pool.acquire() as conn:
             if request_id:
-                existing = await store.find_by_request_id(conn, workflow_id, request_id)
+                existing = await store.find_by_request_id(conn, project_id, workflow_id, request_id)
                 if existing:
                     return existing
             run, written = await self._create(
-                conn, workflow_id, input_data, request_id, triggered_by or DEFAULT_ACTOR
+                conn, project_id, workflow_id, input_data, request_id, triggered_by or DEFAULT_ACTOR
             )
         if written:
             self._publish(run, written)
@@ -110,6 +114,7 @@ class RunService:
     async def _create(
         self,
         conn: Connection,
+        project_id: uuid.UUID,
         workflow_id: uuid.UUID,
         input_data: dict[str, Any],
         request_id: str | None,
@@ -117,7 +122,9 @@ class RunService:
     ) -> tuple[Run, tuple[RunEvent, ...]]:
         """The new run and its first events, or the run an idempotency key already
         started (and no events)."""
-        planned = self._plans.cached(workflow_id) or await self._plans.load(conn, workflow_id)
+        planned = self._plans.cached(workflow_id) or await self._plans.load(
+            conn, project_id, workflow_id
+        )
         if planned is None:
             raise workflow_not_found(workflow_id)
         while True:
@@ -125,6 +132,7 @@ class RunService:
             run_id = new_run_id()
             created = await store.create(
                 conn,
+                project_id=project_id,
                 run_id=run_id,
                 workflow_id=workflow_id,
                 definition_id=definition_id,
@@ -151,20 +159,21 @@ class RunService:
                 # Active and at the planned version: the idempotency key was used
                 # meanwhile by a concurrent request, which won.
                 assert request_id is not None
-                existing = await store.find_by_request_id(conn, workflow_id, request_id)
+                existing = await store.find_by_request_id(conn, project_id, workflow_id, request_id)
                 assert existing is not None
                 return existing, ()
             # The workflow changed version since its steps were planned.
-            planned = await self._plans.load(conn, workflow_id)
+            planned = await self._plans.load(conn, project_id, workflow_id)
             if planned is None:
                 raise workflow_not_found(workflow_id)
 
-    async def get(self, run_id: str) -> Run:
+    async def get(self, project_id: uuid.UUID, run_id: str) -> Run:
         async with self._pool.acquire() as conn:
-            return await self._require(conn, run_id)
+            return await self._require(conn, project_id, run_id)
 
     async def list_page(
         self,
+        project_id: uuid.UUID,
         *,
         status: str | None,
         workflow_id: str | None,
@@ -177,6 +186,7 @@ class RunService:
         async with self._pool.acquire() as conn:
             return await store.list_page(
                 conn,
+                project_id,
                 status=status,
                 workflow_id=workflow_id,
                 definition_id=definition_id,
@@ -186,16 +196,22 @@ class RunService:
                 page=page,
             )
 
-    async def steps(self, run_id: str) -> list[RunStep]:
+    async def steps(self, project_id: uuid.UUID, run_id: str) -> list[RunStep]:
         async with self._pool.acquire() as conn:
-            await self._require(conn, run_id)
+            await self._require(conn, project_id, run_id)
             return await store.list_steps(conn, run_id)
 
     async def logs(
-        self, run_id: str, *, step_id: str | None, after_sequence: int, limit: int
+        self,
+        project_id: uuid.UUID,
+        run_id: str,
+        *,
+        step_id: str | None,
+        after_sequence: int,
+        limit: int,
     ) -> list[RunEvent]:
         async with self._pool.acquire() as conn:
-            await self._require(conn, run_id)
+            await self._require(conn, project_id, run_id)
             return await store.list_events(
                 conn,
                 run_id,
@@ -205,16 +221,19 @@ class RunService:
                 step_id=step_id,
             )
 
-    async def cancel(self, run_id: str, *, reason: str, cancelled_by: str | None) -> Run:
+    async def cancel(
+        self, project_id: uuid.UUID, run_id: str, *, reason: str, cancelled_by: str | None
+    ) -> Run:
         async with self._pool.acquire() as conn, conn.transaction():
             cancelled = await store.cancel(
                 conn,
+                project_id,
                 run_id,
                 reason=reason or "no reason given",
                 cancelled_by=cancelled_by or DEFAULT_ACTOR,
             )
             if cancelled is None:
-                current = await self._require(conn, run_id)
+                current = await self._require(conn, project_id, run_id)
                 raise FailedPrecondition(
                     f"Run '{run_id}' is {current.status}; only PENDING or RUNNING runs can be"
                     " cancelled",
@@ -226,11 +245,11 @@ class RunService:
         await self._dispatcher.broadcast_cancel(run_id)
         return run
 
-    async def retry(self, run_id: str) -> Run:
+    async def retry(self, project_id: uuid.UUID, run_id: str) -> Run:
         async with self._pool.acquire() as conn, conn.transaction():
-            reset = await store.reset_for_retry(conn, run_id)
+            reset = await store.reset_for_retry(conn, project_id, run_id)
             if reset is None:
-                current = await self._require(conn, run_id)
+                current = await self._require(conn, project_id, run_id)
                 raise FailedPrecondition(
                     f"Run '{run_id}' is {current.status}; only FAILED or CANCELLED runs can be"
                     " retried",
@@ -243,8 +262,8 @@ class RunService:
         return run
 
     @staticmethod
-    async def _require(conn: Connection, run_id: str) -> Run:
-        run = await store.get(conn, run_id)
+    async def _require(conn: Connection, project_id: uuid.UUID, run_id: str) -> Run:
+        run = await store.get(conn, project_id, run_id)
         if run is None:
             raise run_not_found(run_id)
         return run

@@ -12,10 +12,12 @@ import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
+from baton_server.access.context import caller, send_headers
 from baton_server.errors import BatonError
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
+    filter_uuid,
     page_request,
     parse_uuid,
     present,
@@ -34,6 +36,13 @@ _ACCEPTED = (("x-http-code", "202"),)
 UNWRAP_HEADER = "x-baton-unwrap"
 DEFAULT_LOG_LIMIT = 1000
 DEFAULT_WAIT_S = 60.0
+
+
+def _actor(claimed: str) -> str | None:
+    """Who a run records as starting or cancelling it: the authenticated caller, or
+    what an anonymous caller says (None: the default)."""
+    identity = caller()
+    return (claimed or None) if identity.anonymous else identity.name
 
 
 def _seconds(duration: duration_pb2.Duration) -> float:
@@ -65,6 +74,7 @@ def run_to_proto(run: Run) -> runs_pb2.Run:
         workflow_version=run.workflow_version,
         progress=run.progress,
         request_id=run.request_id or "",
+        project_id=str(run.project_id),
     )
     if run.completed_at:
         message.completed_at.CopyFrom(timestamp(run.completed_at))
@@ -177,25 +187,34 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     async def ExecuteWorkflow(
         self, request: runs_pb2.ExecuteWorkflowRequest, context: _Context
     ) -> runs_pb2.Run:
+        identity = caller()
         run = await self._service.execute(
+            identity.project_id,
             parse_uuid(request.workflow_id, "workflow_id"),
             struct_to_dict(request.input_data),
             request_id=request.request_id or None,
-            triggered_by=request.triggered_by or None,
+            triggered_by=_actor(request.triggered_by),
         )
         if request.HasField("wait_timeout"):
             run = await self._watcher.wait_run(
-                run.id, timeout_s=_seconds(request.wait_timeout), known=run
+                identity.project_id, run.id, timeout_s=_seconds(request.wait_timeout), known=run
             )
             if run.status in TERMINAL_RUN_STATUSES:
                 return run_to_proto(run)  # done: REST 200, not 202 Accepted
-        await context.send_initial_metadata(_ACCEPTED)
+        await send_headers(context, _ACCEPTED)
         return run_to_proto(run)
 
     async def ListRuns(
         self, request: runs_pb2.ListRunsRequest, context: _Context
     ) -> runs_pb2.ListRunsResponse:
+        project_id = caller().project_id
+        if filter_uuid(request.project_id) not in (None, project_id):
+            # Another project's runs are never listed: the filter matches nothing.
+            return runs_pb2.ListRunsResponse(
+                page=present(request, "page") or 1, page_size=page_request(request).page_size
+            )
         page = await self._service.list_page(
+            project_id,
             status=runs_pb2.Run.Status.Name(request.status) if request.status else None,
             workflow_id=request.workflow_id or None,
             definition_id=request.workflow_definition_id or None,
@@ -221,30 +240,34 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         )
 
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: _Context) -> runs_pb2.Run:
-        return run_to_proto(await self._service.get(request.run_id))
+        return run_to_proto(await self._service.get(caller().project_id, request.run_id))
 
     async def WaitRun(self, request: runs_pb2.WaitRunRequest, context: _Context) -> runs_pb2.Run:
         timeout_s = _seconds(request.timeout) if request.HasField("timeout") else DEFAULT_WAIT_S
-        return run_to_proto(await self._watcher.wait_run(request.run_id, timeout_s=timeout_s))
+        run = await self._watcher.wait_run(caller().project_id, request.run_id, timeout_s=timeout_s)
+        return run_to_proto(run)
 
     async def ListRunSteps(
         self, request: runs_pb2.ListRunStepsRequest, context: _Context
     ) -> runs_pb2.ListRunStepsResponse:
-        steps = await self._service.steps(request.run_id)
+        steps = await self._service.steps(caller().project_id, request.run_id)
         # REST returns the bare array: the Envoy Lua filter unwraps the named field.
-        await context.send_initial_metadata(((UNWRAP_HEADER, "steps"),))
+        await send_headers(context, ((UNWRAP_HEADER, "steps"),))
         return runs_pb2.ListRunStepsResponse(steps=[step_to_proto(s) for s in steps])
 
     async def RetryRun(self, request: runs_pb2.RetryRunRequest, context: _Context) -> runs_pb2.Run:
-        run = await self._service.retry(request.run_id)
-        await context.send_initial_metadata(_ACCEPTED)
+        run = await self._service.retry(caller().project_id, request.run_id)
+        await send_headers(context, _ACCEPTED)
         return run_to_proto(run)
 
     async def CancelRun(
         self, request: runs_pb2.CancelRunRequest, context: _Context
     ) -> runs_pb2.Run:
         run = await self._service.cancel(
-            request.run_id, reason=request.reason, cancelled_by=request.cancelled_by or None
+            caller().project_id,
+            request.run_id,
+            reason=request.reason,
+            cancelled_by=_actor(request.cancelled_by),
         )
         return run_to_proto(run)
 
@@ -252,6 +275,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         self, request: runs_pb2.GetRunLogsRequest, context: _Context
     ) -> runs_pb2.GetRunLogsResponse:
         lines = await self._service.logs(
+            caller().project_id,
             request.run_id,
             step_id=request.step_id or None,
             after_sequence=request.after_sequence,
@@ -264,7 +288,9 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     async def WatchRun(
         self, request: runs_pb2.WatchRunRequest, context: _Context
     ) -> AsyncIterator[runs_pb2.RunEvent]:
-        stream = self._watcher.watch_run(request.run_id, after_sequence=request.after_sequence)
+        stream = self._watcher.watch_run(
+            caller().project_id, request.run_id, after_sequence=request.after_sequence
+        )
         sent = False
         try:
             async for item in stream:
@@ -290,7 +316,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         statuses = {runs_pb2.Run.Status.Name(s) for s in request.statuses}
         async for item in self._watcher.watch_runs(
-            workflow_id=request.workflow_id or None, statuses=statuses
+            caller().project_id, workflow_id=request.workflow_id or None, statuses=statuses
         ):
             if isinstance(item, Lagged):
                 yield runs_pb2.RunEvent(

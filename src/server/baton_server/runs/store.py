@@ -82,15 +82,15 @@ def to_event(row: asyncpg.Record) -> RunEvent:
 # and its first event. With an idempotency key already used, nothing is inserted.
 _CREATE = f"""
 WITH wf AS (
-    SELECT w.id, w.name, w.status, w.version, v.id AS definition_id
+    SELECT w.id, w.name, w.status, w.version, w.project_id, v.id AS definition_id
     FROM workflows w
     JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version
-    WHERE w.id = $1::uuid
+    WHERE w.id = $1::uuid AND w.project_id = $10::uuid
 ), new_run AS (
     INSERT INTO runs (id, workflow_id, workflow_name, definition_id, workflow_version, status,
-                      input_data, triggered_by, request_id, enqueued_at, event_seq)
+                      input_data, triggered_by, request_id, enqueued_at, event_seq, project_id)
     SELECT $2::text, wf.id, wf.name, wf.definition_id, wf.version, 'PENDING', $3::jsonb,
-           $4::text, $5::text, now(), 1
+           $4::text, $5::text, now(), 1, wf.project_id
     FROM wf
     WHERE wf.status = 'active' AND wf.definition_id = $6::uuid
     ON CONFLICT (workflow_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
@@ -130,7 +130,8 @@ class PlannedStep:
 class Created:
     """What ``create`` found and did."""
 
-    #: The workflow's status and current version; None when no workflow has the id.
+    #: The workflow's status and current version; None when the project has no
+    #: workflow with the id.
     workflow_status: str | None
     current_definition_id: uuid.UUID | None
     #: The new run and its first event; None when nothing was inserted (the workflow
@@ -142,6 +143,7 @@ class Created:
 async def create(
     conn: Connection,
     *,
+    project_id: uuid.UUID,
     run_id: str,
     workflow_id: uuid.UUID,
     definition_id: uuid.UUID,
@@ -162,6 +164,7 @@ async def create(
         [s.id for s in steps],
         [s.step_id for s in steps],
         [s.agent_name for s in steps],
+        project_id,
     )
     if row is None:
         return Created(workflow_status=None, current_definition_id=None)
@@ -178,33 +181,39 @@ async def create(
 _CURRENT_DEFINITION = """
 SELECT v.id, v.workflow_data
 FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version
-WHERE w.id = $1
+WHERE w.id = $1 AND w.project_id = $2
 """
 
 
 async def current_definition(
-    conn: Connection, workflow_id: uuid.UUID
+    conn: Connection, project_id: uuid.UUID, workflow_id: uuid.UUID
 ) -> tuple[uuid.UUID, dict[str, Any]] | None:
-    """The id and ``workflow_data`` of a workflow's current version (None if unknown)."""
-    row = await conn.fetchrow(_CURRENT_DEFINITION, workflow_id)
+    """The id and ``workflow_data`` of the current version of the project's workflow
+    (None if unknown)."""
+    row = await conn.fetchrow(_CURRENT_DEFINITION, workflow_id, project_id)
     return None if row is None else (row["id"], json.loads(row["workflow_data"]))
 
 
 # -- reading -----------------------------------------------------------------------------
 
 
-async def get(conn: Connection, run_id: str) -> Run | None:
-    row = await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+async def get(conn: Connection, project_id: uuid.UUID, run_id: str) -> Run | None:
+    """The run if it exists in the project (another project's run is None too)."""
+    row = await conn.fetchrow(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1 AND project_id = $2", run_id, project_id
+    )
     return to_run(row) if row else None
 
 
 async def find_by_request_id(
-    conn: Connection, workflow_id: uuid.UUID, request_id: str
+    conn: Connection, project_id: uuid.UUID, workflow_id: uuid.UUID, request_id: str
 ) -> Run | None:
     row = await conn.fetchrow(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND request_id = $2",
+        f"SELECT {_RUN_COLUMNS} FROM runs"
+        " WHERE workflow_id = $1 AND request_id = $2 AND project_id = $3",
         workflow_id,
         request_id,
+        project_id,
     )
     return to_run(row) if row else None
 
@@ -218,6 +227,7 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
 
 async def list_page(
     conn: Connection,
+    project_id: uuid.UUID,
     *,
     status: str | None,
     workflow_id: str | None,
@@ -236,6 +246,7 @@ async def list_page(
         args.append(value)
         conditions.append(template.format(f"${len(args)}"))
 
+    where("project_id = {}", project_id)
     if status:
         where("status = {}", status)
     # Ids are UUIDs; any other value matches no run (rather than being an error).
@@ -278,13 +289,16 @@ SELECT r.event_seq,
        ARRAY(SELECT ROW({_STEP_COLUMNS}) FROM run_steps WHERE run_id = r.id {_STEP_ORDER})
            AS steps,
        {", ".join(f"r.{name}" for name in _RUN_FIELDS)}
-FROM runs r WHERE r.id = $1
+FROM runs r WHERE r.id = $1 AND r.project_id = $2
 """
 
 
-async def snapshot(conn: Connection, run_id: str) -> tuple[Run, list[RunStep], int] | None:
-    """The run, its steps and the last sequence number they include; None if unknown."""
-    row = await conn.fetchrow(_SNAPSHOT, run_id)
+async def snapshot(
+    conn: Connection, project_id: uuid.UUID, run_id: str
+) -> tuple[Run, list[RunStep], int] | None:
+    """The run, its steps and the last sequence number they include; None if the
+    project has no such run."""
+    row = await conn.fetchrow(_SNAPSHOT, run_id, project_id)
     if row is None:
         return None
     steps = [to_step(dict(zip(_STEP_FIELDS, record, strict=True))) for record in row["steps"]]
@@ -365,7 +379,7 @@ async def append_events(
 
 
 async def cancel(
-    conn: Connection, run_id: str, *, reason: str, cancelled_by: str
+    conn: Connection, project_id: uuid.UUID, run_id: str, *, reason: str, cancelled_by: str
 ) -> tuple[Run, list[RunEvent]] | None:
     """PENDING/RUNNING -> CANCELLED; the step in flight is marked FAILED. None if not allowed.
 
@@ -377,12 +391,13 @@ async def cancel(
         UPDATE runs SET status = 'CANCELLED', error_message = $2, cancelled_by = $3,
                         cancelled_at = now(), updated_at = now(),
                         lease_owner = NULL, lease_expires_at = NULL
-        WHERE id = $1 AND status IN ('{PENDING}', '{RUNNING}')
+        WHERE id = $1 AND project_id = $4 AND status IN ('{PENDING}', '{RUNNING}')
         RETURNING {_RUN_COLUMNS}
         """,
         run_id,
         message,
         cancelled_by,
+        project_id,
     )
     if row is None:
         return None
@@ -415,7 +430,9 @@ async def cancel(
     return run, written
 
 
-async def reset_for_retry(conn: Connection, run_id: str) -> tuple[Run, list[RunEvent]] | None:
+async def reset_for_retry(
+    conn: Connection, project_id: uuid.UUID, run_id: str
+) -> tuple[Run, list[RunEvent]] | None:
     """FAILED/CANCELLED -> PENDING; unfinished steps back to PENDING. None if not allowed.
 
     Call inside a transaction.
@@ -425,10 +442,11 @@ async def reset_for_retry(conn: Connection, run_id: str) -> tuple[Run, list[RunE
         UPDATE runs SET status = '{PENDING}', error_message = NULL, completed_at = NULL,
                         cancelled_at = NULL, cancelled_by = NULL, updated_at = now(),
                         enqueued_at = now()
-        WHERE id = $1 AND status IN ('{FAILED}', 'CANCELLED')
+        WHERE id = $1 AND project_id = $2 AND status IN ('{FAILED}', 'CANCELLED')
         RETURNING {_RUN_COLUMNS}
         """,
         run_id,
+        project_id,
     )
     if row is None:
         return None

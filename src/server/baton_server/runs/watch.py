@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -94,15 +95,17 @@ class WatchService:
         self._finish_waiters = _FinishWaiters()
         hub.listen(keys.RUN_FEED_CHANNEL, self._finish_waiters)
 
-    async def snapshot(self, run_id: str) -> Snapshot:
+    async def snapshot(self, project_id: uuid.UUID, run_id: str) -> Snapshot:
         async with self._pool.acquire() as conn:
-            found = await store.snapshot(conn, run_id)
+            found = await store.snapshot(conn, project_id, run_id)
         if found is None:
             raise run_not_found(run_id)
         run, steps, sequence = found
         return Snapshot(run=run, steps=steps, sequence=sequence)
 
-    async def wait_run(self, run_id: str, *, timeout_s: float, known: Run | None = None) -> Run:
+    async def wait_run(
+        self, project_id: uuid.UUID, run_id: str, *, timeout_s: float, known: Run | None = None
+    ) -> Run:
         """The run once finished, or as it is when ``timeout_s`` has passed.
 
         ``known`` is the run as the caller has just written it (a run it started), which
@@ -118,7 +121,7 @@ class WatchService:
                 if run is None or self._finish_waiters.finished(run_id):
                     woken.clear()
                     async with self._pool.acquire() as conn:
-                        run = await store.get(conn, run_id)
+                        run = await store.get(conn, project_id, run_id)
                     if run is None:
                         raise run_not_found(run_id)
                 left = deadline - loop.time()
@@ -130,16 +133,19 @@ class WatchService:
                 run = None  # finished, Redis dropped, or quiet for a while: look again
 
     async def watch_run(
-        self, run_id: str, *, after_sequence: int
+        self, project_id: uuid.UUID, run_id: str, *, after_sequence: int
     ) -> AsyncIterator[Snapshot | RunEvent]:
         async with self._hub.subscribe(keys.run_events_channel(run_id)) as subscription:
             if after_sequence == 0:
-                snapshot = await self.snapshot(run_id)
+                snapshot = await self.snapshot(project_id, run_id)
                 yield snapshot
                 if snapshot.run.status in TERMINAL_RUN_STATUSES:
                     return
                 last = snapshot.sequence
             else:
+                async with self._pool.acquire() as conn:
+                    if await store.get(conn, project_id, run_id) is None:
+                        raise run_not_found(run_id)
                 last = after_sequence
             while True:
                 subscription.reset()
@@ -148,7 +154,7 @@ class WatchService:
                         conn, run_id, after_sequence=last, limit=CATCH_UP_PAGE
                     )
                     if not missed and after_sequence and last == after_sequence:
-                        run = await store.get(conn, run_id)
+                        run = await store.get(conn, project_id, run_id)
                         if run is None:
                             raise run_not_found(run_id)
                         if run.status in TERMINAL_RUN_STATUSES:
@@ -172,7 +178,7 @@ class WatchService:
                         return
 
     async def watch_runs(
-        self, *, workflow_id: str | None, statuses: set[str]
+        self, project_id: uuid.UUID, *, workflow_id: str | None, statuses: set[str]
     ) -> AsyncIterator[tuple[RunEvent, Run] | Lagged]:
         async with self._hub.subscribe(keys.RUN_FEED_CHANNEL) as subscription:
             while True:
@@ -188,6 +194,6 @@ class WatchService:
                 if statuses and (event.data or {}).get("status") not in statuses:
                     continue
                 async with self._pool.acquire() as conn:
-                    run = await store.get(conn, event.run_id)
-                if run is not None:
+                    run = await store.get(conn, project_id, event.run_id)
+                if run is not None:  # None: deleted, or another project's run
                     yield event, run

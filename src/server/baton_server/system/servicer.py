@@ -8,6 +8,7 @@ import grpc
 from google.api import httpbody_pb2
 
 from baton.v1 import system_pb2, system_pb2_grpc
+from baton_server.access.context import send_headers
 from baton_server.rpc.convert import timestamp
 from baton_server.system.service import Check, SystemService
 
@@ -55,7 +56,7 @@ class SystemServicer(system_pb2_grpc.SystemServiceServicer):
     ) -> system_pb2.GetReadinessResponse:
         readiness = await self._service.readiness()
         if not readiness.ready:
-            await context.send_initial_metadata(_UNAVAILABLE)
+            await send_headers(context, _UNAVAILABLE)
         return system_pb2.GetReadinessResponse(
             ready=readiness.ready,
             timestamp=timestamp(readiness.timestamp),

@@ -21,6 +21,7 @@ class Workflow:
     status: str
     created_at: datetime
     updated_at: datetime
+    project_id: uuid.UUID
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,15 @@ def _name_taken(name: str) -> AlreadyExists:
     )
 
 
-async def _check_agents(conn: AsyncConnection, data: Mapping[str, Any]) -> None:
-    """Every step's agent must exist and be active (checked inside the transaction)."""
+async def _check_agents(
+    conn: AsyncConnection, project_id: uuid.UUID, data: Mapping[str, Any]
+) -> None:
+    """Every step's agent must exist in the project and be active (checked inside the
+    transaction)."""
     steps: Mapping[str, Mapping[str, Any]] = data["steps"]
-    statuses = await agent_store.statuses_by_name(conn, {s["agent_name"] for s in steps.values()})
+    statuses = await agent_store.statuses_by_name(
+        conn, project_id, {s["agent_name"] for s in steps.values()}
+    )
     unavailable = {
         name for name in {s["agent_name"] for s in steps.values()} if statuses.get(name) != "active"
     }
@@ -78,14 +83,15 @@ class WorkflowService:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, spec: WorkflowSpec) -> Workflow:
+    async def create(self, project_id: uuid.UUID, spec: WorkflowSpec) -> Workflow:
         data = workflow_data(spec.start_step, spec.steps)
         validate_structure(data)
         try:
             async with self._engine.begin() as conn:
-                await _check_agents(conn, data)
+                await _check_agents(conn, project_id, data)
                 values = {
                     "id": uuid.uuid4(),
+                    "project_id": project_id,
                     "name": spec.name,
                     "description": spec.description,
                     "status": "active",
@@ -96,20 +102,30 @@ class WorkflowService:
                 raise _name_taken(spec.name) from None
             raise
 
-    async def get(self, workflow_id: uuid.UUID) -> Workflow:
+    async def get(self, project_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:
         async with self._engine.connect() as conn:
-            return await self._require(conn, workflow_id)
+            return await self._require(conn, project_id, workflow_id)
 
     async def list_page(
-        self, *, status: str | None, name: str | None, sort: Sort, page: PageRequest
+        self,
+        project_id: uuid.UUID,
+        *,
+        status: str | None,
+        name: str | None,
+        sort: Sort,
+        page: PageRequest,
     ) -> Page[Workflow]:
         async with self._engine.connect() as conn:
-            return await store.list_page(conn, status=status, name=name, sort=sort, page=page)
+            return await store.list_page(
+                conn, project_id, status=status, name=name, sort=sort, page=page
+            )
 
-    async def update(self, workflow_id: uuid.UUID, changes: WorkflowChanges) -> Workflow:
+    async def update(
+        self, project_id: uuid.UUID, workflow_id: uuid.UUID, changes: WorkflowChanges
+    ) -> Workflow:
         try:
             async with self._engine.begin() as conn:
-                current = await self._require(conn, workflow_id, for_update=True)
+                current = await self._require(conn, project_id, workflow_id, for_update=True)
                 if current.status == "deleted":
                     if changes == WorkflowChanges(status="deleted"):
                         return current
@@ -126,41 +142,51 @@ class WorkflowService:
                     )
                     if data != current.workflow_data:
                         validate_structure(data)
-                        await _check_agents(conn, data)
+                        await _check_agents(conn, project_id, data)
                         values["version"] = current.version + 1
                         await store.insert_version(conn, workflow_id, values["version"], data)
                 if values.get("status") == "active":
-                    await _check_agents(conn, current.workflow_data)
+                    await _check_agents(conn, project_id, current.workflow_data)
                 if not values:
                     return current
                 await store.update(conn, workflow_id, values)
-                return await self._require(conn, workflow_id)
+                return await self._require(conn, project_id, workflow_id)
         except IntegrityError as error:
             if violated_constraint(error) == store.LIVE_NAME_INDEX:
                 raise _name_taken(changes.name or "") from None
             raise
 
-    async def delete(self, workflow_id: uuid.UUID) -> None:
-        await self.update(workflow_id, WorkflowChanges(status="deleted"))
+    async def delete(self, project_id: uuid.UUID, workflow_id: uuid.UUID) -> None:
+        await self.update(project_id, workflow_id, WorkflowChanges(status="deleted"))
 
-    async def set_active(self, workflow_id: uuid.UUID, active: bool) -> Workflow:
+    async def set_active(
+        self, project_id: uuid.UUID, workflow_id: uuid.UUID, active: bool
+    ) -> Workflow:
         return await self.update(
-            workflow_id, WorkflowChanges(status="active" if active else "inactive")
+            project_id, workflow_id, WorkflowChanges(status="active" if active else "inactive")
         )
 
-    async def list_versions(self, any_id: uuid.UUID, page: PageRequest) -> Page[WorkflowVersion]:
+    async def list_versions(
+        self, project_id: uuid.UUID, any_id: uuid.UUID, page: PageRequest
+    ) -> Page[WorkflowVersion]:
         async with self._engine.connect() as conn:
             workflow_id = await store.resolve_workflow_id(conn, any_id)
             if workflow_id is None:
                 raise workflow_not_found(any_id)
-            workflow = await self._require(conn, workflow_id)
+            workflow = await store.get(conn, project_id, workflow_id)
+            if workflow is None:
+                raise workflow_not_found(any_id)
             return await store.list_versions(conn, workflow, page)
 
     @staticmethod
     async def _require(
-        conn: AsyncConnection, workflow_id: uuid.UUID, *, for_update: bool = False
+        conn: AsyncConnection,
+        project_id: uuid.UUID,
+        workflow_id: uuid.UUID,
+        *,
+        for_update: bool = False,
     ) -> Workflow:
-        workflow = await store.get(conn, workflow_id, for_update=for_update)
+        workflow = await store.get(conn, project_id, workflow_id, for_update=for_update)
         if workflow is None:
             raise workflow_not_found(workflow_id)
         return workflow

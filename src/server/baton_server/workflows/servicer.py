@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import wrappers_pb2
 
 from baton.v1 import workflows_pb2, workflows_pb2_grpc
+from baton_server.access.context import caller, send_headers
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
@@ -69,6 +70,7 @@ def workflow_to_proto(workflow: Workflow) -> workflows_pb2.Workflow:
         created_at=timestamp(workflow.created_at),
         updated_at=timestamp(workflow.updated_at),
         definition_id=str(workflow.definition_id),
+        project_id=str(workflow.project_id),
     )
 
 
@@ -95,20 +97,22 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.CreateWorkflowRequest, context: _Context
     ) -> workflows_pb2.Workflow:
         workflow = await self._service.create(
+            caller().project_id,
             WorkflowSpec(
                 name=request.name,
                 description=request.description,
                 start_step=request.start_step,
                 steps=steps_from_proto(request.steps),
-            )
+            ),
         )
-        await context.send_initial_metadata((("x-http-code", "201"),))
+        await send_headers(context, (("x-http-code", "201"),))
         return workflow_to_proto(workflow)
 
     async def ListWorkflows(
         self, request: workflows_pb2.ListWorkflowsRequest, context: _Context
     ) -> workflows_pb2.ListWorkflowsResponse:
         page = await self._service.list_page(
+            caller().project_id,
             status=_Status.Name(request.status) if request.status else None,
             name=request.name or None,
             sort=Sort.parse(request.sort_by, request.sort_order),
@@ -125,7 +129,9 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
     async def GetWorkflow(
         self, request: workflows_pb2.GetWorkflowRequest, context: _Context
     ) -> workflows_pb2.Workflow:
-        workflow = await self._service.get(parse_uuid(request.workflow_id, "workflow_id"))
+        workflow = await self._service.get(
+            caller().project_id, parse_uuid(request.workflow_id, "workflow_id")
+        )
         return workflow_to_proto(workflow)
 
     async def UpdateWorkflow(
@@ -139,14 +145,16 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
             status=_Status.Name(request.status) if request.HasField("status") else None,
         )
         workflow = await self._service.update(
-            parse_uuid(request.workflow_id, "workflow_id"), changes
+            caller().project_id, parse_uuid(request.workflow_id, "workflow_id"), changes
         )
         return workflow_to_proto(workflow)
 
     async def DeleteWorkflow(
         self, request: workflows_pb2.DeleteWorkflowRequest, context: _Context
     ) -> workflows_pb2.DeleteWorkflowResponse:
-        await self._service.delete(parse_uuid(request.workflow_id, "workflow_id"))
+        await self._service.delete(
+            caller().project_id, parse_uuid(request.workflow_id, "workflow_id")
+        )
         return workflows_pb2.DeleteWorkflowResponse(
             message=f"Workflow '{request.workflow_id}' deleted successfully"
         )
@@ -155,7 +163,9 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.ListWorkflowVersionsRequest, context: _Context
     ) -> workflows_pb2.ListWorkflowVersionsResponse:
         page = await self._service.list_versions(
-            parse_uuid(request.workflow_id, "workflow_id"), page_request(request)
+            caller().project_id,
+            parse_uuid(request.workflow_id, "workflow_id"),
+            page_request(request),
         )
         return workflows_pb2.ListWorkflowVersionsResponse(
             items=[_version_to_proto(v) for v in page.items],
@@ -169,7 +179,7 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.ActivateWorkflowRequest, context: _Context
     ) -> workflows_pb2.Workflow:
         workflow = await self._service.set_active(
-            parse_uuid(request.workflow_id, "workflow_id"), True
+            caller().project_id, parse_uuid(request.workflow_id, "workflow_id"), True
         )
         return workflow_to_proto(workflow)
 
@@ -177,6 +187,6 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.DeactivateWorkflowRequest, context: _Context
     ) -> workflows_pb2.Workflow:
         workflow = await self._service.set_active(
-            parse_uuid(request.workflow_id, "workflow_id"), False
+            caller().project_id, parse_uuid(request.workflow_id, "workflow_id"), False
         )
         return workflow_to_proto(workflow)

@@ -46,6 +46,7 @@ def _to_workflow(row: Any) -> Workflow:
         status=row.status,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        project_id=row.project_id,
     )
 
 
@@ -54,7 +55,7 @@ async def insert(
 ) -> Workflow:
     await conn.execute(workflows.insert().values(**values, version=1))
     await insert_version(conn, values["id"], 1, workflow_data)
-    workflow = await get(conn, values["id"])
+    workflow = await get(conn, values["project_id"], values["id"])
     assert workflow is not None
     return workflow
 
@@ -73,9 +74,14 @@ async def insert_version(
 
 
 async def get(
-    conn: AsyncConnection, workflow_id: uuid.UUID, *, for_update: bool = False
+    conn: AsyncConnection,
+    project_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    *,
+    for_update: bool = False,
 ) -> Workflow | None:
-    query = _CURRENT.where(workflows.c.id == workflow_id)
+    """The workflow if it exists in the project (another project's is None too)."""
+    query = _CURRENT.where(workflows.c.id == workflow_id, workflows.c.project_id == project_id)
     if for_update:
         query = query.with_for_update(of=workflows)
     row = (await conn.execute(query)).one_or_none()
@@ -92,13 +98,17 @@ async def update(conn: AsyncConnection, workflow_id: uuid.UUID, values: Mapping[
 
 async def list_page(
     conn: AsyncConnection,
+    project_id: uuid.UUID,
     *,
     status: str | None,
     name: str | None,
     sort: Sort,
     page: PageRequest,
 ) -> Page[Workflow]:
-    conditions = [workflows.c.status == status if status else workflows.c.status != "deleted"]
+    conditions = [
+        workflows.c.project_id == project_id,
+        workflows.c.status == status if status else workflows.c.status != "deleted",
+    ]
     if name:
         conditions.append(workflows.c.name == name)
     return await fetch_page(
