@@ -23,6 +23,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from baton_sdk.access import (
+        ApiKey,
+        AuditEvent,
+        Caller,
+        CreatedApiKey,
+        Project,
+        Role,
+    )
     from baton_sdk.client import (
         BatonClient,
         Connecting,
@@ -92,6 +100,12 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS: dict[str, str] = {
+    "ApiKey": "baton_sdk.access",
+    "AuditEvent": "baton_sdk.access",
+    "Caller": "baton_sdk.access",
+    "CreatedApiKey": "baton_sdk.access",
+    "Project": "baton_sdk.access",
+    "Role": "baton_sdk.access",
     "BatonClient": "baton_sdk.client",
     "Connecting": "baton_sdk.client",
     "connect": "baton_sdk.client",
@@ -158,12 +172,16 @@ __all__ = [
     "AgentStatus",
     "AgentUnavailableError",
     "AlreadyExistsError",
+    "ApiKey",
     "AsyncPager",
+    "AuditEvent",
     "AuthType",
     "BatonClient",
     "BatonError",
     "CallCancelledError",
+    "Caller",
     "Connecting",
+    "CreatedApiKey",
     "DataLossError",
     "DeadlineExceededError",
     "FailedPreconditionError",
@@ -175,9 +193,11 @@ __all__ = [
     "OutOfRangeError",
     "Page",
     "PermissionDeniedError",
+    "Project",
     "ResourceExhaustedError",
     "RetryConfig",
     "RetryPolicy",
+    "Role",
     "Run",
     "RunData",
     "RunEvent",

@@ -203,6 +203,14 @@ def migrate(data_dir: Path | None, database_url: str | None, log_level: str) -> 
     click.echo("database is up to date")
 
 
+@main.command("secret-key")
+def secret_key_command() -> None:
+    """Print a new secret key for BATON_SECRET_KEY (Fernet, 32 random bytes)."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
 def _register_client_commands() -> None:
     from baton_sdk.commands import register
 

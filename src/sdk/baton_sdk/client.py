@@ -11,6 +11,7 @@ from typing import Any, Self
 import grpc
 
 from baton_sdk._transport import Transport
+from baton_sdk.access import Access
 from baton_sdk.agents import Agents
 from baton_sdk.errors import UnavailableError
 from baton_sdk.options import RetryPolicy, TLSConfig
@@ -43,6 +44,7 @@ class BatonClient:
     event loop).
 
     Attributes:
+        access: Projects, API keys, the audit trail and who the caller is.
         agents: Register and manage agents.
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
@@ -75,6 +77,7 @@ class BatonClient:
             timeout=timeout,
             retry=retry or RetryPolicy(),
         )
+        self.access = Access(self._transport)
         self.agents = Agents(self._transport)
         self.workflows = Workflows(self._transport)
         self.runs = Runs(self._transport)
@@ -184,6 +187,7 @@ def connect(
     target: str | None = None,
     *,
     api_key: str | None = None,
+    token: str | None = None,
     tls: bool | TLSConfig = False,
     timeout: float = DEFAULT_TIMEOUT,
     retry: RetryPolicy | None = None,
@@ -208,8 +212,10 @@ def connect(
     Args:
         target: ``host:port`` of the server's gRPC port; default ``$BATON_SERVER``,
             else ``localhost:50051``.
-        api_key: Sent as ``authorization: Bearer <api_key>`` with every call (for a
-            gateway in front of Baton; Baton itself does not check it).
+        api_key: A Baton API key, sent as ``x-api-key`` with every call; default
+            ``$BATON_API_KEY``.
+        token: A JWT, sent as ``authorization: Bearer <token>`` with every call (for
+            a server configured to accept JWTs). Not together with ``api_key``.
         tls: ``True`` for TLS with the system's root certificates, a
             :class:`TLSConfig` for custom certificates, ``False`` for plaintext.
         timeout: Default deadline of every unary call, in seconds; each method
@@ -230,8 +236,13 @@ def connect(
     """
     resolved = _resolve_target(target)
     call_metadata = list((metadata or {}).items())
+    api_key = api_key if api_key is not None else os.environ.get("BATON_API_KEY") or None
+    if api_key is not None and token is not None:
+        raise ValueError("give api_key or token, not both")
     if api_key is not None:
-        call_metadata.append(("authorization", f"Bearer {api_key}"))
+        call_metadata.append(("x-api-key", api_key))
+    if token is not None:
+        call_metadata.append(("authorization", f"Bearer {token}"))
 
     async def open_client() -> BatonClient:
         channel = _open_channel(resolved, tls=tls, channel_options=channel_options)

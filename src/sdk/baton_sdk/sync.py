@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from baton_sdk._loop_thread import LoopThread
+from baton_sdk.access import ApiKey, AuditEvent, Caller, CreatedApiKey, Project, Role
 from baton_sdk.agents import AgentSortField
 from baton_sdk.client import DEFAULT_TIMEOUT, BatonClient, connect
 from baton_sdk.models import (
@@ -120,6 +121,104 @@ class SyncRun(RunData):
         if self._runs is None:
             raise RuntimeError("this SyncRun was not returned by a client; use client.runs")
         return self._runs
+
+
+class SyncAccess:
+    """Blocking twin of :class:`~baton_sdk.access.Access` (``client.access``)."""
+
+    def __init__(self, loop: LoopThread, client: BatonClient) -> None:
+        """Bind to the sync client's loop and async client."""
+        self._loop = loop
+        self._access = client.access
+
+    def caller(self, *, timeout: float | None = None) -> Caller:
+        """Who the server takes this client to be."""
+        return self._loop.run(self._access.caller(timeout=timeout))
+
+    def create_project(
+        self, *, name: str, description: str = "", timeout: float | None = None
+    ) -> Project:
+        """Create a project. See :meth:`Access.create_project`."""
+        return self._loop.run(
+            self._access.create_project(name=name, description=description, timeout=timeout)
+        )
+
+    def get_project(self, project_id: str, *, timeout: float | None = None) -> Project:
+        """Fetch one project by id."""
+        return self._loop.run(self._access.get_project(project_id, timeout=timeout))
+
+    def list_projects(
+        self, *, page_size: int = 20, limit: int | None = None, timeout: float | None = None
+    ) -> SyncPager[Project]:
+        """List projects by name."""
+        pager = self._access.list_projects(page_size=page_size, limit=limit, timeout=timeout)
+        return SyncPager(self._loop, pager, _same)
+
+    def create_key(
+        self,
+        *,
+        name: str,
+        role: Role | str,
+        project_id: str | None = None,
+        expires_at: datetime | None = None,
+        timeout: float | None = None,
+    ) -> CreatedApiKey:
+        """Create an API key. See :meth:`Access.create_key`."""
+        return self._loop.run(
+            self._access.create_key(
+                name=name, role=role, project_id=project_id, expires_at=expires_at, timeout=timeout
+            )
+        )
+
+    def get_key(self, key_id: str, *, timeout: float | None = None) -> ApiKey:
+        """Fetch one API key (never its secret)."""
+        return self._loop.run(self._access.get_key(key_id, timeout=timeout))
+
+    def list_keys(
+        self,
+        *,
+        project_id: str | None = None,
+        include_revoked: bool = False,
+        page_size: int = 20,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> SyncPager[ApiKey]:
+        """List API keys, newest first."""
+        pager = self._access.list_keys(
+            project_id=project_id,
+            include_revoked=include_revoked,
+            page_size=page_size,
+            limit=limit,
+            timeout=timeout,
+        )
+        return SyncPager(self._loop, pager, _same)
+
+    def revoke_key(self, key_id: str, *, timeout: float | None = None) -> ApiKey:
+        """Revoke an API key."""
+        return self._loop.run(self._access.revoke_key(key_id, timeout=timeout))
+
+    def audit_events(
+        self,
+        *,
+        actor: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        project_id: str | None = None,
+        page_size: int = 20,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> SyncPager[AuditEvent]:
+        """List audit events, newest first."""
+        pager = self._access.audit_events(
+            actor=actor,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            project_id=project_id,
+            page_size=page_size,
+            limit=limit,
+            timeout=timeout,
+        )
+        return SyncPager(self._loop, pager, _same)
 
 
 class SyncAgents:
@@ -499,6 +598,7 @@ class SyncBatonClient:
     safe (they all run on the client's private event loop).
 
     Attributes:
+        access: Projects, API keys, the audit trail and who the caller is.
         agents: Register and manage agents.
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
@@ -510,6 +610,7 @@ class SyncBatonClient:
         self._loop = loop
         self._client = client
         self.target = client.target
+        self.access = SyncAccess(loop, client)
         self.agents = SyncAgents(loop, client)
         self.workflows = SyncWorkflows(loop, client)
         self.runs = SyncRuns(loop, client)
@@ -550,6 +651,7 @@ def connect_sync(
     target: str | None = None,
     *,
     api_key: str | None = None,
+    token: str | None = None,
     tls: bool | TLSConfig = False,
     timeout: float = DEFAULT_TIMEOUT,
     retry: RetryPolicy | None = None,
@@ -569,7 +671,8 @@ def connect_sync(
     Args:
         target: ``host:port`` of the server's gRPC port; default ``$BATON_SERVER``,
             else ``localhost:50051``.
-        api_key: Sent as ``authorization: Bearer <api_key>`` with every call.
+        api_key: A Baton API key (default ``$BATON_API_KEY``).
+        token: A JWT, sent as ``authorization: Bearer <token>``.
         tls: ``True``, a :class:`TLSConfig`, or ``False`` for plaintext.
         timeout: Default deadline of every unary call, in seconds.
         retry: How UNAVAILABLE is retried and streams resumed.
@@ -590,6 +693,7 @@ def connect_sync(
         return await connect(
             target,
             api_key=api_key,
+            token=token,
             tls=tls,
             timeout=timeout,
             retry=retry,

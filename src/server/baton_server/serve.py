@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -21,17 +23,25 @@ from pathlib import Path
 import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from baton_server.access import service as access_service
+from baton_server.access import store as access_store
+from baton_server.access.model import ApiKey, Role
 from baton_server.app import GrpcApp, PortInUseError, start_grpc
 from baton_server.config import AccessSettings, Settings, default_data_dir, is_loopback
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
+from baton_server.db.tables import DEFAULT_PROJECT_NAME
 from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
 from baton_server.envoy import EnvoyStartError, EnvoySupervisor, Upstream, loopback_for
+from baton_server.errors import BatonError
 from baton_server.executor.worker import Worker
 from baton_server.loop import freeze_startup_objects
 from baton_server.sealing import SecretBox, SecretKeyError, seal_stored
 
 log = logging.getLogger(__name__)
+
+#: In a data directory while its embedded servers run: where to reach PostgreSQL.
+RUNNING_FILE = "running.json"
 
 
 class ServeError(RuntimeError):
@@ -81,6 +91,13 @@ async def backends(settings: Settings) -> AsyncIterator[Backends]:
             services = await stack.enter_async_context(run_embedded(data_dir))
         except (DataDirInUseError, EmbeddedStartError) as error:
             raise ServeError(str(error)) from None
+        # Where the running servers are, for `baton keys create --direct` while this
+        # process owns the directory (readable by its owner only, like the data).
+        published = data_dir / RUNNING_FILE
+        descriptor = os.open(published, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"database_url": services.database_url}, file)
+        stack.callback(published.unlink, missing_ok=True)
         yield Backends(services.database_url, services.redis_url)
 
 
@@ -222,13 +239,53 @@ async def _migrate(database_url: str) -> None:
         await engine.dispose()
 
 
-async def migrate_only(settings: Settings) -> None:
-    """Apply migrations to the configured (or embedded) database, then return."""
+@contextlib.asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """The configured database; else the embedded one of a running ``baton serve``;
+    else the embedded one, started for the duration."""
     if settings.database_url:
-        await _migrate(settings.database_url)
+        yield settings.database_url
+        return
+    published = (settings.data_dir or default_data_dir()) / RUNNING_FILE
+    if published.exists():
+        yield str(json.loads(published.read_text())["database_url"])
         return
     async with backends(settings) as found:
-        await _migrate(found.database_url)
+        yield found.database_url
+
+
+async def migrate_only(settings: Settings) -> None:
+    """Apply migrations to the configured (or embedded) database, then return."""
+    async with database_url(settings) as url:
+        await _migrate(url)
+
+
+async def create_key_directly(
+    settings: Settings, *, name: str, role: Role, project: str | None
+) -> tuple[ApiKey, str]:
+    """``baton keys create --direct``: a key made in the database, no server needed
+    (the first admin key of a server that requires one). ``project``: id or name."""
+    async with database_url(settings) as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            await wait_for_database(engine)
+            await migrate.upgrade(engine)
+            async with engine.begin() as conn:
+                found = await access_store.find_project(conn, project or DEFAULT_PROJECT_NAME)
+                if found is None:
+                    raise ServeError(f"no project {project!r}")
+                return await access_service.create_key(
+                    conn,
+                    name=name,
+                    role=role,
+                    project_id=found.id,
+                    expires_at=None,
+                    created_by="baton keys create --direct",
+                )
+        except BatonError as error:
+            raise ServeError(error.message) from None
+        finally:
+            await engine.dispose()
 
 
 async def serve(settings: Settings) -> None:

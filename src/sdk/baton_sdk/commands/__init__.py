@@ -1,4 +1,4 @@
-"""The client commands of ``baton``: agents, workflows, runs and ``run``.
+"""The client commands of ``baton``: agents, workflows, runs, ``run``, keys and projects.
 
 They talk to a Baton server through the SDK's blocking client. Each module imports
 the SDK, grpc and rich only inside its commands, so building the command tree (for
@@ -13,8 +13,9 @@ import click
 def register(main: click.Group) -> None:
     """Add the client commands to the ``baton`` group."""
     from baton_sdk.commands.agents import agents
+    from baton_sdk.commands.keys import keys, projects
     from baton_sdk.commands.runs import run, runs
     from baton_sdk.commands.workflows import workflows
 
-    for command in (agents, workflows, runs, run):
+    for command in (agents, workflows, runs, run, keys, projects):
         main.add_command(command)

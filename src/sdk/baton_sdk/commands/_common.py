@@ -129,7 +129,7 @@ def client_command(function: Callable[..., None]) -> Callable[..., None]:
         "--api-key",
         envvar="BATON_API_KEY",
         default=None,
-        help="Sent as a bearer token (env BATON_API_KEY).",
+        help="API key sent with every call (env BATON_API_KEY).",
     )
     @click.option("--json", "json_output", is_flag=True, help="Print JSON for scripts.")
     @functools.wraps(function)

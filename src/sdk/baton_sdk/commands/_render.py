@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from baton_sdk.access import ApiKey, Project
 from baton_sdk.models import (
     Agent,
     RunData,
@@ -366,3 +367,25 @@ class RunProgress:
     def status(self) -> RunStatus | None:
         """The run's final status, once the terminal event arrived."""
         return self.final.status if self.final else None
+
+
+def keys_table(keys: Iterable[ApiKey]) -> Table:
+    table = _table("NAME", "ROLE", "PREFIX", "PROJECT", "ID", "LAST USED", "STATE")
+    for key in keys:
+        table.add_row(
+            key.name,
+            key.role.value,
+            key.prefix,
+            key.project_id,
+            key.id,
+            when(key.last_used_at) if key.last_used_at else "never",
+            "revoked" if key.revoked_at else "active",
+        )
+    return table
+
+
+def projects_table(projects: Iterable[Project]) -> Table:
+    table = _table("NAME", "ID", "DESCRIPTION", "CREATED")
+    for project in projects:
+        table.add_row(project.name, project.id, project.description, when(project.created_at))
+    return table
