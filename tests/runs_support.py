@@ -20,20 +20,31 @@ from baton.v1 import (
 TERMINAL = {runs_pb2.Run.COMPLETED, runs_pb2.Run.FAILED, runs_pb2.Run.CANCELLED}
 
 
+Metadata = tuple[tuple[str, str], ...]
+
+
 async def register_agent(
-    agents: agents_pb2_grpc.AgentServiceAsyncStub, name: str, url: str, **fields: Any
+    agents: agents_pb2_grpc.AgentServiceAsyncStub,
+    name: str,
+    url: str,
+    *,
+    metadata: Metadata = (),
+    **fields: Any,
 ) -> agents_pb2.Agent:
     request = json_format.ParseDict(
         {"name": name, "url": url, **fields}, agents_pb2.CreateAgentRequest()
     )
-    return await agents.CreateAgent(request)
+    return await agents.CreateAgent(request, metadata=metadata)
 
 
 async def create_workflow(
-    workflows: workflows_pb2_grpc.WorkflowServiceAsyncStub, body: dict[str, Any]
+    workflows: workflows_pb2_grpc.WorkflowServiceAsyncStub,
+    body: dict[str, Any],
+    *,
+    metadata: Metadata = (),
 ) -> workflows_pb2.Workflow:
     return await workflows.CreateWorkflow(
-        json_format.ParseDict(body, workflows_pb2.CreateWorkflowRequest())
+        json_format.ParseDict(body, workflows_pb2.CreateWorkflowRequest()), metadata=metadata
     )
 
 
