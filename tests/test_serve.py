@@ -58,7 +58,15 @@ def alive(pid: int) -> bool:
 class Server:
     """One ``baton serve`` subprocess."""
 
-    def __init__(self, data_dir: Path, grpc_port: int, http_port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        grpc_port: int,
+        http_port: int | None = None,
+        *,
+        options: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.grpc_port = grpc_port
         self.http_port = http_port or free_port()
         self.process = subprocess.Popen(
@@ -71,11 +79,12 @@ class Server:
                 str(grpc_port),
                 "--http-port",
                 str(self.http_port),
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+            env={k: v for k, v in os.environ.items() if not k.startswith("BATON_")} | (env or {}),
         )
 
     def wait_serving(self, timeout: float = 60.0) -> None:
