@@ -4,6 +4,11 @@
 # PostgreSQL and Redis:
 #
 #   docker build -t baton:local . && docker run -p 8000:8000 -v baton-data:/data baton:local
+#
+# Listening on every interface, it requires a credential on every call (--auth required);
+# make the first admin key inside the running container:
+#
+#   docker exec <container> baton keys create --direct --role admin --name root
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -28,4 +33,4 @@ USER baton
 VOLUME /data
 EXPOSE 8000 50051
 ENTRYPOINT ["baton"]
-CMD ["serve", "--host", "0.0.0.0"]
+CMD ["serve", "--host", "0.0.0.0", "--auth", "required"]

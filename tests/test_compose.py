@@ -69,6 +69,7 @@ def test_baton_commands_parse_and_do_what_the_stack_needs() -> None:
     assert default
     standalone = parse_baton_command(yaml.safe_load(default.group(1)))
     assert (standalone.info_name, standalone.params["envoy"]) == ("serve", True)
+    assert standalone.params["auth"] == "required"  # it listens on every interface
     assert standalone.params["http_port"] == 8000
 
 
@@ -88,6 +89,9 @@ def test_environment_points_at_the_stack_databases() -> None:
             postgres["POSTGRES_DB"],
         )
         assert environment["BATON_REDIS_URL"].startswith("redis://redis:6379/")
+        # Secure by default: credentials required, one secret key for every process.
+        assert environment["BATON_AUTH"] == "required"
+        assert environment["BATON_SECRET_KEY"].startswith("${BATON_SECRET_KEY:?")
 
 
 def test_start_order_and_health_checks() -> None:
