@@ -48,6 +48,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography.fernet import Fernet
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 for _path in (ROOT, ROOT / "src" / "server"):
     if str(_path) not in sys.path:
@@ -422,6 +424,8 @@ async def main_async(args: argparse.Namespace) -> int:
         services = await stack.enter_async_context(run_embedded(work / "data"))
         agent_url = stack.enter_context(AgentProcess()).start()
         backends = ["--database-url", services.database_url, "--redis-url", services.redis_url]
+        # Server and workers must share the key that seals agent credentials.
+        backends += ["--secret-key", Fernet.generate_key().decode()]
         server = await Child.spawn(
             "server",
             [

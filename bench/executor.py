@@ -81,6 +81,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography.fernet import Fernet
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 for _path in (ROOT, ROOT / "src" / "server"):
     if str(_path) not in sys.path:
@@ -585,6 +587,8 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
     port = free_port()
     separate = args.worker_mode == "separate"
     backends = ["--database-url", env.database_url, "--redis-url", env.redis_url]
+    # Server and workers must share the key that seals agent credentials.
+    backends += ["--secret-key", Fernet.generate_key().decode()]
     async with contextlib.AsyncExitStack() as stack:
         server = await Child.spawn(
             "baton serve",

@@ -245,10 +245,19 @@ async def test_api_key_and_metadata_go_with_every_call() -> None:
         ) as client:
             assert await client.agents.list().to_list() == []
             assert await client.agents.list(name="x").to_list() == []
+        # A JWT goes as a bearer token instead.
+        async with baton_sdk.connect(f"127.0.0.1:{port}", token="e.y.j") as client:
+            assert await client.agents.list().to_list() == []
+        with pytest.raises(ValueError, match="not both"):
+            baton_sdk.connect(f"127.0.0.1:{port}", api_key="k", token="t")
     finally:
         await server.stop(0)
+    jwt_call = seen.pop()
+    assert jwt_call["authorization"] == "Bearer e.y.j"
+    assert "x-api-key" not in jwt_call
     assert len(seen) == 2
     for metadata in seen:
-        assert metadata["authorization"] == "Bearer k-123"
+        assert metadata["x-api-key"] == "k-123"
+        assert "authorization" not in metadata
         assert metadata["x-tenant"] == "acme"
         assert str(metadata["user-agent"]).startswith("baton-sdk/")
