@@ -6,8 +6,10 @@ Every call but :meth:`Access.caller` needs an ``admin`` credential.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
@@ -15,6 +17,8 @@ from baton.v1 import access_pb2, access_pb2_grpc
 from baton_sdk._convert import optional_datetime, to_datetime
 from baton_sdk._transport import Transport
 from baton_sdk.paging import AsyncPager, Page, numbered_pages
+
+T = TypeVar("T")
 
 
 class Role(enum.StrEnum):
@@ -204,6 +208,32 @@ class Access:
         self._transport = transport
         self._stub = access_pb2_grpc.AccessServiceStub(transport.channel)
 
+    def _listing(
+        self,
+        method: Any,
+        request: Callable[[int], Any],
+        convert: Callable[[Any], T],
+        key: Callable[[T], str],
+        *,
+        limit: int | None,
+        timeout: float | None,
+    ) -> AsyncPager[T]:
+        """A pager over a list RPC: ``request(n)`` is the request for page ``n``."""
+
+        async def fetch(number: int) -> Page[T]:
+            reply = await self._transport.unary(
+                method, request(number), timeout=timeout, idempotent=True
+            )
+            return Page(
+                items=tuple(convert(item) for item in reply.items),
+                page=reply.page,
+                page_size=reply.page_size,
+                total=reply.total,
+                total_pages=reply.total_pages,
+            )
+
+        return AsyncPager(lambda: numbered_pages(fetch), key=key, limit=limit)
+
     async def caller(self, *, timeout: float | None = None) -> Caller:
         """Who the server takes this client to be (any role)."""
         reply = await self._transport.unary(
@@ -247,23 +277,14 @@ class Access:
         self, *, page_size: int = 20, limit: int | None = None, timeout: float | None = None
     ) -> AsyncPager[Project]:
         """List projects by name."""
-
-        async def fetch(number: int) -> Page[Project]:
-            reply = await self._transport.unary(
-                self._stub.ListProjects,
-                access_pb2.ListProjectsRequest(page=number, page_size=page_size),
-                timeout=timeout,
-                idempotent=True,
-            )
-            return Page(
-                items=tuple(Project.from_proto(p) for p in reply.items),
-                page=reply.page,
-                page_size=reply.page_size,
-                total=reply.total,
-                total_pages=reply.total_pages,
-            )
-
-        return AsyncPager(lambda: numbered_pages(fetch), key=lambda p: p.id, limit=limit)
+        return self._listing(
+            self._stub.ListProjects,
+            lambda number: access_pb2.ListProjectsRequest(page=number, page_size=page_size),
+            Project.from_proto,
+            lambda project: project.id,
+            limit=limit,
+            timeout=timeout,
+        )
 
     async def create_key(
         self,
@@ -313,28 +334,19 @@ class Access:
         timeout: float | None = None,
     ) -> AsyncPager[ApiKey]:
         """List API keys, newest first."""
-
-        async def fetch(number: int) -> Page[ApiKey]:
-            reply = await self._transport.unary(
-                self._stub.ListApiKeys,
-                access_pb2.ListApiKeysRequest(
-                    page=number,
-                    page_size=page_size,
-                    project_id=project_id or "",
-                    include_revoked=include_revoked,
-                ),
-                timeout=timeout,
-                idempotent=True,
-            )
-            return Page(
-                items=tuple(ApiKey.from_proto(k) for k in reply.items),
-                page=reply.page,
-                page_size=reply.page_size,
-                total=reply.total,
-                total_pages=reply.total_pages,
-            )
-
-        return AsyncPager(lambda: numbered_pages(fetch), key=lambda k: k.id, limit=limit)
+        return self._listing(
+            self._stub.ListApiKeys,
+            lambda number: access_pb2.ListApiKeysRequest(
+                page=number,
+                page_size=page_size,
+                project_id=project_id or "",
+                include_revoked=include_revoked,
+            ),
+            ApiKey.from_proto,
+            lambda key: key.id,
+            limit=limit,
+            timeout=timeout,
+        )
 
     async def revoke_key(self, key_id: str, *, timeout: float | None = None) -> ApiKey:
         """Revoke an API key; every server refuses it within a second."""
@@ -358,27 +370,18 @@ class Access:
         timeout: float | None = None,
     ) -> AsyncPager[AuditEvent]:
         """List audit events, newest first, filtered."""
-
-        async def fetch(number: int) -> Page[AuditEvent]:
-            reply = await self._transport.unary(
-                self._stub.ListAuditEvents,
-                access_pb2.ListAuditEventsRequest(
-                    page=number,
-                    page_size=page_size,
-                    actor=actor or "",
-                    resource_type=resource_type or "",
-                    resource_id=resource_id or "",
-                    project_id=project_id or "",
-                ),
-                timeout=timeout,
-                idempotent=True,
-            )
-            return Page(
-                items=tuple(AuditEvent.from_proto(e) for e in reply.items),
-                page=reply.page,
-                page_size=reply.page_size,
-                total=reply.total,
-                total_pages=reply.total_pages,
-            )
-
-        return AsyncPager(lambda: numbered_pages(fetch), key=lambda e: str(e.id), limit=limit)
+        return self._listing(
+            self._stub.ListAuditEvents,
+            lambda number: access_pb2.ListAuditEventsRequest(
+                page=number,
+                page_size=page_size,
+                actor=actor or "",
+                resource_type=resource_type or "",
+                resource_id=resource_id or "",
+                project_id=project_id or "",
+            ),
+            AuditEvent.from_proto,
+            lambda event: str(event.id),
+            limit=limit,
+            timeout=timeout,
+        )

@@ -12,7 +12,13 @@ from baton_server.access.context import caller, send_headers
 from baton_server.access.model import ApiKey, AuditEvent, Project, Role
 from baton_server.access.service import AccessService
 from baton_server.config import AccessSettings
-from baton_server.rpc.convert import filter_uuid, page_request, parse_uuid, timestamp
+from baton_server.rpc.convert import (
+    filter_uuid,
+    page_fields,
+    page_request,
+    parse_uuid,
+    timestamp,
+)
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 _CREATED = (("x-http-code", "201"),)
@@ -79,10 +85,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         page = await self._service.list_projects(page_request(request))
         return access_pb2.ListProjectsResponse(
             items=[project_to_proto(p) for p in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def GetProject(
@@ -120,10 +123,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         )
         return access_pb2.ListApiKeysResponse(
             items=[key_to_proto(k) for k in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def GetApiKey(
@@ -159,10 +159,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         )
         return access_pb2.ListAuditEventsResponse(
             items=[audit_event_to_proto(e) for e in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def GetCaller(

@@ -11,7 +11,14 @@ from baton_server.access.context import caller, send_headers
 from baton_server.agents.model import Agent, AgentChanges, AgentSpec, RetryPolicy
 from baton_server.agents.service import AgentService
 from baton_server.paging import Sort
-from baton_server.rpc.convert import page_request, parse_uuid, present, struct_to_dict, timestamp
+from baton_server.rpc.convert import (
+    page_fields,
+    page_request,
+    parse_uuid,
+    present,
+    struct_to_dict,
+    timestamp,
+)
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 _RETRY_FIELDS = ("max_retries", "initial_delay_ms", "max_delay_ms", "backoff_multiplier")
@@ -92,10 +99,7 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         )
         return agents_pb2.ListAgentsResponse(
             items=[agent_to_proto(a) for a in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def GetAgent(

@@ -11,7 +11,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from baton_server.errors import FieldViolation, InvalidArgument
-from baton_server.paging import DEFAULT_PAGE_SIZE, PageRequest
+from baton_server.paging import DEFAULT_PAGE_SIZE, Page, PageRequest
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -61,6 +61,16 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
 def present(message: Message, name: str) -> Any:
     """The value of an optional (presence-tracking) field, or ``None`` when unset."""
     return getattr(message, name) if message.HasField(name) else None
+
+
+def page_fields(page: Page[Any]) -> dict[str, int]:
+    """The paging fields every list response has (``total``, ``page``, ...)."""
+    return {
+        "total": page.total,
+        "page": page.request.page,
+        "page_size": page.request.page_size,
+        "total_pages": page.total_pages,
+    }
 
 
 def page_request(message: Any) -> PageRequest:

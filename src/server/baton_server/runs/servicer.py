@@ -18,6 +18,7 @@ from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
     filter_uuid,
+    page_fields,
     page_request,
     parse_uuid,
     present,
@@ -233,10 +234,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         )
         return runs_pb2.ListRunsResponse(
             items=[run_to_proto(r) for r in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: _Context) -> runs_pb2.Run:

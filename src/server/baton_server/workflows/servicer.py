@@ -13,6 +13,7 @@ from baton_server.access.context import caller, send_headers
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
+    page_fields,
     page_request,
     parse_uuid,
     present,
@@ -120,10 +121,7 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         )
         return workflows_pb2.ListWorkflowsResponse(
             items=[workflow_to_proto(w) for w in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def GetWorkflow(
@@ -169,10 +167,7 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         )
         return workflows_pb2.ListWorkflowVersionsResponse(
             items=[_version_to_proto(v) for v in page.items],
-            total=page.total,
-            page=page.request.page,
-            page_size=page.request.page_size,
-            total_pages=page.total_pages,
+            **page_fields(page),
         )
 
     async def ActivateWorkflow(
