@@ -791,3 +791,40 @@ async def test_plain_and_old_key_secrets_are_resealed_with_the_current_key(
         )
     assert current.open(rows["plain"]) == {"token": "t1"}
     assert current.open(rows["old"]) == {"token": "t2"}
+
+
+async def test_the_all_runs_feed_shows_only_the_callers_project(
+    secured: Secured, engine: AsyncEngine, worker: Worker, echo_agent_url: str
+) -> None:
+    a = key_metadata(
+        await make_key(engine, Role.editor, project_id=await make_project(engine, "feed-a"))
+    )
+    b = key_metadata(
+        await make_key(engine, Role.viewer, project_id=await make_project(engine, "feed-b"))
+    )
+    async with grpc.aio.insecure_channel(secured.target) as channel:
+        agents, workflows, runs = _stubs(channel)
+        await register_agent(agents, "echo", echo_agent_url, metadata=a)
+        workflow = await create_workflow(workflows, chain(("only", "echo", {})), metadata=a)
+        feeds = {
+            name: runs.WatchRuns(runs_pb2.WatchRunsRequest(), metadata=metadata)
+            for name, metadata in (("a", a), ("b", b))
+        }
+        seen: dict[str, list[str]] = {"a": [], "b": []}
+
+        async def read(name: str) -> None:
+            async for event in feeds[name]:
+                seen[name].append(event.run_id)
+
+        readers = [asyncio.create_task(read(name)) for name in feeds]
+        await asyncio.sleep(0.5)  # both subscribed
+        run = await runs.ExecuteWorkflow(
+            runs_pb2.ExecuteWorkflowRequest(workflow_id=workflow.id), metadata=a
+        )
+        await runs.WaitRun(runs_pb2.WaitRunRequest(run_id=run.id), metadata=a)
+        await asyncio.sleep(0.5)
+        for feed in feeds.values():
+            feed.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    assert run.id in seen["a"]
+    assert seen["b"] == []

@@ -161,3 +161,19 @@ def test_listening_beyond_loopback_without_auth_refuses_to_start(tmp_path: Path)
     assert refused.returncode != 0
     assert "--auth required" in refused.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_missing_jwt_key_file_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    refused = baton(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--grpc-port",
+        str(free_port()),
+        "--http-port",
+        str(free_port()),
+        env={"BATON_JWT_PUBLIC_KEY_FILE": str(tmp_path / "missing.pem")},
+    )
+    assert refused.returncode != 0
+    assert "JWT configuration" in refused.stderr
+    assert "Traceback" not in refused.stderr

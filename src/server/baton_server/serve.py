@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton_server.access import service as access_service
 from baton_server.access import store as access_store
 from baton_server.access.model import ApiKey, Role
+from baton_server.access.tokens import JwtVerifier
 from baton_server.app import GrpcApp, PortInUseError, start_grpc
 from baton_server.config import AccessSettings, Settings, default_data_dir, is_loopback
 from baton_server.db import migrate
@@ -132,6 +133,11 @@ def access_settings(settings: Settings) -> AccessSettings:
     """The access settings with the mode decided: ``auto`` is ``open`` on loopback and
     refuses to start on any other interface (secure by default)."""
     access = settings.access
+    if access.jwt is not None:
+        try:
+            JwtVerifier(access.jwt)  # a missing or unreadable key file fails here, clearly
+        except (OSError, ValueError) as error:
+            raise ServeError(f"JWT configuration: {error}") from None
     if access.mode != "auto":
         return access
     if not is_loopback(settings.host):
