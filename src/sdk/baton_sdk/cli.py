@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from baton_server.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, Settings, default_data_dir
+from baton_server.config import (
+    AUTH_MODES,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    Settings,
+    default_data_dir,
+)
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -99,7 +105,7 @@ def main() -> None:
 )
 @click.option(
     "--auth",
-    type=click.Choice(["auto", "open", "required"]),
+    type=click.Choice(AUTH_MODES),
     default="auto",
     show_default=True,
     envvar="BATON_AUTH",

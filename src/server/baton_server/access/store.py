@@ -17,7 +17,6 @@ from baton_server.paging import Page, PageRequest, Sort
 
 PROJECT_NAME_CONSTRAINT = "uq_projects_name"
 KEY_NAME_INDEX = "uq_api_keys_live_name"
-KEY_PREFIX_CONSTRAINT = "uq_api_keys_prefix"
 
 _KEY_COLUMNS = [c for c in api_keys.c if c.name != "secret_hash"]
 
