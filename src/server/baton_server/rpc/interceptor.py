@@ -15,14 +15,14 @@ from typing import Any
 
 import asyncpg
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from baton_server.access import context as calls
 from baton_server.access.guard import AccessGuard
 from baton_server.access.rules import MethodRule
-from baton_server.errors import BatonError, Unavailable
+from baton_server.errors import BatonError, InvalidArgument, Unavailable
 from baton_server.rpc.status import internal_status, to_grpc_status
 from baton_server.rpc.validation import validate_request
 from baton_server.rpc.wrapping import Handler, WrappingInterceptor
@@ -68,6 +68,33 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) 
     await context.abort(status.code, status.details, (*status.trailing_metadata, *headers))
 
 
+class _Undecodable:
+    """What a request that is not a valid message of its type (a string field that is
+    not UTF-8, say) becomes, so that the handler can answer INVALID_ARGUMENT instead of
+    grpc answering UNKNOWN with the parser's exception text."""
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _Undecodable()
+
+    return parse
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            "invalid request: it is not a valid message (is every string valid UTF-8?)",
+            reason="INVALID_REQUEST",
+        )
+
+
 class ErrorMappingInterceptor(WrappingInterceptor):
     """Admits callers, validates requests against the contract and maps domain errors
     to statuses. Methods without a rule (grpc.health.v1, reflection) are public."""
@@ -81,16 +108,17 @@ class ErrorMappingInterceptor(WrappingInterceptor):
         if handler.request_streaming:
             return handler
         rule = self._rules.get(method)
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, rule),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, rule),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -115,6 +143,7 @@ class ErrorMappingInterceptor(WrappingInterceptor):
         async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 call = await self._admit(rule, context)
+                _check_decoded(request)
                 validate_request(request)
                 response = await inner(request, context)
                 if call is not None:
@@ -137,6 +166,7 @@ class ErrorMappingInterceptor(WrappingInterceptor):
         ) -> AsyncIterator[Any]:
             try:
                 call = await self._admit(rule, context)
+                _check_decoded(request)
                 validate_request(request)
                 async for response in inner(request, context):
                     if call is not None and not call.headers_sent:

@@ -10,6 +10,7 @@ import protovalidate
 from google.protobuf.message import Message
 
 from baton_server.errors import FieldViolation, InvalidArgument
+from baton_server.rpc.strings import reject_nul
 
 _validator = protovalidate.Validator()
 
@@ -30,7 +31,9 @@ def _field_path(violation: protovalidate.Violation) -> str:
 
 
 def validate_request(message: Message) -> None:
-    """Raise ``InvalidArgument`` naming every field that breaks a declared rule."""
+    """Raise ``InvalidArgument`` naming every field that breaks a declared rule, or that
+    holds a NUL character."""
+    reject_nul(message)
     found = _validator.collect_violations(message)
     if not found:
         return

@@ -1,0 +1,91 @@
+"""Malformed input a probe would send: NUL characters and invalid UTF-8 answer 400
+naming the problem, never 500, and change nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton.v1 import agents_pb2, agents_pb2_grpc
+from tests.rest_support import error_of
+from tests.rpc_errors import failure
+
+
+async def _counts(engine: AsyncEngine) -> tuple[int, int]:
+    async with engine.connect() as conn:
+        agents = (await conn.execute(sa.text("SELECT count(*) FROM agents"))).scalar_one()
+        runs = (await conn.execute(sa.text("SELECT count(*) FROM runs"))).scalar_one()
+    return agents, runs
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/runs/%00",
+        "/api/v1/runs/%00/steps",
+        "/api/v1/runs/%00/logs",
+        "/api/v1/agents?name=%00",
+    ],
+)
+async def test_a_nul_in_a_path_or_query_is_a_400_naming_the_field(
+    rest: httpx.AsyncClient, path: str
+) -> None:
+    response = await rest.get(path)
+    assert response.status_code == 400, response.text
+    found = error_of(response)
+    assert found["reason"] == "INVALID_FIELD"
+    assert any("NUL" in description for description in found["fields"].values())
+
+
+async def test_a_nul_in_a_body_is_a_400_naming_the_field_and_changes_nothing(
+    rest: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    before = await _counts(engine)
+    created = await rest.post(
+        "/api/v1/agents",
+        json={"name": "a", "url": "http://a:1", "description": "bad\u0000"},
+    )
+    assert created.status_code == 400, created.text
+    assert set(error_of(created)["fields"]) == {"description"}
+    executed = await rest.post(
+        f"/api/v1/workflows/{uuid.uuid4()}/execute",
+        json={"request_id": "\u0000", "input_data": {"rows": [{"name": "x\u0000"}]}},
+    )
+    assert executed.status_code == 400, executed.text
+    assert set(error_of(executed)["fields"]) == {"request_id", "input_data.rows[0].name"}
+    assert await _counts(engine) == before
+
+
+async def test_invalid_utf8_in_a_path_segment_is_a_clean_400(rest: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/agents/%ED%A0%80", "/api/v1/runs/%FF%FE", "/api/v1/workflows/%C3"):
+        response = await rest.get(path)
+        assert response.status_code == 400, (path, response.text)
+        body = response.json()
+        assert "DecodeError" not in body["message"]
+        assert "protobuf" not in body["message"]
+
+
+async def test_bytes_that_are_not_the_request_message_are_invalid_argument(
+    channel: grpc.aio.Channel, engine: AsyncEngine
+) -> None:
+    # Field 1 (agent_id, a string) holding bytes that are not UTF-8.
+    raw = b"\x0a\x03\xed\xa0\x80"
+    call = channel.unary_unary(
+        "/baton.v1.AgentService/GetAgent",
+        request_serializer=lambda data: data,
+        response_deserializer=agents_pb2.Agent.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(raw, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure(raised.value).reason == "INVALID_REQUEST"
+    # The server is still fine.
+    listed = await agents_pb2_grpc.AgentServiceStub(channel).ListAgents(
+        agents_pb2.ListAgentsRequest()
+    )
+    assert listed.total == 0
