@@ -637,6 +637,7 @@ async def test_http_protocol_posts_the_payload_with_credentials_and_idempotency_
             ),
             STEP_INPUT,
             idempotency_key=idempotency_key,
+            attempt=2,
         )
 
     assert output == {"summary": "ok", "tokens": 12}
@@ -646,6 +647,7 @@ async def test_http_protocol_posts_the_payload_with_credentials_and_idempotency_
     assert seen.headers["authorization"] == "Bearer s3cret"
     assert seen.headers["x-api-key"] == "k-123"
     assert seen.headers["idempotency-key"] == idempotency_key
+    assert seen.headers["baton-attempt"] == "2"
     assert seen.headers["content-type"] == "application/json"
 
 
@@ -696,8 +698,8 @@ async def test_a2a_request_carries_headers_key_and_one_data_part(
     assert rpc_request.headers["a2a-version"] == version
     params = rpc_request.body["params"]
     message = params["message"]
-    assert message["messageId"] == f"baton-{idempotency_key}"
-    assert message["metadata"] == {IDEMPOTENCY_METADATA_KEY: idempotency_key}
+    assert message["messageId"] == f"baton-{idempotency_key}/1"
+    assert message["metadata"] == {IDEMPOTENCY_METADATA_KEY: idempotency_key, "baton_attempt": 1}
     if version == "1.0":
         assert rpc_request.rpc_method == "SendMessage"
         assert message["role"] == "ROLE_USER"

@@ -9,19 +9,21 @@ once per URL and cached.
 Two protocols, chosen per agent (:attr:`AgentEndpoint.protocol`):
 
 ``"http"``
-    ``POST <url>`` with the step input as the JSON body and an
-    ``Idempotency-Key`` header; a 2xx JSON body is the step output.
+    ``POST <url>`` with the step input as the JSON body, an ``Idempotency-Key``
+    header (the same on every attempt of the step) and ``Baton-Attempt`` (1, 2, ...);
+    a 2xx JSON body is the step output.
 
 ``"a2a"``
     The agent card (``<url>/.well-known/agent-card.json``, falling back to the
     pre-0.3 ``agent.json``) names the JSON-RPC interface and protocol version;
     v1.0 is preferred, v0.3 agents are spoken to in their dialect. The step
     input goes as ONE data part of a user message whose ``messageId`` is
-    ``baton-<idempotency key>`` and whose metadata holds
-    ``baton_idempotency_key``, so an agent (or a log reader) can recognise a
-    repeated attempt. The send is blocking: the agent answers with its final
-    task or with a direct message. A task still SUBMITTED/WORKING is polled with
-    ``GetTask`` (``tasks/get``) on a short, growing backoff.
+    ``baton-<idempotency key>/<attempt>`` and whose metadata holds
+    ``baton_idempotency_key`` (the same on every attempt of the step) and
+    ``baton_attempt``, so an agent (or a log reader) can recognise a repeat. The
+    send is blocking: the agent answers with its final task or with a direct
+    message. A task still SUBMITTED/WORKING is polled with ``GetTask``
+    (``tasks/get``) on a short, growing backoff.
 
 Output rule (A2A): the parts of all artifacts of the completed task, in order
 (when it has none: the parts of its final status message; for a direct message
@@ -74,6 +76,8 @@ PROTOCOL_A2A: Final = "a2a"
 PROTOCOL_HTTP: Final = "http"
 AGENT_CARD_PATHS: Final = (".well-known/agent-card.json", ".well-known/agent.json")
 IDEMPOTENCY_METADATA_KEY: Final = "baton_idempotency_key"
+ATTEMPT_METADATA_KEY: Final = "baton_attempt"
+ATTEMPT_HEADER: Final = "Baton-Attempt"
 MESSAGE_ID_PREFIX: Final = "baton-"
 
 # Why a call failed, for code that must not parse messages (AgentCallError.reason).
@@ -237,6 +241,7 @@ class _CallState:
 
     task_id: str | None = None
     on_task: Callable[[str], None] | None = None
+    attempt: int = 1
 
     def saw_task(self, task_id: str) -> None:
         if task_id and task_id != self.task_id:
@@ -284,6 +289,7 @@ class AgentClient:
         payload: dict[str, Any],
         *,
         idempotency_key: str,
+        attempt: int = 1,
         on_task: Callable[[str], None] | None = None,
     ) -> Any:
         """Send ``payload`` to the agent and return its output (decoded JSON).
@@ -293,6 +299,7 @@ class AgentClient:
             payload: The step input, a JSON object.
             idempotency_key: Identifies the logical call across attempts: the
                 same key on a retry lets the agent recognise a repeat.
+            attempt: Which attempt this is (1 first), sent beside the key.
             on_task: A2A only. Called with the agent's task id as soon as it
                 is known; it must not block (it runs on the event loop) and
                 an exception from it fails the call. Passing it also makes
@@ -315,14 +322,16 @@ class AgentClient:
             raise ValueError(f"timeout_ms must be positive, got {endpoint.timeout_ms}")
         if endpoint.protocol not in (PROTOCOL_A2A, PROTOCOL_HTTP):
             raise ValueError(f"unknown agent protocol {endpoint.protocol!r}")
-        state = _CallState(on_task=on_task)
+        state = _CallState(on_task=on_task, attempt=attempt)
         deadline = asyncio.get_running_loop().time() + endpoint.timeout_ms / 1000
         try:
             # One deadline over every request: per-request timeouts alone would
             # let polls and card fetches run far past the budget.
             async with asyncio.timeout_at(deadline):
                 if endpoint.protocol == PROTOCOL_HTTP:
-                    return await self._call_http(endpoint, payload, idempotency_key, deadline)
+                    return await self._call_http(
+                        endpoint, payload, idempotency_key, attempt, deadline
+                    )
                 return await self._call_a2a(endpoint, payload, idempotency_key, state, deadline)
         except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             raise AgentCallError(
@@ -363,9 +372,15 @@ class AgentClient:
         endpoint: AgentEndpoint,
         payload: dict[str, Any],
         idempotency_key: str,
+        attempt: int,
         deadline: float,
     ) -> Any:
-        headers = {**endpoint.headers, **_JSON_HEADERS, "Idempotency-Key": idempotency_key}
+        headers = {
+            **endpoint.headers,
+            **_JSON_HEADERS,
+            "Idempotency-Key": idempotency_key,
+            ATTEMPT_HEADER: str(attempt),
+        }
         response = await self._post(endpoint.url, _dump(payload), headers, deadline)
         _check_status(response)
         if not response.content:
@@ -404,8 +419,9 @@ class AgentClient:
         deadline: float,
     ) -> Any:
         blocking = state.on_task is None
-        message_id = MESSAGE_ID_PREFIX + idempotency_key
-        metadata = {IDEMPOTENCY_METADATA_KEY: idempotency_key}
+        # Each attempt is a new message (its own id) of the same logical call (its key).
+        message_id = f"{MESSAGE_ID_PREFIX}{idempotency_key}/{state.attempt}"
+        metadata = {IDEMPOTENCY_METADATA_KEY: idempotency_key, ATTEMPT_METADATA_KEY: state.attempt}
         params: dict[str, Any]
         if route.legacy:
             method = "message/send"

@@ -334,7 +334,9 @@ class RunDriver:
                     output = await self._client.call(
                         target.endpoint,
                         payload,
-                        idempotency_key=f"{self._run.id}/{step_id}/{attempt}",
+                        # One key for every attempt, so the agent recognises a resend.
+                        idempotency_key=f"{self._run.id}/{step_id}",
+                        attempt=attempt,
                         on_task=task_ids.append,
                     )
                 return _Outcome(attempt=attempt, output=output)
@@ -347,7 +349,7 @@ class RunDriver:
             except AgentCallError as error:
                 if not error.retryable or retries >= target.retry.max_retries:
                     return _Outcome(attempt=attempt, error=str(error))
-                delay = retry_delay_ms(target.retry, retries)
+                delay = retry_delay_ms(target.retry, retries, retry_after_s=error.retry_after_s)
                 retries += 1
                 await self._write(
                     self._change(
