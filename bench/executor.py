@@ -160,23 +160,19 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def dispatch_gaps_ms(timings: dict[str, list[int]], run_ids: set[str]) -> list[float]:
     """Agent-side gaps between consecutive steps of each run, in milliseconds.
 
-    ``timings`` maps ``run/step/attempt`` to ``[arrived, departed]`` (monotonic ns of
-    the agent); the last attempt of each step counts.
+    ``timings`` maps a call's idempotency key, ``run/step``, to ``[arrived, departed]``
+    (monotonic ns of the agent); a retried step's last attempt overwrote its earlier ones.
     """
-    calls: dict[str, dict[str, tuple[int, int, int]]] = {}
+    calls: dict[str, dict[str, tuple[int, int]]] = {}
     for key, (arrived, departed) in timings.items():
-        run_id, step, attempt_text = key.rsplit("/", 2)
-        if run_id not in run_ids:
-            continue
-        attempt = int(attempt_text)
-        known = calls.setdefault(run_id, {}).get(step)
-        if known is None or attempt > known[0]:
-            calls[run_id][step] = (attempt, arrived, departed)
+        run_id, step = key.rsplit("/", 1)
+        if run_id in run_ids:
+            calls.setdefault(run_id, {})[step] = (arrived, departed)
     gaps: list[float] = []
     for steps in calls.values():
         for before, after in itertools.pairwise(STEPS):
             if before in steps and after in steps:
-                gaps.append((steps[after][1] - steps[before][2]) / 1e6)
+                gaps.append((steps[after][0] - steps[before][1]) / 1e6)
     return gaps
 
 
