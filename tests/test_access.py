@@ -604,6 +604,9 @@ async def test_rate_limit_headers_and_429_through_envoy(
         rate_window_s=60,
     )
     viewer = await make_key(engine, Role.viewer)
+    # Counters are shared by every server on this Redis: start from none.
+    async for counter in redis_client.scan_iter("baton:rate:*"):
+        await redis_client.delete(counter)
     try:
         async with httpx.AsyncClient(base_url=proxy.url, headers={"X-API-Key": viewer}) as rest:
             seen = []
@@ -629,6 +632,17 @@ async def test_rate_limit_headers_and_429_through_envoy(
             trailers = dict(raised.value.trailing_metadata() or ())
             assert "retry-after" in trailers
             assert trailers["x-ratelimit-limit"] == "5"
+            # Guessing keys spends the guesser's address budget (5 here): 401s, then 429.
+            guesses = []
+            for _ in range(6):
+                with pytest.raises(grpc.aio.AioRpcError) as guessed:
+                    await agents_pb2_grpc.AgentServiceStub(channel).ListAgents(
+                        agents_pb2.ListAgentsRequest(), metadata=key_metadata("bk_" + "g" * 40)
+                    )
+                guesses.append(guessed.value.code())
+            assert guesses == [grpc.StatusCode.UNAUTHENTICATED] * 5 + [
+                grpc.StatusCode.RESOURCE_EXHAUSTED
+            ]
             # Another key has a budget of its own.
             fresh = key_metadata(await make_key(engine, Role.viewer))
             call = agents_pb2_grpc.AgentServiceStub(channel).ListAgents(

@@ -90,7 +90,13 @@ class AccessGuard:
             return None
         credential = presented_credential(metadata)
         if credential is not None:
-            identity = await self._authenticator.identify(credential)
+            try:
+                identity = await self._authenticator.identify(credential)
+            except Unauthenticated:
+                # Guessing keys costs the guesser its address's budget (and each guess
+                # a database lookup): refused credentials count like anonymous calls.
+                await self._count(f"addr:{client_address(metadata, grpc_context)}", "anonymous")
+                raise
         elif self.settings.mode == "open":
             identity = ANONYMOUS
         else:
@@ -101,13 +107,12 @@ class AccessGuard:
             )
         call = Call(identity=identity, client_address=client_address(metadata, grpc_context))
         context.begin(call)
-        if self._limiter is not None and self.settings.rate_limits is not None:
-            limit = self.settings.rate_limits[
-                "anonymous" if identity.anonymous else identity.role.name
-            ]
-            quota = await self._limiter.take(_rate_subject(identity, call.client_address), limit)
-            if quota is not None:
-                call.headers.extend(quota.headers())
+        call.headers.extend(
+            await self._count(
+                _rate_subject(identity, call.client_address),
+                "anonymous" if identity.anonymous else identity.role.name,
+            )
+        )
         if identity.role < rule.role:
             raise PermissionDenied(
                 f"{rule.method} needs the {rule.role.name} role; the caller"
@@ -116,6 +121,14 @@ class AccessGuard:
                 metadata={"required_role": rule.role.name, "role": identity.role.name},
             )
         return call
+
+    async def _count(self, subject: str, budget: str) -> tuple[tuple[str, str], ...]:
+        """Count one call of ``subject`` against the limit of ``budget`` (a role or
+        ``anonymous``); the rate-limit headers, or none when limits are off."""
+        if self._limiter is None or self.settings.rate_limits is None:
+            return ()
+        quota = await self._limiter.take(subject, self.settings.rate_limits[budget])
+        return quota.headers() if quota is not None else ()
 
     def record(self, rule: MethodRule, call: Call, request: Message, response: Any) -> None:
         """Put a successful write in the audit trail."""
