@@ -38,7 +38,7 @@ from baton.v1 import (
 from baton_server.access.model import Role
 from baton_server.access.ratelimit import UNAVAILABLE, RateLimiter
 from baton_server.access.tokens import JwtSettings
-from baton_server.app import _CONTRACT, GrpcApp, start_grpc
+from baton_server.app import CONTRACT_MODULES, GrpcApp, start_grpc
 from baton_server.config import AccessSettings
 from baton_server.db.tables import agents as agents_table
 from baton_server.db.tables import metadata
@@ -105,7 +105,7 @@ def bearer(secret: str) -> tuple[tuple[str, str], ...]:
 
 def _methods() -> list[tuple[str, MethodDescriptor]]:
     found: list[tuple[str, MethodDescriptor]] = []
-    for module in _CONTRACT:
+    for module in CONTRACT_MODULES:
         for service in module.DESCRIPTOR.services_by_name.values():
             found.extend((f"/{service.full_name}/{m.name}", m) for m in service.methods)
     return found

@@ -146,34 +146,30 @@ def test_required_auth_from_the_first_admin_key_to_isolated_projects(
     assert not secrets_in_output
 
 
-def test_listening_beyond_loopback_without_auth_refuses_to_start(tmp_path: Path) -> None:
+def refused_start(tmp_path: Path, *options: str, env: dict[str, str] | None = None) -> str:
+    """``baton serve`` that must fail at once, before making its data directory; its
+    error output."""
     refused = baton(
         "serve",
-        "--host",
-        "0.0.0.0",
         "--data-dir",
         str(tmp_path / "data"),
         "--grpc-port",
         str(free_port()),
         "--http-port",
         str(free_port()),
+        *options,
+        env=env,
     )
     assert refused.returncode != 0
-    assert "--auth required" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert not (tmp_path / "data").exists()
+    return refused.stderr
+
+
+def test_listening_beyond_loopback_without_auth_refuses_to_start(tmp_path: Path) -> None:
+    assert "--auth required" in refused_start(tmp_path, "--host", "0.0.0.0")
 
 
 def test_a_missing_jwt_key_file_is_a_clear_start_up_error(tmp_path: Path) -> None:
-    refused = baton(
-        "serve",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--grpc-port",
-        str(free_port()),
-        "--http-port",
-        str(free_port()),
-        env={"BATON_JWT_PUBLIC_KEY_FILE": str(tmp_path / "missing.pem")},
-    )
-    assert refused.returncode != 0
-    assert "JWT configuration" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    missing = {"BATON_JWT_PUBLIC_KEY_FILE": str(tmp_path / "missing.pem")}
+    assert "JWT configuration" in refused_start(tmp_path, env=missing)

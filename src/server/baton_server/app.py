@@ -53,7 +53,7 @@ from baton_server.workflows.servicer import WorkflowServicer
 
 log = logging.getLogger(__name__)
 
-_CONTRACT = (access_pb2, agents_pb2, workflows_pb2, runs_pb2, system_pb2)
+CONTRACT_MODULES = (access_pb2, agents_pb2, workflows_pb2, runs_pb2, system_pb2)
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
@@ -126,7 +126,7 @@ async def start_grpc(
     audit = AuditLog(engine)
     limiter = RateLimiter(redis_client, window_s=access.rate_window_s)
     guard = AccessGuard(access, authenticator, limiter if access.rate_limits else None, audit)
-    rules = method_rules(module.DESCRIPTOR for module in _CONTRACT)
+    rules = method_rules(module.DESCRIPTOR for module in CONTRACT_MODULES)
     # Metrics first (outermost), so they record the status the client finally gets.
     server = grpc.aio.server(
         interceptors=[MetricsInterceptor(), ErrorMappingInterceptor(guard, rules)],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import grpc
@@ -14,6 +13,7 @@ from baton_server.access.service import AccessService
 from baton_server.config import AccessSettings
 from baton_server.rpc.convert import (
     filter_uuid,
+    optional_datetime,
     page_fields,
     page_request,
     parse_uuid,
@@ -104,11 +104,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             project_id=(
                 parse_uuid(request.project_id, "project_id") if request.project_id else None
             ),
-            expires_at=(
-                request.expires_at.ToDatetime(tzinfo=UTC)
-                if request.HasField("expires_at")
-                else None
-            ),
+            expires_at=optional_datetime(request, "expires_at"),
         )
         await send_headers(context, _CREATED)
         return access_pb2.CreateApiKeyResponse(api_key=key_to_proto(key), secret=secret)
@@ -145,16 +141,8 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             resource_type=request.resource_type or None,
             resource_id=request.resource_id or None,
             project_id=filter_uuid(request.project_id),
-            created_after=(
-                request.created_after.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_after")
-                else None
-            ),
-            created_before=(
-                request.created_before.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_before")
-                else None
-            ),
+            created_after=optional_datetime(request, "created_after"),
+            created_before=optional_datetime(request, "created_before"),
             page=page_request(request),
         )
         return access_pb2.ListAuditEventsResponse(

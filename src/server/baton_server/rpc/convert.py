@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -56,6 +56,14 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
             reason="INVALID_FIELD",
             violations=[FieldViolation(field, "value must be a valid UUID")],
         ) from None
+
+
+def optional_datetime(message: Message, name: str) -> datetime | None:
+    """A ``Timestamp`` field as an aware UTC datetime, or ``None`` when unset."""
+    if not message.HasField(name):
+        return None
+    value: datetime = getattr(message, name).ToDatetime(tzinfo=UTC)
+    return value
 
 
 def present(message: Message, name: str) -> Any:

@@ -175,6 +175,7 @@ class RunService:
         self,
         project_id: uuid.UUID,
         *,
+        project_filter: uuid.UUID | None,
         status: str | None,
         workflow_id: str | None,
         definition_id: str | None,
@@ -187,6 +188,7 @@ class RunService:
             return await store.list_page(
                 conn,
                 project_id,
+                project_filter=project_filter,
                 status=status,
                 workflow_id=workflow_id,
                 definition_id=definition_id,

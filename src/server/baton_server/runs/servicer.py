@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from datetime import UTC
 from typing import Any
 
 import grpc
@@ -18,6 +17,7 @@ from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
     filter_uuid,
+    optional_datetime,
     page_fields,
     page_request,
     parse_uuid,
@@ -208,27 +208,14 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     async def ListRuns(
         self, request: runs_pb2.ListRunsRequest, context: _Context
     ) -> runs_pb2.ListRunsResponse:
-        project_id = caller().project_id
-        if filter_uuid(request.project_id) not in (None, project_id):
-            # Another project's runs are never listed: the filter matches nothing.
-            return runs_pb2.ListRunsResponse(
-                page=present(request, "page") or 1, page_size=page_request(request).page_size
-            )
         page = await self._service.list_page(
-            project_id,
+            caller().project_id,
+            project_filter=filter_uuid(request.project_id),
             status=runs_pb2.Run.Status.Name(request.status) if request.status else None,
             workflow_id=request.workflow_id or None,
             definition_id=request.workflow_definition_id or None,
-            created_after=(
-                request.created_after.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_after")
-                else None
-            ),
-            created_before=(
-                request.created_before.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_before")
-                else None
-            ),
+            created_after=optional_datetime(request, "created_after"),
+            created_before=optional_datetime(request, "created_before"),
             sort=Sort.parse(request.sort_by, request.sort_order),
             page=page_request(request),
         )

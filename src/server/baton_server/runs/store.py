@@ -229,6 +229,7 @@ async def list_page(
     conn: Connection,
     project_id: uuid.UUID,
     *,
+    project_filter: uuid.UUID | None,
     status: str | None,
     workflow_id: str | None,
     definition_id: str | None,
@@ -247,6 +248,9 @@ async def list_page(
         conditions.append(template.format(f"${len(args)}"))
 
     where("project_id = {}", project_id)
+    if project_filter is not None:
+        # The caller's project only: another project's id matches nothing.
+        where("project_id = {}", project_filter)
     if status:
         where("status = {}", status)
     # Ids are UUIDs; any other value matches no run (rather than being an error).
