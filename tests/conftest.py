@@ -31,6 +31,7 @@ from baton_server.db.pool import create_pool
 from baton_server.db.tables import DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NAME, metadata, projects
 from baton_server.embedded import EmbeddedServices, run_embedded
 from baton_server.executor.worker import Worker, WorkerSettings
+from baton_server.webhooks.delivery import DeliverySettings
 from tests.access_support import TEST_SECRETS
 from tests.agents.process import AgentProcess
 
@@ -126,6 +127,9 @@ async def grpc_app(engine: AsyncEngine, redis_client: redis.Redis) -> AsyncItera
     await app.stop(grace=1)
 
 
+# Receivers in the tests listen on loopback; the first retry comes after a fraction of
+# a second instead of seconds.
+FAST_DELIVERIES = DeliverySettings(first_retry_s=0.4, allow_private=True, poll_s=0.05)
 FAST_WORKER = WorkerSettings(
     lease_ttl_s=2.0,
     reconcile_interval_s=0.3,
@@ -138,7 +142,9 @@ FAST_WORKER = WorkerSettings(
 @pytest.fixture
 async def worker(database_url: str, redis_url: str, engine: AsyncEngine) -> AsyncIterator[Worker]:
     """An in-process executor worker with short leases and a fast reconciler."""
-    started = Worker(database_url, redis_url, FAST_WORKER, secrets=TEST_SECRETS)
+    started = Worker(
+        database_url, redis_url, FAST_WORKER, secrets=TEST_SECRETS, deliveries=FAST_DELIVERIES
+    )
     await started.start()
     yield started
     await started.stop()

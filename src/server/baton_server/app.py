@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import asyncpg
@@ -22,6 +23,8 @@ from baton.v1 import (
     runs_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
     workflows_pb2,
     workflows_pb2_grpc,
 )
@@ -48,18 +51,22 @@ from baton_server.runs.watch import WatchService
 from baton_server.sealing import SecretBox
 from baton_server.system.service import SystemService
 from baton_server.system.servicer import SystemServicer
+from baton_server.webhooks.delivery import allow_private_default
+from baton_server.webhooks.service import WebhookService
+from baton_server.webhooks.servicer import WebhookServicer
 from baton_server.workflows.service import WorkflowService
 from baton_server.workflows.servicer import WorkflowServicer
 
 log = logging.getLogger(__name__)
 
-CONTRACT_MODULES = (access_pb2, agents_pb2, workflows_pb2, runs_pb2, system_pb2)
+CONTRACT_MODULES = (access_pb2, agents_pb2, workflows_pb2, runs_pb2, system_pb2, webhooks_pb2)
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 _SERVER_OPTIONS = [
@@ -116,10 +123,13 @@ async def start_grpc(
     *,
     secrets: SecretBox,
     access: AccessSettings | None = None,
+    allow_private_targets: bool | None = None,
 ) -> GrpcApp:
     """Bind ``address`` and start serving, reporting NOT_SERVING until told otherwise.
 
     ``access`` defaults to an open server (no credential needed) with rate limits.
+    ``allow_private_targets`` (webhook and callback URLs) defaults to
+    ``BATON_WEBHOOK_ALLOW_PRIVATE``, else to whether the server is open.
     """
     access = access or AccessSettings()
     authenticator = Authenticator(engine, JwtVerifier(access.jwt) if access.jwt else None)
@@ -149,8 +159,18 @@ async def start_grpc(
     )
     hub = EventHub(redis_client)
     publisher = EventPublisher(redis_client)
+    if allow_private_targets is None:
+        allow_private_targets = allow_private_default(
+            access.mode, os.environ.get("BATON_WEBHOOK_ALLOW_PRIVATE")
+        )
+    webhooks = WebhookService(pool, secrets, allow_private=allow_private_targets)
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
     runs_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(RunService(pool, Dispatcher(redis_client), publisher), WatchService(pool, hub)),
+        RunServicer(
+            RunService(pool, Dispatcher(redis_client), publisher),
+            WatchService(pool, hub),
+            webhooks,
+        ),
         server,
     )
     system = SystemService(engine, redis_client, SERVICE_NAMES)

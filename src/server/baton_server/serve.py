@@ -38,6 +38,7 @@ from baton_server.errors import BatonError
 from baton_server.executor.worker import Worker
 from baton_server.loop import freeze_startup_objects
 from baton_server.sealing import SecretBox, SecretKeyError, seal_stored
+from baton_server.webhooks.delivery import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,12 @@ async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
         except SecretKeyError as error:
             raise ServeError(f"{error} (was BATON_SECRET_KEY changed?)") from None
         if settings.run_worker:
-            worker = Worker(found.database_url, found.redis_url, secrets=secrets)
+            worker = Worker(
+                found.database_url,
+                found.redis_url,
+                secrets=secrets,
+                deliveries=DeliverySettings.from_env(access.mode),
+            )
             await worker.start()
             stack.push_async_callback(worker.stop)
         if settings.run_envoy:

@@ -82,6 +82,8 @@ class Run(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
+    CALLBACK_SECRET_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Run id (`run-<uuid>`)."""
     run_id: _builtins.str
@@ -112,6 +114,14 @@ class Run(_message.Message):
     """The idempotency key the run was started with; empty if none."""
     project_id: _builtins.str
     """UUID of the project the run belongs to (its workflow's)."""
+    callback_url: _builtins.str
+    """Where the final run is POSTed when the run ends (completed, failed or
+    cancelled), through the signed, retried delivery path of webhooks; empty if none.
+    """
+    callback_secret: _builtins.str
+    """The secret the callback is signed with: set only in the response of the call
+    that started the run, and only when Baton generated it.
+    """
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The input the run was started with (`${workflow.input...}`)."""
@@ -160,10 +170,12 @@ class Run(_message.Message):
         progress: _builtins.int = ...,
         request_id: _builtins.str = ...,
         project_id: _builtins.str = ...,
+        callback_url: _builtins.str = ...,
+        callback_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_by: _TypeAlias = _typing.Literal["cancelled_by"]  # noqa: Y015
     _WhichOneofArgType__cancelled_by: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by"]  # noqa: Y015
@@ -575,6 +587,8 @@ class ExecuteWorkflowRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRIGGERED_BY_FIELD_NUMBER: _builtins.int
     WAIT_TIMEOUT_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
+    CALLBACK_SECRET_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """UUID of the workflow to run (path parameter)."""
     request_id: _builtins.str
@@ -584,6 +598,15 @@ class ExecuteWorkflowRequest(_message.Message):
     triggered_by: _builtins.str
     """Who starts the run, at most 255 characters; used only for an anonymous caller
     (default `system`): an authenticated caller is recorded as itself.
+    """
+    callback_url: _builtins.str
+    """Where to POST the final run when it ends (http or https, at most 2048
+    characters); see Run.callback_url.
+    """
+    callback_secret: _builtins.str
+    """Secret to sign the callback with, 16-256 characters (`whsec_` plus base64, or
+    any text); unset with a `callback_url`, Baton generates one and returns it in
+    `Run.callback_secret`.
     """
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
@@ -604,14 +627,56 @@ class ExecuteWorkflowRequest(_message.Message):
         request_id: _builtins.str = ...,
         triggered_by: _builtins.str = ...,
         wait_timeout: _duration_pb2.Duration | None = ...,
+        callback_url: _builtins.str = ...,
+        callback_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data", "wait_timeout", b"wait_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data", "request_id", b"request_id", "triggered_by", b"triggered_by", "wait_timeout", b"wait_timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_secret", b"callback_secret", "callback_url", b"callback_url", "input_data", b"input_data", "request_id", b"request_id", "triggered_by", b"triggered_by", "wait_timeout", b"wait_timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteWorkflowRequest: _TypeAlias = ExecuteWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class ExecuteWorkflowAsyncRequest(_message.Message):
+    """Request of RunService.ExecuteWorkflowAsync (seed 003's `execute_async` body)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    CALLBACK_URL_FIELD_NUMBER: _builtins.int
+    CALLBACK_SECRET_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """UUID of the workflow to run (path parameter)."""
+    callback_url: _builtins.str
+    """Where to POST the final run when it ends (required, http or https)."""
+    callback_secret: _builtins.str
+    """Secret to sign the callback with; see ExecuteWorkflowRequest.callback_secret."""
+    request_id: _builtins.str
+    """Optional idempotency key, as in ExecuteWorkflowRequest."""
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """Input of the run (the run's `input_data`)."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        parameters: _struct_pb2.Struct | None = ...,
+        callback_url: _builtins.str = ...,
+        callback_secret: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_secret", b"callback_secret", "callback_url", b"callback_url", "parameters", b"parameters", "request_id", b"request_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteWorkflowAsyncRequest: _TypeAlias = ExecuteWorkflowAsyncRequest  # noqa: Y015
 
 @_typing.final
 class ListRunsRequest(_message.Message):

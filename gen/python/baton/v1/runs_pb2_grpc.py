@@ -45,6 +45,11 @@ class RunServiceStub:
                 request_serializer=baton_dot_v1_dot_runs__pb2.ExecuteWorkflowRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
                 _registered_method=True)
+        self.ExecuteWorkflowAsync = channel.unary_unary(
+                '/baton.v1.RunService/ExecuteWorkflowAsync',
+                request_serializer=baton_dot_v1_dot_runs__pb2.ExecuteWorkflowAsyncRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/baton.v1.RunService/ListRuns',
                 request_serializer=baton_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
@@ -108,6 +113,15 @@ class RunServiceServicer:
         repeated request for the same workflow returns the run the first one started
         instead of starting another. Fails with FAILED_PRECONDITION (reason
         `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteWorkflowAsync(self, request, context):
+        """Starts a run that reports its end to `callback_url` (seed 003's
+        `execute_async`): ExecuteWorkflow with `parameters` as the input and a required
+        callback. REST answers 202 with the PENDING run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -204,6 +218,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=baton_dot_v1_dot_runs__pb2.ExecuteWorkflowRequest.FromString,
                     response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
             ),
+            'ExecuteWorkflowAsync': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteWorkflowAsync,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.ExecuteWorkflowAsyncRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRuns,
                     request_deserializer=baton_dot_v1_dot_runs__pb2.ListRunsRequest.FromString,
@@ -282,6 +301,33 @@ class RunService:
             target,
             '/baton.v1.RunService/ExecuteWorkflow',
             baton_dot_v1_dot_runs__pb2.ExecuteWorkflowRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteWorkflowAsync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/ExecuteWorkflowAsync',
+            baton_dot_v1_dot_runs__pb2.ExecuteWorkflowAsyncRequest.SerializeToString,
             baton_dot_v1_dot_runs__pb2.Run.FromString,
             options,
             channel_credentials,

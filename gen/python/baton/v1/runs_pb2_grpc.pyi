@@ -47,6 +47,11 @@ class RunServiceStub:
     instead of starting another. Fails with FAILED_PRECONDITION (reason
     `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
     """
+    ExecuteWorkflowAsync: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ExecuteWorkflowAsyncRequest, _runs_pb2.Run]
+    """Starts a run that reports its end to `callback_url` (seed 003's
+    `execute_async`): ExecuteWorkflow with `parameters` as the input and a required
+    callback. REST answers 202 with the PENDING run.
+    """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]
     """Lists runs, filtered, sorted and paginated."""
     GetRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]
@@ -111,6 +116,11 @@ class RunServiceAsyncStub(RunServiceStub):
     repeated request for the same workflow returns the run the first one started
     instead of starting another. Fails with FAILED_PRECONDITION (reason
     `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
+    """
+    ExecuteWorkflowAsync: _aio.UnaryUnaryMultiCallable[_runs_pb2.ExecuteWorkflowAsyncRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Starts a run that reports its end to `callback_url` (seed 003's
+    `execute_async`): ExecuteWorkflow with `parameters` as the input and a required
+    callback. REST answers 202 with the PENDING run.
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]  # type: ignore[assignment]
     """Lists runs, filtered, sorted and paginated."""
@@ -179,6 +189,17 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         repeated request for the same workflow returns the run the first one started
         instead of starting another. Fails with FAILED_PRECONDITION (reason
         `WORKFLOW_NOT_ACTIVE`) for an inactive or deleted workflow.
+        """
+
+    @_abc_1.abstractmethod
+    def ExecuteWorkflowAsync(
+        self,
+        request: _runs_pb2.ExecuteWorkflowAsyncRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Starts a run that reports its end to `callback_url` (seed 003's
+        `execute_async`): ExecuteWorkflow with `parameters` as the input and a required
+        callback. REST answers 202 with the PENDING run.
         """
 
     @_abc_1.abstractmethod

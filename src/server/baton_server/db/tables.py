@@ -212,6 +212,8 @@ runs = sa.Table(
     sa.Column("event_seq", sa.BigInteger, nullable=False, server_default="0"),
     # The workflow's project, copied so that every run query filters on the run alone.
     _project_column(),
+    # Where the run's end is POSTed (the secret is in run_callbacks).
+    sa.Column("callback_url", sa.Text, nullable=True),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.Index("ix_runs_project_id_created_at", "project_id", "created_at"),
     sa.Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at"),
@@ -265,4 +267,70 @@ run_events = sa.Table(
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("data", JSONB, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", sa.ARRAY(sa.Text), nullable=False),
+    # The signing secret, sealed with the server's secret key (baton_server.sealing).
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Index("ix_webhooks_project_id", "project_id"),
+)
+
+run_callbacks = sa.Table(
+    "run_callbacks",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    # The callback's signing secret, sealed like the webhooks'.
+    sa.Column("secret", sa.Text, nullable=False),
+)
+
+# The outbox: one row per event and endpoint, written in the transaction of the change
+# it reports (run events by the trigger of migration 0005, the others by
+# baton_emit_event), delivered by the workers.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
+    # NULL for a completion callback (the run has its URL, run_callbacks its secret).
+    sa.Column(
+        "webhook_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("webhooks.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column("run_id", sa.Text, nullable=True),
+    sa.Column("event", sa.Text, nullable=False),
+    # The body; NULL for a callback until its first attempt renders the final run.
+    sa.Column("payload", JSONB, nullable=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # A worker attempting it holds it until then; a crash mid-attempt lets it go.
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_duration_ms", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("response_excerpt", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    sa.Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
 )

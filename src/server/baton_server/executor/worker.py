@@ -42,6 +42,7 @@ from baton_server.executor.journal import Journal
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.sealing import SecretBox
 from baton_server.tasks import cancel_and_wait
+from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,11 @@ class Worker:
         settings: WorkerSettings | None = None,
         *,
         secrets: SecretBox,
+        deliveries: DeliverySettings | None = None,
     ) -> None:
         self.settings = settings or WorkerSettings.from_env()
         self._secrets = secrets
+        self._delivery_settings = deliveries or DeliverySettings.from_env()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._database_url = database_url
         self._redis_url = redis_url
@@ -174,6 +177,9 @@ class Worker:
         self._catalog = Catalog(
             self._pool, self._secrets, agent_ttl_s=self.settings.agent_cache_ttl_s
         )
+        # Webhooks and callbacks, from the outbox the run transitions write.
+        self.deliverer = Deliverer(self._pool, self._secrets, self._delivery_settings)
+        self.deliverer.start()
         for name, loop in (
             ("consume", self._consume),
             ("heartbeat", self._heartbeat),
@@ -187,6 +193,7 @@ class Worker:
         """Stop driving; release leases so another worker resumes the runs at once."""
         self._stopping = True
         await cancel_and_wait(self._background)
+        await self.deliverer.stop()
         await cancel_and_wait(list(self._drivers.values()))
         await self._journal.stop()
         await self._publisher.stop()

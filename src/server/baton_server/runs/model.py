@@ -62,6 +62,8 @@ class Run:
     completed_at: datetime | None
     cancelled_at: datetime | None
     project_id: uuid.UUID
+    #: Where the run's end is reported (its signing secret is in ``run_callbacks``).
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)

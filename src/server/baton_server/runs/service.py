@@ -97,6 +97,7 @@ class RunService:
         *,
         request_id: str | None,
         triggered_by: str | None,
+        callback: store.Callback | None = None,
     ) -> Run:
         async with self._pool.acquire() as conn:
             if request_id:
@@ -104,7 +105,13 @@ class RunService:
                 if existing:
                     return existing
             run, written = await self._create(
-                conn, project_id, workflow_id, input_data, request_id, triggered_by or DEFAULT_ACTOR
+                conn,
+                project_id,
+                workflow_id,
+                input_data,
+                request_id,
+                triggered_by or DEFAULT_ACTOR,
+                callback,
             )
         if written:
             self._publish(run, written)
@@ -119,6 +126,7 @@ class RunService:
         input_data: dict[str, Any],
         request_id: str | None,
         triggered_by: str,
+        callback: store.Callback | None,
     ) -> tuple[Run, tuple[RunEvent, ...]]:
         """The new run and its first events, or the run an idempotency key already
         started (and no events)."""
@@ -143,6 +151,7 @@ class RunService:
                 input_data=input_data,
                 triggered_by=triggered_by,
                 request_id=request_id,
+                callback=callback,
             )
             if created.run is not None:
                 return created.run, created.written

@@ -29,6 +29,7 @@ from baton_server.runs.events import is_terminal
 from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run, RunEvent, RunStep
 from baton_server.runs.service import RunService
 from baton_server.runs.watch import Lagged, Snapshot, WatchService
+from baton_server.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
 _Context = grpc.aio.ServicerContext[Any, Any]
@@ -58,7 +59,7 @@ def json_value(value: Any) -> struct_pb2.Value:
     return message
 
 
-def run_to_proto(run: Run) -> runs_pb2.Run:
+def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
     message = runs_pb2.Run(
         id=run.id,
         run_id=run.id,
@@ -76,6 +77,8 @@ def run_to_proto(run: Run) -> runs_pb2.Run:
         progress=run.progress,
         request_id=run.request_id or "",
         project_id=str(run.project_id),
+        callback_url=run.callback_url or "",
+        callback_secret=callback_secret or "",
     )
     if run.completed_at:
         message.completed_at.CopyFrom(timestamp(run.completed_at))
@@ -180,30 +183,73 @@ class _EventMessages:
 class RunServicer(runs_pb2_grpc.RunServiceServicer):
     """Translates RunService RPCs to ``RunService`` use cases."""
 
-    def __init__(self, service: RunService, watcher: WatchService) -> None:
+    def __init__(
+        self, service: RunService, watcher: WatchService, callbacks: WebhookService
+    ) -> None:
         self._service = service
         self._watcher = watcher
+        self._callbacks = callbacks
         self._event_messages = _EventMessages()
+
+    async def _execute(
+        self,
+        workflow_id: str,
+        input_data: dict[str, Any],
+        *,
+        request_id: str,
+        triggered_by: str | None,
+        callback_url: str,
+        callback_secret: str,
+    ) -> tuple[Run, str | None]:
+        """Start a run; with a callback, also the secret Baton generated for it."""
+        callback, generated = (
+            await self._callbacks.callback(callback_url, callback_secret or None)
+            if callback_url
+            else (None, None)
+        )
+        run = await self._service.execute(
+            caller().project_id,
+            parse_uuid(workflow_id, "workflow_id"),
+            input_data,
+            request_id=request_id or None,
+            triggered_by=triggered_by,
+            callback=callback,
+        )
+        return run, generated
 
     async def ExecuteWorkflow(
         self, request: runs_pb2.ExecuteWorkflowRequest, context: _Context
     ) -> runs_pb2.Run:
-        identity = caller()
-        run = await self._service.execute(
-            identity.project_id,
-            parse_uuid(request.workflow_id, "workflow_id"),
+        run, secret = await self._execute(
+            request.workflow_id,
             struct_to_dict(request.input_data),
-            request_id=request.request_id or None,
+            request_id=request.request_id,
             triggered_by=_actor(request.triggered_by),
+            callback_url=request.callback_url,
+            callback_secret=request.callback_secret,
         )
         if request.HasField("wait_timeout"):
             run = await self._watcher.wait_run(
-                identity.project_id, run.id, timeout_s=_seconds(request.wait_timeout), known=run
+                caller().project_id, run.id, timeout_s=_seconds(request.wait_timeout), known=run
             )
             if run.status in TERMINAL_RUN_STATUSES:
-                return run_to_proto(run)  # done: REST 200, not 202 Accepted
+                return run_to_proto(run, secret)  # done: REST 200, not 202 Accepted
         await send_headers(context, _ACCEPTED)
-        return run_to_proto(run)
+        return run_to_proto(run, secret)
+
+    async def ExecuteWorkflowAsync(
+        self, request: runs_pb2.ExecuteWorkflowAsyncRequest, context: _Context
+    ) -> runs_pb2.Run:
+        run, secret = await self._execute(
+            request.workflow_id,
+            struct_to_dict(request.parameters),
+            request_id=request.request_id,
+            triggered_by=None,
+            callback_url=request.callback_url,
+            callback_secret=request.callback_secret,
+        )
+        await send_headers(context, _ACCEPTED)
+        return run_to_proto(run, secret)
 
     async def ListRuns(
         self, request: runs_pb2.ListRunsRequest, context: _Context

@@ -88,9 +88,10 @@ WITH wf AS (
     WHERE w.id = $1::uuid AND w.project_id = $10::uuid
 ), new_run AS (
     INSERT INTO runs (id, workflow_id, workflow_name, definition_id, workflow_version, status,
-                      input_data, triggered_by, request_id, enqueued_at, event_seq, project_id)
+                      input_data, triggered_by, request_id, enqueued_at, event_seq, project_id,
+                      callback_url)
     SELECT $2::text, wf.id, wf.name, wf.definition_id, wf.version, 'PENDING', $3::jsonb,
-           $4::text, $5::text, now(), 1, wf.project_id
+           $4::text, $5::text, now(), 1, wf.project_id, $11::text
     FROM wf
     WHERE wf.status = 'active' AND wf.definition_id = $6::uuid
     ON CONFLICT (workflow_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
@@ -101,6 +102,9 @@ WITH wf AS (
     FROM new_run,
          unnest($7::text[], $8::text[], $9::text[]) WITH ORDINALITY
              AS s(id, step_id, agent_name, position)
+), new_callback AS (
+    INSERT INTO run_callbacks (run_id, secret)
+    SELECT new_run.id, $12::text FROM new_run WHERE $12::text IS NOT NULL
 ), new_event AS (
     INSERT INTO run_events (run_id, sequence, type, level, message, data)
     SELECT new_run.id, 1, '{events.RUN_STATUS}', 'info',
@@ -124,6 +128,14 @@ class PlannedStep:
     id: str
     step_id: str
     agent_name: str
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Where a run's end is POSTed, and its signing secret (sealed)."""
+
+    url: str
+    sealed_secret: str
 
 
 @dataclass(frozen=True)
@@ -151,8 +163,10 @@ async def create(
     input_data: dict[str, Any],
     triggered_by: str,
     request_id: str | None,
+    callback: Callback | None = None,
 ) -> Created:
-    """Insert a run (PENDING), its steps in order and its first event, atomically."""
+    """Insert a run (PENDING), its steps in order, its callback and its first event,
+    atomically."""
     row = await conn.fetchrow(
         _CREATE,
         workflow_id,
@@ -165,6 +179,8 @@ async def create(
         [s.step_id for s in steps],
         [s.agent_name for s in steps],
         project_id,
+        callback.url if callback else None,
+        callback.sealed_secret if callback else None,
     )
     if row is None:
         return Created(workflow_status=None, current_definition_id=None)

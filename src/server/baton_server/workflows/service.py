@@ -13,6 +13,7 @@ from baton_server.agents import store as agent_store
 from baton_server.db.errors import violated_constraint
 from baton_server.errors import AlreadyExists, FailedPrecondition, FieldViolation, NotFound
 from baton_server.paging import Page, PageRequest, Sort
+from baton_server.webhooks.outbox import emit_sa
 from baton_server.workflows import store
 from baton_server.workflows.graph import validate_structure
 from baton_server.workflows.model import (
@@ -69,6 +70,31 @@ async def _check_agents(
     )
 
 
+async def _announce(conn: AsyncConnection, event: str, workflow: Workflow) -> None:
+    """Queue a ``workflow.*`` webhook event in the changing transaction."""
+    await emit_sa(
+        conn,
+        workflow.project_id,
+        event,
+        workflow.updated_at,
+        {
+            "workflow_id": str(workflow.id),
+            "name": workflow.name,
+            "version": workflow.version,
+            "status": workflow.status,
+        },
+    )
+
+
+def _event_of(values: Mapping[str, Any]) -> str:
+    """The webhook event of an update: a status change names itself, else ``updated``."""
+    return {
+        "active": "workflow.activated",
+        "inactive": "workflow.deactivated",
+        "deleted": "workflow.deleted",
+    }.get(values.get("status", ""), "workflow.updated")
+
+
 def _deleted(workflow_id: uuid.UUID) -> FailedPrecondition:
     return FailedPrecondition(
         f"Workflow '{workflow_id}' is deleted and can no longer change",
@@ -96,7 +122,9 @@ class WorkflowService:
                     "description": spec.description,
                     "status": "active",
                 }
-                return await store.insert(conn, values, data)
+                workflow = await store.insert(conn, values, data)
+                await _announce(conn, "workflow.created", workflow)
+                return workflow
         except IntegrityError as error:
             if violated_constraint(error) == store.LIVE_NAME_INDEX:
                 raise _name_taken(spec.name) from None
@@ -150,7 +178,9 @@ class WorkflowService:
                 if not values:
                     return current
                 await store.update(conn, workflow_id, values)
-                return await self._require(conn, project_id, workflow_id)
+                updated = await self._require(conn, project_id, workflow_id)
+                await _announce(conn, _event_of(values), updated)
+                return updated
         except IntegrityError as error:
             if violated_constraint(error) == store.LIVE_NAME_INDEX:
                 raise _name_taken(changes.name or "") from None

@@ -1,0 +1,1 @@
+"""Webhooks and completion callbacks: one outbox, one signed and retried delivery path."""

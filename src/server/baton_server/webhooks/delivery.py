@@ -1,0 +1,354 @@
+"""The delivery loop: takes due deliveries from the outbox and POSTs them, signed.
+
+At least once: a delivery is leased (``lease_expires_at``) while it is attempted; a
+worker that dies mid-attempt leaves the lease to expire, and the next claim attempts
+it again with the same ``webhook-id``. Workers claim with ``SKIP LOCKED``, so any
+number share the outbox. An attempt's result is recorded with a compare-and-set on
+the attempt count, so two workers racing on an expired lease record one result each
+attempt number at most.
+
+A slow or dead endpoint slows nobody else: attempts run concurrently, each with a
+timeout, at most ``per_endpoint`` in flight per webhook, and failures back off
+exponentially (with jitter) over hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from google.protobuf import json_format
+
+from baton_server.clock import SYSTEM_CLOCK, Clock
+from baton_server.runs import store as run_store
+from baton_server.runs.servicer import run_to_proto
+from baton_server.sealing import SecretBox
+from baton_server.tasks import cancel_and_wait
+from baton_server.webhooks import signing
+from baton_server.webhooks.targets import is_public
+
+log = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Retry and concurrency policy (``BATON_WEBHOOK_*`` variables, docs/webhooks.md)."""
+
+    max_attempts: int = 12
+    first_retry_s: float = 5.0
+    max_retry_s: float = 4 * 3600.0
+    timeout_s: float = 10.0
+    concurrency: int = 64
+    per_endpoint: int = 8
+    poll_s: float = 0.1
+    allow_private: bool = False
+
+    @classmethod
+    def from_env(cls, auth_mode: str | None = None) -> DeliverySettings:
+        """Defaults, overridden by ``BATON_WEBHOOK_MAX_ATTEMPTS``, ``_FIRST_RETRY_S``,
+        ``_MAX_RETRY_S``, ``_TIMEOUT_S`` and ``_ALLOW_PRIVATE``; ``auth_mode`` (else
+        ``BATON_AUTH``) decides private targets when that is unset."""
+        env = os.environ
+        defaults = cls()
+        return cls(
+            max_attempts=int(env.get("BATON_WEBHOOK_MAX_ATTEMPTS", defaults.max_attempts)),
+            first_retry_s=float(env.get("BATON_WEBHOOK_FIRST_RETRY_S", defaults.first_retry_s)),
+            max_retry_s=float(env.get("BATON_WEBHOOK_MAX_RETRY_S", defaults.max_retry_s)),
+            timeout_s=float(env.get("BATON_WEBHOOK_TIMEOUT_S", defaults.timeout_s)),
+            allow_private=allow_private_default(
+                auth_mode or env.get("BATON_AUTH"), env.get("BATON_WEBHOOK_ALLOW_PRIVATE")
+            ),
+        )
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the attempt after ``attempts`` failed ones: exponential
+        (x4) from ``first_retry_s``, capped, with equal jitter."""
+        ceiling: float = min(self.max_retry_s, self.first_retry_s * 4.0 ** (attempts - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def allow_private_default(auth_mode: str | None, value: str | None) -> bool:
+    """``BATON_WEBHOOK_ALLOW_PRIVATE`` if set; else private targets are allowed only
+    on an open server (a local, single-user one)."""
+    if value:
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return auth_mode == "open"
+
+
+class PublicResolver(AbstractResolver):
+    """Resolves names to public addresses only (refuses private, loopback, link-local)."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if is_public(r["host"])]
+        if not public:
+            raise OSError(f"{host} resolves to a private, loopback or link-local address")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+# Due deliveries, at most `per_endpoint` in flight per webhook (attempts in flight
+# elsewhere count: they rank first in their partition), then locked.
+_CLAIM = """
+WITH ranked AS (
+    SELECT id, next_attempt_at, lease_expires_at > $1 AS in_flight,
+           row_number() OVER (
+               PARTITION BY COALESCE(webhook_id, id)
+               ORDER BY lease_expires_at > $1 DESC, next_attempt_at
+           ) AS rank
+    FROM deliveries
+    WHERE status = 'pending' AND next_attempt_at <= $1
+), candidates AS (
+    SELECT id FROM ranked
+    WHERE rank <= $3 AND in_flight IS NOT TRUE
+    ORDER BY next_attempt_at LIMIT $2
+), locked AS (
+    SELECT d.id FROM deliveries d WHERE d.id IN (SELECT id FROM candidates)
+      AND d.status = 'pending' AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET lease_expires_at = $1 + make_interval(secs => $4)
+FROM locked
+WHERE d.id = locked.id
+RETURNING d.id, d.project_id, d.webhook_id, d.run_id, d.event, d.payload::text AS payload,
+          d.attempts,
+          COALESCE((SELECT w.url FROM webhooks w WHERE w.id = d.webhook_id),
+                   (SELECT r.callback_url FROM runs r WHERE r.id = d.run_id)) AS url,
+          COALESCE((SELECT w.secret FROM webhooks w WHERE w.id = d.webhook_id),
+                   (SELECT c.secret FROM run_callbacks c WHERE c.run_id = d.run_id)) AS secret
+"""
+
+_RECORD = """
+UPDATE deliveries SET
+    attempts = $2 + 1,
+    status = $3,
+    next_attempt_at = COALESCE($4, next_attempt_at),
+    lease_expires_at = NULL,
+    url = $5,
+    last_status_code = $6,
+    last_duration_ms = $7,
+    last_error = $8,
+    response_excerpt = $9,
+    payload = COALESCE(payload, $10::jsonb),
+    delivered_at = CASE WHEN $3 = 'succeeded' THEN $11 ELSE delivered_at END
+WHERE id = $1 AND attempts = $2
+"""
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    excerpt: str | None
+    retryable: bool = True
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def message_id(delivery_id: uuid.UUID) -> str:
+    """The ``webhook-id`` of a delivery (the same on every attempt)."""
+    return f"msg_{delivery_id}"
+
+
+class Deliverer:
+    """Delivers the outbox until stopped. Run any number against one database."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        secrets: SecretBox,
+        settings: DeliverySettings | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._pool = pool
+        self._secrets = secrets
+        self.settings = settings or DeliverySettings()
+        self._clock = clock
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._http: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        # Its own session, so deliveries never take the agent client's connections.
+        resolver = None if self.settings.allow_private else PublicResolver()
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.settings.concurrency, resolver=resolver),
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
+        )
+        self._task = asyncio.create_task(self._run(), name="deliveries")
+
+    def wake(self) -> None:
+        """Look for due deliveries now (one was just written in this process)."""
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task,) if t is not None]
+        await cancel_and_wait([*tasks, *self._in_flight])
+        if self._http is not None:
+            await self._http.close()
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                claimed = await self.deliver_due()
+                delay = 0.5
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("delivery claim failed, retrying in %.1fs: %s", delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if claimed:
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.poll_s)
+
+    async def deliver_due(self) -> int:
+        """Claim what is due (as many as there are free slots) and start attempting it;
+        returns how many were claimed."""
+        free = self.settings.concurrency - len(self._in_flight)
+        if free <= 0:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        rows = await self._pool.fetch(
+            _CLAIM,
+            self._clock.now(),
+            free,
+            self.settings.per_endpoint,
+            self.settings.timeout_s + 30,
+        )
+        for row in rows:
+            task = asyncio.create_task(self._attempt(row), name=f"delivery {row['id']}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Wait for the attempts in flight (tests)."""
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+
+    async def _attempt(self, row: asyncpg.Record) -> None:
+        try:
+            await self._attempt_once(row)
+        except Exception:  # one delivery's bug must not stop the loop
+            log.exception("delivery %s failed unexpectedly", row["id"])
+
+    async def _attempt_once(self, row: asyncpg.Record) -> None:
+        url: str | None = row["url"]
+        payload: str | None = row["payload"]
+        rendered: str | None = None
+        if payload is None and row["run_id"] is not None:
+            rendered = payload = await self._render_run(row)
+        if url is None or payload is None or row["secret"] is None:
+            # The webhook or run is gone: nothing left to deliver to.
+            result = _Attempt(None, 0, "the endpoint no longer exists", None, retryable=False)
+        else:
+            secret = self._secrets.open(row["secret"])["secret"]
+            result = await self._post(url, secret, message_id(row["id"]), payload.encode())
+        await self._record(row, url, result, rendered)
+
+    async def _render_run(self, row: asyncpg.Record) -> str | None:
+        """A callback's body: the run as GetRun answers it over REST, at its end."""
+        async with self._pool.acquire() as conn:
+            run = await run_store.get(conn, row["project_id"], row["run_id"])
+        if run is None:
+            return None
+        body = json_format.MessageToDict(
+            run_to_proto(run),
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        return json.dumps(
+            {"type": row["event"], "timestamp": self._clock.now().isoformat(), "data": body},
+            separators=(",", ":"),
+        )
+
+    async def _post(self, url: str, secret: str, msg_id: str, body: bytes) -> _Attempt:
+        assert self._http is not None
+        host = urlsplit(url).hostname or ""
+        if not self.settings.allow_private and _is_private_literal(host):
+            return _Attempt(None, 0, f"{host} is not a public address", None, retryable=False)
+        headers = signing.headers(secret, msg_id, int(self._clock.now().timestamp()), body)
+        started = time.monotonic()
+        async with self._slots:
+            try:
+                async with self._http.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    text = await response.content.read(EXCERPT_CHARS * 4)
+                    excerpt = text.decode(errors="replace")[:EXCERPT_CHARS]
+                    status = response.status
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                elapsed = int((time.monotonic() - started) * 1000)
+                reason = str(error) or type(error).__name__
+                return _Attempt(None, elapsed, reason, None)
+        elapsed = int((time.monotonic() - started) * 1000)
+        error_text = None if 200 <= status < 300 else f"HTTP {status}"
+        return _Attempt(status, elapsed, error_text, excerpt)
+
+    async def _record(
+        self, row: asyncpg.Record, url: str | None, result: _Attempt, rendered: str | None
+    ) -> None:
+        attempts = row["attempts"] + 1
+        now = self._clock.now()
+        next_at: datetime | None = None
+        if result.succeeded:
+            status = "succeeded"
+        elif result.retryable and attempts < self.settings.max_attempts:
+            status = "pending"
+            next_at = now + timedelta(seconds=self.settings.retry_delay(attempts))
+        else:
+            status = "failed"
+        await self._pool.execute(
+            _RECORD,
+            row["id"],
+            row["attempts"],
+            status,
+            next_at,
+            url,
+            result.status_code,
+            result.duration_ms,
+            result.error,
+            result.excerpt,
+            rendered,
+            now,
+        )
+
+
+def _is_private_literal(host: str) -> bool:
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False  # a name: the session's resolver checks it

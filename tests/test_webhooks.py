@@ -1,0 +1,346 @@
+"""Webhooks and completion callbacks through the real Envoy, PostgreSQL, Redis, a real A2A
+agent and a real HTTP receiver; signatures checked with the reference library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import standardwebhooks
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_server.clock import SYSTEM_CLOCK
+from baton_server.db.pool import create_pool
+from baton_server.errors import InvalidArgument
+from baton_server.executor.worker import Worker
+from baton_server.webhooks import signing
+from baton_server.webhooks.delivery import Deliverer, DeliverySettings
+from baton_server.webhooks.targets import check_url
+from tests.access_support import TEST_SECRETS
+from tests.rest_support import error_of
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint on loopback that records what it is sent."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    #: Status codes to answer, in order; then 200.
+    answers: list[int] = field(default_factory=list)
+    hang: bool = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(Received(dict(request.headers), await request.read()))
+        if self.hang:
+            await asyncio.sleep(3600)
+        status = self.answers.pop(0) if self.answers else 200
+        return web.Response(status=status, text=f"answered {status}")
+
+    async def wait_for(self, count: int, *, within: float = 15.0) -> list[Received]:
+        deadline = time.monotonic() + within
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.received)} of {count} received"
+            await asyncio.sleep(0.02)
+        return self.received
+
+    def of(self, event: str) -> list[Received]:
+        return [r for r in self.received if r.json["type"] == event]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    found.url = f"http://127.0.0.1:{port}/hook"
+    yield found
+    await runner.cleanup()
+
+
+def verify(secret: str, received: Received) -> Any:
+    """What a receiver does: the reference library checks the signature and age."""
+    return standardwebhooks.Webhook(secret).verify(received.body, received.headers)
+
+
+async def _echo_workflow(rest: httpx.AsyncClient, agent_url: str, name: str = "w") -> str:
+    agent = await rest.post("/api/v1/agents", json={"name": f"echo-{name}", "url": agent_url})
+    assert agent.status_code == 201, agent.text
+    created = await rest.post(
+        "/api/v1/workflows",
+        json={
+            "name": name,
+            "start_step": "s1",
+            "steps": {"s1": {"id": "s1", "agent_name": f"echo-{name}", "input_mapping": {}}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    workflow_id: str = created.json()["id"]
+    return workflow_id
+
+
+async def test_a_subscribed_endpoint_receives_signed_events_of_runs_and_workflows(
+    rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str, receiver: Receiver
+) -> None:
+    created = await rest.post(
+        "/api/v1/webhooks",
+        json={
+            "url": receiver.url,
+            "events": ["workflow.created", "workflow.executed", "execution.completed"],
+            "description": "all of it",
+        },
+    )
+    assert created.status_code == 201, created.text
+    webhook = created.json()
+    secret = webhook["secret"]
+    assert secret.startswith("whsec_")
+    # The secret is shown once: never again.
+    fetched = (await rest.get(f"/api/v1/webhooks/{webhook['id']}")).json()
+    assert fetched["secret"] == ""
+    assert fetched["events"] == ["workflow.created", "workflow.executed", "execution.completed"]
+
+    workflow_id = await _echo_workflow(rest, echo_agent_url)
+    run = (await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})).json()
+    await receiver.wait_for(3)
+    assert [r.json["type"] for r in receiver.received[:1]] == ["workflow.created"]
+    completed = receiver.of("execution.completed")
+    assert len(completed) == 1
+    body = verify(secret, completed[0])
+    assert body["data"]["run_id"] == run["id"]
+    assert body["data"]["workflow_id"] == workflow_id
+    assert body["data"]["status"] == "COMPLETED"
+    assert verify(secret, receiver.of("workflow.executed")[0])["data"]["run_id"] == run["id"]
+    # A forged body does not verify.
+    forged = Received(completed[0].headers, completed[0].body.replace(b"COMPLETED", b"FAILED"))
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        verify(secret, forged)
+
+    listed = (await rest.get(f"/api/v1/webhooks/{webhook['id']}/deliveries")).json()
+    assert listed["total"] == 3
+    assert {d["status"] for d in listed["items"]} == {"succeeded"}
+    first = listed["items"][0]
+    assert first["attempts"] == 1 and first["last_status_code"] == 200
+    assert first["response_excerpt"] == "answered 200"
+    assert completed[0].headers["webhook-id"] in {d["id"] for d in listed["items"]}
+
+
+async def test_a_failed_attempt_is_retried_with_the_same_webhook_id(
+    rest: httpx.AsyncClient, worker: Worker, receiver: Receiver
+) -> None:
+    receiver.answers = [500]
+    user_secret = "whsec_abcdefghijklmnopqrstuvwxyz"  # seed 003's example: not base64
+    created = await rest.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url, "events": ["workflow.created"], "secret": user_secret},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["secret"] == ""  # the caller's own secret is not echoed
+    webhook_id = created.json()["id"]
+    await rest.post(
+        "/api/v1/agents", json={"name": "a", "url": "http://127.0.0.1:9/"}
+    )  # a workflow needs an agent
+    workflow = await rest.post(
+        "/api/v1/workflows",
+        json={"name": "retried", "start_step": "s", "steps": {"s": {"id": "s", "agent_name": "a"}}},
+    )
+    assert workflow.status_code == 201, workflow.text
+    first, second = await receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    # Signed with the user's secret as UTF-8 bytes: ten lines of hmac verify it.
+    expected = signing.signature(
+        user_secret,
+        second.headers["webhook-id"],
+        int(second.headers["webhook-timestamp"]),
+        second.body,
+    )
+    assert second.headers["webhook-signature"] == expected
+    await _eventually_succeeded(rest, webhook_id, attempts=2)
+    delivery = (await rest.get(f"/api/v1/webhooks/{webhook_id}/deliveries")).json()["items"][0]
+    assert delivery["last_status_code"] == 200
+
+    # Redeliver: the same id and body again.
+    again = await rest.post(
+        f"/api/v1/webhooks/{webhook_id}/deliveries/{delivery['id']}/redeliver", json={}
+    )
+    assert again.status_code == 202, again.text
+    third = (await receiver.wait_for(3))[2]
+    assert (third.headers["webhook-id"], third.body) == (first.headers["webhook-id"], first.body)
+
+
+async def _eventually_succeeded(rest: httpx.AsyncClient, webhook_id: str, *, attempts: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        items = (await rest.get(f"/api/v1/webhooks/{webhook_id}/deliveries")).json()["items"]
+        if items and items[0]["status"] == "succeeded":
+            assert items[0]["attempts"] == attempts
+            return
+        assert time.monotonic() < deadline, items
+        await asyncio.sleep(0.05)
+
+
+async def test_execute_async_posts_the_final_run_to_the_callback_url(
+    rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str, receiver: Receiver
+) -> None:
+    workflow_id = await _echo_workflow(rest, echo_agent_url, "cb")
+    started = await rest.post(
+        f"/api/v1/workflows/{workflow_id}/execute_async",
+        json={"parameters": {"feedback_id": "f_12345"}, "callback_url": receiver.url},
+    )
+    assert started.status_code == 202, started.text
+    run = started.json()
+    assert run["status"] == "PENDING"
+    assert run["input_data"] == {"feedback_id": "f_12345"}
+    assert run["callback_url"] == receiver.url
+    secret = run["callback_secret"]
+    assert secret.startswith("whsec_")
+    (received,) = await receiver.wait_for(1)
+    body = verify(secret, received)
+    assert body["type"] == "execution.callback"
+    assert body["data"]["id"] == run["id"]
+    assert body["data"]["status"] == "COMPLETED"
+    assert body["data"]["callback_secret"] == ""  # never sent anywhere again
+    fetched = (await rest.get(f"/api/v1/runs/{run['id']}")).json()
+    assert fetched["callback_url"] == receiver.url and fetched["callback_secret"] == ""
+
+
+async def test_ping_and_cancellation_events(
+    rest: httpx.AsyncClient, receiver: Receiver, echo_agent_url: str
+) -> None:
+    created = await rest.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "events": ["execution.cancelled"]}
+    )
+    webhook = created.json()
+    ping = await rest.post(f"/api/v1/webhooks/{webhook['id']}/test", json={})
+    assert ping.status_code == 202, ping.text
+    assert ping.json()["event"] == "ping" and ping.json()["status"] == "pending"
+    # No worker runs here: the run stays PENDING and the deliveries wait in the outbox.
+    workflow_id = await _echo_workflow(rest, echo_agent_url, "cancelled")
+    run = (await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})).json()
+    cancelled = await rest.post(f"/api/v1/runs/{run['id']}/cancel", json={"reason": "test"})
+    assert cancelled.status_code == 200, cancelled.text
+    listed = (await rest.get(f"/api/v1/webhooks/{webhook['id']}/deliveries")).json()
+    assert [d["event"] for d in listed["items"]] == ["execution.cancelled", "ping"]
+    assert {d["status"] for d in listed["items"]} == {"pending"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"url": "ftp://example.com/x", "events": ["ping"]}, "url", "INVALID_URL"),
+        (
+            {"url": "https://example.com/x", "events": ["execution.completed", "nope"]},
+            "events[1]",
+            "INVALID_EVENT_TYPE",
+        ),
+        ({"url": "https://example.com/x", "events": []}, "events", "INVALID_FIELD"),
+        (
+            {"url": "https://example.com/x", "events": ["workflow.created"], "secret": "short"},
+            "secret",
+            "INVALID_FIELD",
+        ),
+    ],
+)
+async def test_bad_webhooks_are_refused_naming_the_field(
+    rest: httpx.AsyncClient, engine: AsyncEngine, body: dict[str, Any], field: str, reason: str
+) -> None:
+    response = await rest.post("/api/v1/webhooks", json=body)
+    assert response.status_code == 400, response.text
+    found = error_of(response)
+    assert found["reason"] == reason
+    assert field in found["fields"]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM webhooks"))).scalar_one() == 0
+
+
+async def test_a_bad_callback_url_is_refused_and_starts_no_run(
+    rest: httpx.AsyncClient, echo_agent_url: str, engine: AsyncEngine
+) -> None:
+    workflow_id = await _echo_workflow(rest, echo_agent_url, "badcb")
+    response = await rest.post(
+        f"/api/v1/workflows/{workflow_id}/execute_async",
+        json={"parameters": {}, "callback_url": "not a url"},
+    )
+    assert response.status_code == 400, response.text
+    assert "callback_url" in error_of(response)["fields"]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM runs"))).scalar_one() == 0
+
+
+async def test_private_targets_are_refused_unless_allowed() -> None:
+    for url in ("http://127.0.0.1:8080/x", "http://169.254.169.254/latest", "http://[::1]/x"):
+        with pytest.raises(InvalidArgument, match="private, loopback or link-local") as raised:
+            await check_url(url, "url", allow_private=False)
+        assert raised.value.reason == "INVALID_URL"
+        await check_url(url, "url", allow_private=True)
+    await check_url("https://93.184.215.14/x", "url", allow_private=False)
+
+
+async def test_an_attempt_cut_short_by_a_crash_is_made_again_after_its_lease(
+    database_url: str, rest: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """At least once: a deliverer that dies mid-attempt (its receiver never answered)
+    leaves a lease; once it expires, another deliverer sends the same webhook-id."""
+    webhook = (
+        await rest.post(
+            "/api/v1/webhooks", json={"url": receiver.url, "events": ["workflow.created"]}
+        )
+    ).json()
+    ping = (await rest.post(f"/api/v1/webhooks/{webhook['id']}/test", json={})).json()
+    receiver.hang = True
+    settings = DeliverySettings(allow_private=True, timeout_s=60)
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        doomed = Deliverer(pool, TEST_SECRETS, settings)
+        doomed.start()
+        await receiver.wait_for(1)
+        await doomed.stop()  # dies mid-attempt: nothing recorded, the lease stays
+        receiver.hang = False
+
+        class Later:
+            def now(self) -> Any:
+                return SYSTEM_CLOCK.now() + timedelta(seconds=settings.timeout_s + 31)
+
+        heir = Deliverer(pool, TEST_SECRETS, settings, clock=Later())
+        heir.start()
+        second = (await receiver.wait_for(2))[1]
+        await heir.drain()
+        await heir.stop()
+    finally:
+        await pool.close()
+    assert second.headers["webhook-id"] == ping["id"] == receiver.received[0].headers["webhook-id"]
+    delivery = (await rest.get(f"/api/v1/webhooks/{webhook['id']}/deliveries")).json()["items"][0]
+    assert (delivery["status"], delivery["attempts"]) == ("succeeded", 1)
+
+
+def test_generated_secrets_are_standard_webhooks_secrets() -> None:
+    secret = signing.generate_secret()
+    hook = standardwebhooks.Webhook(secret)
+    msg_id, now = f"msg_{uuid.uuid4()}", int(time.time())
+    body = b'{"type":"ping"}'
+    headers = signing.headers(secret, msg_id, now, body)
+    assert hook.verify(body, headers) == {"type": "ping"}
