@@ -19,6 +19,9 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import baton_sdk
+from baton_sdk.webhooks import DeliveryStatus, InvalidSignatureError
+from baton_sdk.webhooks import verify as verify_delivery
 from baton_server.clock import SYSTEM_CLOCK
 from baton_server.db.pool import create_pool
 from baton_server.errors import InvalidArgument
@@ -144,7 +147,8 @@ async def test_a_subscribed_endpoint_receives_signed_events_of_runs_and_workflow
     assert listed["total"] == 3
     assert {d["status"] for d in listed["items"]} == {"succeeded"}
     first = listed["items"][0]
-    assert first["attempts"] == 1 and first["last_status_code"] == 200
+    assert first["attempts"] == 1
+    assert first["last_status_code"] == 200
     assert first["response_excerpt"] == "answered 200"
     assert completed[0].headers["webhook-id"] in {d["id"] for d in listed["items"]}
 
@@ -225,7 +229,8 @@ async def test_execute_async_posts_the_final_run_to_the_callback_url(
     assert body["data"]["status"] == "COMPLETED"
     assert body["data"]["callback_secret"] == ""  # never sent anywhere again
     fetched = (await rest.get(f"/api/v1/runs/{run['id']}")).json()
-    assert fetched["callback_url"] == receiver.url and fetched["callback_secret"] == ""
+    assert fetched["callback_url"] == receiver.url
+    assert fetched["callback_secret"] == ""
 
 
 async def test_ping_and_cancellation_events(
@@ -237,7 +242,8 @@ async def test_ping_and_cancellation_events(
     webhook = created.json()
     ping = await rest.post(f"/api/v1/webhooks/{webhook['id']}/test", json={})
     assert ping.status_code == 202, ping.text
-    assert ping.json()["event"] == "ping" and ping.json()["status"] == "pending"
+    assert ping.json()["event"] == "ping"
+    assert ping.json()["status"] == "pending"
     # No worker runs here: the run stays PENDING and the deliveries wait in the outbox.
     workflow_id = await _echo_workflow(rest, echo_agent_url, "cancelled")
     run = (await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})).json()
@@ -344,3 +350,39 @@ def test_generated_secrets_are_standard_webhooks_secrets() -> None:
     body = b'{"type":"ping"}'
     headers = signing.headers(secret, msg_id, now, body)
     assert hook.verify(body, headers) == {"type": "ping"}
+
+
+async def test_the_sdk_subscribes_and_verifies(
+    rest_url: str, worker: Worker, echo_agent_url: str, receiver: Receiver
+) -> None:
+    async with baton_sdk.connect(rest_url.removeprefix("http://")) as client:
+        hook = await client.webhooks.create(url=receiver.url, events=["execution.completed"])
+        assert hook.secret.startswith("whsec_")
+        assert [w.id for w in await client.webhooks.list().to_list()] == [hook.id]
+        await client.agents.create(name="echo", url=echo_agent_url)
+        workflow = await client.workflows.create(
+            name="sdk",
+            start_step="s1",
+            steps={"s1": {"agent_name": "echo"}},
+        )
+        run = await client.runs.execute(workflow, callback_url=receiver.url)
+        assert run.callback_url == receiver.url
+        assert run.callback_secret is not None
+        await receiver.wait_for(2)
+        callback = next(r for r in receiver.received if r.json["type"] == "execution.callback")
+        event = next(r for r in receiver.received if r.json["type"] == "execution.completed")
+        assert (
+            verify_delivery(run.callback_secret, callback.body, callback.headers)["data"]["id"]
+            == run.id
+        )
+        assert verify_delivery(hook.secret, event.body, event.headers)["data"]["run_id"] == run.id
+        with pytest.raises(InvalidSignatureError):
+            verify_delivery(hook.secret, callback.body, callback.headers)  # another secret
+        with pytest.raises(InvalidSignatureError):
+            verify_delivery(hook.secret, event.body, event.headers, now=time.time() + 3600)
+        deliveries = await client.webhooks.deliveries(hook.id).to_list()
+        assert [d.status for d in deliveries] == [DeliveryStatus.SUCCEEDED]
+        await client.webhooks.update(hook.id, enabled=False)
+        assert (await client.webhooks.get(hook.id)).enabled is False
+        await client.webhooks.delete(hook.id)
+        assert await client.webhooks.list().to_list() == []

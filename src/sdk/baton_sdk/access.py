@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2
 from baton.v1 import access_pb2, access_pb2_grpc
 from baton_sdk._convert import optional_datetime, to_datetime
 from baton_sdk._transport import Transport
-from baton_sdk.paging import AsyncPager, Page, numbered_pages
+from baton_sdk.paging import AsyncPager, rpc_listing
 
 T = TypeVar("T")
 
@@ -218,21 +218,9 @@ class Access:
         limit: int | None,
         timeout: float | None,
     ) -> AsyncPager[T]:
-        """A pager over a list RPC: ``request(n)`` is the request for page ``n``."""
-
-        async def fetch(number: int) -> Page[T]:
-            reply = await self._transport.unary(
-                method, request(number), timeout=timeout, idempotent=True
-            )
-            return Page(
-                items=tuple(convert(item) for item in reply.items),
-                page=reply.page,
-                page_size=reply.page_size,
-                total=reply.total,
-                total_pages=reply.total_pages,
-            )
-
-        return AsyncPager(lambda: numbered_pages(fetch), key=key, limit=limit)
+        return rpc_listing(
+            self._transport, method, request, convert, key, limit=limit, timeout=timeout
+        )
 
     async def caller(self, *, timeout: float | None = None) -> Caller:
         """Who the server takes this client to be (any role)."""

@@ -12,6 +12,7 @@ import grpc
 
 from baton_sdk._transport import Transport
 from baton_sdk.access import Access
+from baton_sdk.webhooks import Webhooks
 from baton_sdk.agents import Agents
 from baton_sdk.errors import UnavailableError
 from baton_sdk.options import RetryPolicy, TLSConfig
@@ -46,6 +47,7 @@ class BatonClient:
     Attributes:
         access: Projects, API keys, the audit trail and who the caller is.
         agents: Register and manage agents.
+        webhooks: Subscribe endpoints to events; their deliveries.
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
         target: The server address the client talks to.
@@ -79,6 +81,7 @@ class BatonClient:
         )
         self.access = Access(self._transport)
         self.agents = Agents(self._transport)
+        self.webhooks = Webhooks(self._transport)
         self.workflows = Workflows(self._transport)
         self.runs = Runs(self._transport)
 

@@ -514,6 +514,10 @@ class RunData:
         cancelled_at: When the run was cancelled, else ``None``.
         cancelled_by: Who cancelled the run, else ``None``.
         project_id: UUID of the project the run belongs to.
+        callback_url: Where the run's end is POSTed, else ``None``.
+        callback_secret: The callback's signing secret, set only on the run
+            ``execute`` returned when the server generated it (verify deliveries with
+            :func:`baton_sdk.webhooks.verify`).
         proto: The ``baton.v1.Run`` message.
     """
 
@@ -535,6 +539,8 @@ class RunData:
     cancelled_at: datetime | None
     cancelled_by: str | None
     project_id: str
+    callback_url: str | None
+    callback_secret: str | None = field(repr=False)
     proto: runs_pb2.Run = field(repr=False, compare=False)
 
     @staticmethod
@@ -566,6 +572,8 @@ class RunData:
             "cancelled_at": optional_datetime(message, "cancelled_at"),
             "cancelled_by": optional_string(message, "cancelled_by"),
             "project_id": message.project_id,
+            "callback_url": empty_as_none(message.callback_url),
+            "callback_secret": empty_as_none(message.callback_secret),
             "proto": message,
         }
 

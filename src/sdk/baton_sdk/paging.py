@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from baton_sdk._transport import Transport
 
 T = TypeVar("T")
 
@@ -126,3 +129,29 @@ async def numbered_pages(fetch: Callable[[int], Awaitable[Page[T]]]) -> AsyncIte
         if page.is_last or not page.items:
             return
         number += 1
+
+
+def rpc_listing(
+    transport: Transport,
+    method: Any,
+    request: Callable[[int], Any],
+    convert: Callable[[Any], T],
+    key: Callable[[T], Hashable],
+    *,
+    limit: int | None,
+    timeout: float | None,
+) -> AsyncPager[T]:
+    """A pager over a numbered list RPC: ``request(n)`` is the request for page ``n``,
+    whose reply has ``items`` and the paging fields."""
+
+    async def fetch(number: int) -> Page[T]:
+        reply = await transport.unary(method, request(number), timeout=timeout, idempotent=True)
+        return Page(
+            items=tuple(convert(item) for item in reply.items),
+            page=reply.page,
+            page_size=reply.page_size,
+            total=reply.total,
+            total_pages=reply.total_pages,
+        )
+
+    return AsyncPager(lambda: numbered_pages(fetch), key=key, limit=limit)

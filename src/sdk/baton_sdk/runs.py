@@ -75,6 +75,8 @@ class Runs:
         triggered_by: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        callback_url: str | None = None,
+        callback_secret: str | None = None,
     ) -> Run:
         """Start a run of a workflow's current version.
 
@@ -86,6 +88,9 @@ class Runs:
                 also retried when the server is briefly unreachable.
             triggered_by: Who starts the run (default ``system``).
             wait: Wait for the run to finish and return it finished.
+            callback_url: POST the final run here when it ends (signed like webhooks).
+            callback_secret: Secret to sign the callback with; without one the server
+                generates it and returns it in ``Run.callback_secret``.
             timeout: Seconds the whole call may take, waiting included (default: the
                 client's deadline to start the run; with ``wait``, no limit on the wait).
 
@@ -105,6 +110,8 @@ class Runs:
             input_data=to_struct(input_data or {}),
             request_id=request_id or "",
             triggered_by=triggered_by or "",
+            callback_url=callback_url or "",
+            callback_secret=callback_secret or "",
         )
         rpc_timeout = timeout if timeout is None else min(timeout, self._transport.timeout)
         wait_s = _MAX_WAIT_S if timeout is None else min(timeout, _MAX_WAIT_S)

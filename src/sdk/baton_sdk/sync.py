@@ -45,6 +45,7 @@ from baton_sdk.models import (
 from baton_sdk.options import RetryPolicy, TLSConfig
 from baton_sdk.paging import AsyncPager, Page, SortOrder
 from baton_sdk.runs import RunSortField
+from baton_sdk.webhooks import Delivery, DeliveryStatus, Webhook
 from baton_sdk.workflows import StepDefinition, WorkflowSortField
 
 T = TypeVar("T")
@@ -121,6 +122,81 @@ class SyncRun(RunData):
         if self._runs is None:
             raise RuntimeError("this SyncRun was not returned by a client; use client.runs")
         return self._runs
+
+
+class SyncWebhooks:
+    """Blocking twin of :class:`~baton_sdk.webhooks.Webhooks` (``client.webhooks``)."""
+
+    def __init__(self, loop: LoopThread, client: BatonClient) -> None:
+        """Bind to the sync client's loop and async client."""
+        self._loop = loop
+        self._webhooks = client.webhooks
+
+    def create(
+        self,
+        *,
+        url: str,
+        events: Sequence[str],
+        secret: str | None = None,
+        description: str = "",
+        enabled: bool = True,
+        timeout: float | None = None,
+    ) -> Webhook:
+        """Subscribe an endpoint. See :meth:`Webhooks.create`."""
+        return self._loop.run(
+            self._webhooks.create(
+                url=url,
+                events=events,
+                secret=secret,
+                description=description,
+                enabled=enabled,
+                timeout=timeout,
+            )
+        )
+
+    def get(self, webhook_id: str, *, timeout: float | None = None) -> Webhook:
+        """One webhook."""
+        return self._loop.run(self._webhooks.get(webhook_id, timeout=timeout))
+
+    def list(
+        self, *, page_size: int = 100, limit: int | None = None, timeout: float | None = None
+    ) -> SyncPager[Webhook]:
+        """Every webhook of the project."""
+        pager = self._webhooks.list(page_size=page_size, limit=limit, timeout=timeout)
+        return SyncPager(self._loop, pager, _same)
+
+    def update(self, webhook_id: str, **changes: Any) -> Webhook:
+        """Change the fields given. See :meth:`Webhooks.update`."""
+        return self._loop.run(self._webhooks.update(webhook_id, **changes))
+
+    def delete(self, webhook_id: str, *, timeout: float | None = None) -> None:
+        """Unsubscribe."""
+        self._loop.run(self._webhooks.delete(webhook_id, timeout=timeout))
+
+    def deliveries(
+        self,
+        webhook_id: str,
+        *,
+        status: DeliveryStatus | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> SyncPager[Delivery]:
+        """A webhook's deliveries, newest first."""
+        pager = self._webhooks.deliveries(
+            webhook_id, status=status, page_size=page_size, limit=limit, timeout=timeout
+        )
+        return SyncPager(self._loop, pager, _same)
+
+    def redeliver(
+        self, webhook_id: str, delivery_id: str, *, timeout: float | None = None
+    ) -> Delivery:
+        """Deliver again now."""
+        return self._loop.run(self._webhooks.redeliver(webhook_id, delivery_id, timeout=timeout))
+
+    def test(self, webhook_id: str, *, timeout: float | None = None) -> Delivery:
+        """Queue a ``ping`` delivery."""
+        return self._loop.run(self._webhooks.test(webhook_id, timeout=timeout))
 
 
 class SyncAccess:
@@ -467,6 +543,8 @@ class SyncRuns:
         triggered_by: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        callback_url: str | None = None,
+        callback_secret: str | None = None,
     ) -> SyncRun:
         """Start a run (and with ``wait=True`` return it finished). See
         :meth:`Runs.execute <baton_sdk.runs.Runs.execute>`."""
@@ -478,6 +556,8 @@ class SyncRuns:
                 triggered_by=triggered_by,
                 wait=wait,
                 timeout=timeout,
+                callback_url=callback_url,
+                callback_secret=callback_secret,
             )
         )
         return self._sync(run)
@@ -602,6 +682,7 @@ class SyncBatonClient:
         agents: Register and manage agents.
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
+        webhooks: Subscribe endpoints to events; their deliveries.
         target: The server address the client talks to.
     """
 
@@ -614,6 +695,7 @@ class SyncBatonClient:
         self.agents = SyncAgents(loop, client)
         self.workflows = SyncWorkflows(loop, client)
         self.runs = SyncRuns(loop, client)
+        self.webhooks = SyncWebhooks(loop, client)
 
     @property
     def async_client(self) -> BatonClient:
