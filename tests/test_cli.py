@@ -430,3 +430,35 @@ async def test_ctrl_c_stops_following_but_not_the_run(
     assert f"run {run_id} goes on - follow it with: baton runs watch {run_id}" in err.decode()
     finished = await baton("runs", "wait", run_id, "--json")
     assert (finished.code, finished.json()["status"]) == (0, "COMPLETED")
+
+
+async def test_webhooks_commands(baton: Baton, worker: Worker) -> None:
+    # Deliveries to a closed port fail; the listing shows the attempt.
+    url = f"http://127.0.0.1:{unused_loopback_port()}/hook"
+    created = await baton("webhooks", "create", "--url", url, "--event", "workflow.created")
+    assert created.code == 0, created.err
+    webhook_id = created.out.split()[1]
+    secret = created.out.splitlines()[1]
+    assert secret.startswith("whsec_")
+    listed = await baton("webhooks", "list", "--json")
+    assert [(w["id"], w["events"]) for w in listed.json()] == [(webhook_id, ["workflow.created"])]
+    pinged = await baton("webhooks", "test", webhook_id, "--json")
+    assert pinged.code == 0, pinged.err
+    assert pinged.json()["event"] == "ping"
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        found = (await baton("webhooks", "deliveries", webhook_id, "--json")).json()
+        if found and found[0]["attempts"] >= 1:
+            break
+        assert asyncio.get_running_loop().time() < deadline, found
+        await asyncio.sleep(0.1)
+    assert "Connect" in found[0]["last_error"] or "refused" in found[0]["last_error"]
+    table = await baton("webhooks", "deliveries", webhook_id)
+    assert table.out.split()[:6] == ["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "CREATED"]
+    again = await baton("webhooks", "redeliver", webhook_id, found[0]["id"])
+    assert (again.code, again.out.strip()) == (0, f"Delivery {found[0]['id']} (ping) queued again")
+    unknown = await baton("webhooks", "create", "--url", url, "--event", "nope")
+    assert unknown.code != 0
+    assert "nope" in unknown.err
+    assert (await baton("webhooks", "delete", webhook_id)).code == 0
+    assert (await baton("webhooks", "list", "--json")).json() == []

@@ -12,11 +12,11 @@ import grpc
 
 from baton_sdk._transport import Transport
 from baton_sdk.access import Access
-from baton_sdk.webhooks import Webhooks
 from baton_sdk.agents import Agents
 from baton_sdk.errors import UnavailableError
 from baton_sdk.options import RetryPolicy, TLSConfig
 from baton_sdk.runs import Runs
+from baton_sdk.webhooks import Webhooks
 from baton_sdk.workflows import Workflows
 
 DEFAULT_TARGET = "localhost:50051"

@@ -140,6 +140,7 @@ class Delivery:
         created_at: When the event happened.
         delivered_at: When a 2xx answer came.
         run_id: The run the event is about, if any.
+        proto: The ``baton.v1.Delivery`` message.
     """
 
     id: str
@@ -155,6 +156,7 @@ class Delivery:
     created_at: datetime
     delivered_at: datetime | None
     run_id: str
+    proto: webhooks_pb2.Delivery = field(repr=False, compare=False)
 
     @classmethod
     def from_proto(cls, message: webhooks_pb2.Delivery) -> Delivery:
@@ -173,6 +175,7 @@ class Delivery:
             created_at=to_datetime(message.created_at),
             delivered_at=optional_datetime(message, "delivered_at"),
             run_id=message.run_id,
+            proto=message,
         )
 
 

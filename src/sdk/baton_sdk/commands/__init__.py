@@ -15,7 +15,8 @@ def register(main: click.Group) -> None:
     from baton_sdk.commands.agents import agents
     from baton_sdk.commands.keys import keys, projects
     from baton_sdk.commands.runs import run, runs
+    from baton_sdk.commands.webhooks import webhooks
     from baton_sdk.commands.workflows import workflows
 
-    for command in (agents, workflows, runs, run, keys, projects):
+    for command in (agents, workflows, runs, run, keys, projects, webhooks):
         main.add_command(command)

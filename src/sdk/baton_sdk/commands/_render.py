@@ -24,6 +24,7 @@ from baton_sdk.models import (
     Workflow,
     WorkflowVersion,
 )
+from baton_sdk.webhooks import Delivery, Webhook
 
 _STYLES = {
     "active": "green",
@@ -388,4 +389,32 @@ def projects_table(projects: Iterable[Project]) -> Table:
     table = _table("NAME", "ID", "DESCRIPTION", "CREATED")
     for project in projects:
         table.add_row(project.name, project.id, project.description, when(project.created_at))
+    return table
+
+
+def webhooks_table(hooks: Iterable[Webhook]) -> Table:
+    table = _table("ID", "URL", "EVENTS", "ENABLED", "CREATED")
+    for hook in hooks:
+        table.add_row(
+            hook.id,
+            hook.url,
+            ", ".join(hook.events),
+            "yes" if hook.enabled else "no",
+            when(hook.created_at),
+        )
+    return table
+
+
+def deliveries_table(deliveries: Iterable[Delivery]) -> Table:
+    table = _table("ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "CREATED")
+    for delivery in deliveries:
+        last = str(delivery.last_status_code or delivery.last_error or "-")
+        table.add_row(
+            delivery.id,
+            delivery.event,
+            delivery.status.value,
+            str(delivery.attempts),
+            last,
+            when(delivery.created_at),
+        )
     return table
