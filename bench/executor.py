@@ -583,8 +583,12 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
     port = free_port()
     separate = args.worker_mode == "separate"
     backends = ["--database-url", env.database_url, "--redis-url", env.redis_url]
-    # Server and workers must share the key that seals agent credentials.
-    backends += ["--secret-key", Fernet.generate_key().decode()]
+    # Server and workers must share the key that seals agent credentials (and webhook
+    # secrets: bench/webhooks.py passes its own).
+    backends += [
+        "--secret-key",
+        getattr(args, "secret_key", None) or Fernet.generate_key().decode(),
+    ]
     async with contextlib.AsyncExitStack() as stack:
         server = await Child.spawn(
             "baton serve",
