@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 import uuid
@@ -95,6 +96,8 @@ async def subscribe(
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    # The receiver is on loopback, which workers refuse by default.
+    os.environ["BATON_WEBHOOK_ALLOW_PRIVATE"] = "true"
     args.secret_key = Fernet.generate_key().decode()
     box = SecretBox([args.secret_key])
     rounds = [
