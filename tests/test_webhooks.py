@@ -386,3 +386,16 @@ async def test_the_sdk_subscribes_and_verifies(
         assert (await client.webhooks.get(hook.id)).enabled is False
         await client.webhooks.delete(hook.id)
         assert await client.webhooks.list().to_list() == []
+
+
+async def test_a_repeated_execute_returns_no_secret_that_signs_nothing(
+    rest: httpx.AsyncClient, echo_agent_url: str
+) -> None:
+    workflow_id = await _echo_workflow(rest, echo_agent_url, "replayed")
+    body = {"parameters": {}, "callback_url": "http://127.0.0.1:9/cb", "request_id": "once"}
+    first = await rest.post(f"/api/v1/workflows/{workflow_id}/execute_async", json=body)
+    again = await rest.post(f"/api/v1/workflows/{workflow_id}/execute_async", json=body)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert first.json()["callback_secret"].startswith("whsec_")
+    assert again.json()["callback_secret"] == ""

@@ -98,12 +98,13 @@ class RunService:
         request_id: str | None,
         triggered_by: str | None,
         callback: store.Callback | None = None,
-    ) -> Run:
+    ) -> tuple[Run, bool]:
+        """The run, and whether this call started it (False: the idempotency key's)."""
         async with self._pool.acquire() as conn:
             if request_id:
                 existing = await store.find_by_request_id(conn, project_id, workflow_id, request_id)
                 if existing:
-                    return existing
+                    return existing, False
             run, written = await self._create(
                 conn,
                 project_id,
@@ -116,7 +117,7 @@ class RunService:
         if written:
             self._publish(run, written)
             await self._dispatcher.enqueue([run.id])
-        return run
+        return run, bool(written)
 
     async def _create(
         self,

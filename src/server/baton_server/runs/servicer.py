@@ -207,7 +207,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             if callback_url
             else (None, None)
         )
-        run = await self._service.execute(
+        run, started = await self._service.execute(
             caller().project_id,
             parse_uuid(workflow_id, "workflow_id"),
             input_data,
@@ -215,7 +215,9 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             triggered_by=triggered_by,
             callback=callback,
         )
-        return run, generated
+        # A repeated request (same request_id) gets the first run, whose callback keeps
+        # the secret of the first request: a secret generated now would sign nothing.
+        return run, generated if started else None
 
     async def ExecuteWorkflow(
         self, request: runs_pb2.ExecuteWorkflowRequest, context: _Context
