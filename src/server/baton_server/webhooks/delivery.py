@@ -15,7 +15,6 @@ exponentially (with jitter) over hours.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -194,7 +193,6 @@ class Deliverer:
         self._clock = clock
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._wakeup = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -206,10 +204,6 @@ class Deliverer:
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
         )
         self._task = asyncio.create_task(self._run(), name="deliveries")
-
-    def wake(self) -> None:
-        """Look for due deliveries now (one was just written in this process)."""
-        self._wakeup.set()
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task,) if t is not None]
@@ -228,11 +222,8 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if claimed:
-                continue
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.poll_s)
+            if not claimed:
+                await asyncio.sleep(self.settings.poll_s)
 
     async def deliver_due(self) -> int:
         """Claim what is due (as many as there are free slots) and start attempting it;
