@@ -21,6 +21,8 @@ from baton.v1 import (
     agents_pb2_grpc,
     runs_pb2,
     runs_pb2_grpc,
+    schedules_pb2,
+    schedules_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
     webhooks_pb2,
@@ -48,6 +50,8 @@ from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.service import RunService
 from baton_server.runs.servicer import RunServicer
 from baton_server.runs.watch import WatchService
+from baton_server.schedules.service import ScheduleService
+from baton_server.schedules.servicer import ScheduleServicer
 from baton_server.sealing import SecretBox
 from baton_server.system.service import SystemService
 from baton_server.system.servicer import SystemServicer
@@ -59,7 +63,15 @@ from baton_server.workflows.servicer import WorkflowServicer
 
 log = logging.getLogger(__name__)
 
-CONTRACT_MODULES = (access_pb2, agents_pb2, workflows_pb2, runs_pb2, system_pb2, webhooks_pb2)
+CONTRACT_MODULES = (
+    access_pb2,
+    agents_pb2,
+    workflows_pb2,
+    runs_pb2,
+    system_pb2,
+    webhooks_pb2,
+    schedules_pb2,
+)
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
@@ -67,6 +79,7 @@ SERVICE_NAMES = (
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 )
 
 _SERVER_OPTIONS = [
@@ -165,13 +178,12 @@ async def start_grpc(
         )
     webhooks = WebhookService(pool, secrets, allow_private=allow_private_targets)
     webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
+    runs = RunService(pool, Dispatcher(redis_client), publisher)
     runs_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(
-            RunService(pool, Dispatcher(redis_client), publisher),
-            WatchService(pool, hub),
-            webhooks,
-        ),
-        server,
+        RunServicer(runs, WatchService(pool, hub), webhooks), server
+    )
+    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(
+        ScheduleServicer(ScheduleService(pool, runs)), server
     )
     system = SystemService(engine, redis_client, SERVICE_NAMES)
     system_pb2_grpc.add_SystemServiceServicer_to_server(SystemServicer(system), server)

@@ -40,6 +40,9 @@ from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
 from baton_server.runs.dispatch import Dispatcher
+from baton_server.runs.service import RunService
+from baton_server.schedules.scheduler import Scheduler
+from baton_server.schedules.service import ScheduleService
 from baton_server.sealing import SecretBox
 from baton_server.tasks import cancel_and_wait
 from baton_server.webhooks.delivery import Deliverer, DeliverySettings
@@ -99,6 +102,8 @@ class WorkerSettings:
     read_batch: int = 64
     block_ms: int = 1000
     agent_cache_ttl_s: float = 2.0
+    #: Longest sleep of the scheduler between rounds (a new schedule is seen within it).
+    schedule_poll_s: float = 1.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -180,6 +185,11 @@ class Worker:
         # Webhooks and callbacks, from the outbox the run transitions write.
         self.deliverer = Deliverer(self._pool, self._secrets, self._delivery_settings)
         self.deliverer.start()
+        self.scheduler = Scheduler(
+            ScheduleService(self._pool, RunService(self._pool, self._dispatcher, self._publisher)),
+            poll_s=self.settings.schedule_poll_s,
+        )
+        self.scheduler.start()
         for name, loop in (
             ("consume", self._consume),
             ("heartbeat", self._heartbeat),
@@ -193,6 +203,7 @@ class Worker:
         """Stop driving; release leases so another worker resumes the runs at once."""
         self._stopping = True
         await cancel_and_wait(self._background)
+        await self.scheduler.stop()
         await self.deliverer.stop()
         await cancel_and_wait(list(self._drivers.values()))
         await self._journal.stop()

@@ -114,10 +114,32 @@ class RunService:
                 triggered_by or DEFAULT_ACTOR,
                 callback,
             )
+        await self.announce_started(run, written)
+        return run, bool(written)
+
+    async def start_in(
+        self,
+        conn: Connection,
+        project_id: uuid.UUID,
+        workflow_id: uuid.UUID,
+        input_data: dict[str, Any],
+        *,
+        request_id: str | None,
+        triggered_by: str,
+    ) -> tuple[Run, tuple[RunEvent, ...]]:
+        """Create a run in the caller's transaction (a schedule's fire); the caller
+        calls :meth:`announce_started` once it has committed. No events: the
+        idempotency key's run already existed."""
+        return await self._create(
+            conn, project_id, workflow_id, input_data, request_id, triggered_by, None
+        )
+
+    async def announce_started(self, run: Run, written: tuple[RunEvent, ...]) -> None:
+        """Publish a committed new run's events and put it on the stream (nothing for a
+        run an idempotency key found)."""
         if written:
             self._publish(run, written)
             await self._dispatcher.enqueue([run.id])
-        return run, bool(written)
 
     async def _create(
         self,
@@ -237,12 +259,8 @@ class RunService:
         self, project_id: uuid.UUID, run_id: str, *, reason: str, cancelled_by: str | None
     ) -> Run:
         async with self._pool.acquire() as conn, conn.transaction():
-            cancelled = await store.cancel(
-                conn,
-                project_id,
-                run_id,
-                reason=reason or "no reason given",
-                cancelled_by=cancelled_by or DEFAULT_ACTOR,
+            cancelled = await self.cancel_in(
+                conn, project_id, run_id, reason=reason, cancelled_by=cancelled_by
             )
             if cancelled is None:
                 current = await self._require(conn, project_id, run_id)
@@ -252,10 +270,33 @@ class RunService:
                     reason="RUN_NOT_CANCELLABLE",
                     metadata={"run_id": run_id, "status": current.status},
                 )
-        run, written = cancelled
+        await self.announce_cancelled(*cancelled)
+        return cancelled[0]
+
+    @staticmethod
+    async def cancel_in(
+        conn: Connection,
+        project_id: uuid.UUID,
+        run_id: str,
+        *,
+        reason: str,
+        cancelled_by: str | None,
+    ) -> tuple[Run, list[RunEvent]] | None:
+        """Cancel a PENDING or RUNNING run in the caller's transaction (None: it is
+        neither, or unknown); the caller calls :meth:`announce_cancelled` once it has
+        committed."""
+        return await store.cancel(
+            conn,
+            project_id,
+            run_id,
+            reason=reason or "no reason given",
+            cancelled_by=cancelled_by or DEFAULT_ACTOR,
+        )
+
+    async def announce_cancelled(self, run: Run, written: list[RunEvent]) -> None:
+        """Publish a committed cancellation and stop the worker driving the run."""
         self._publish(run, written)
-        await self._dispatcher.broadcast_cancel(run_id)
-        return run
+        await self._dispatcher.broadcast_cancel(run.id)
 
     async def retry(self, project_id: uuid.UUID, run_id: str) -> Run:
         async with self._pool.acquire() as conn, conn.transaction():
