@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -198,3 +199,14 @@ def echo_agent_url() -> Iterator[str]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture
+def worker_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``baton worker`` processes a test starts (see ``worker_process``), stopped after it."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -16,7 +20,9 @@ from baton.v1 import (
     workflows_pb2,
     workflows_pb2_grpc,
 )
+from tests.access_support import TEST_SECRET_KEY
 
+BATON = Path(sys.executable).with_name("baton")
 TERMINAL = {runs_pb2.Run.COMPLETED, runs_pb2.Run.FAILED, runs_pb2.Run.CANCELLED}
 
 
@@ -123,3 +129,17 @@ def chain(*steps: tuple[str, str, dict[str, Any]], name: str = "chain") -> dict[
             step["next_step"] = steps[index + 1][0]
         body["steps"][step_id] = step
     return body
+
+
+def worker_process(database_url: str, redis_url: str) -> subprocess.Popen[bytes]:
+    """``baton worker`` as an operator would start it, with short leases."""
+    env = {
+        **os.environ,
+        "BATON_DATABASE_URL": database_url,
+        "BATON_REDIS_URL": redis_url,
+        "BATON_LEASE_TTL_S": "2",
+        "BATON_RECONCILE_INTERVAL_S": "0.3",
+        "BATON_ENQUEUE_GRACE_S": "1",
+        "BATON_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    return subprocess.Popen([str(BATON), "worker", "--log-level", "warning"], env=env)

