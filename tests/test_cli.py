@@ -462,3 +462,42 @@ async def test_webhooks_commands(baton: Baton, worker: Worker) -> None:
     assert "nope" in unknown.err
     assert (await baton("webhooks", "delete", webhook_id)).code == 0
     assert (await baton("webhooks", "list", "--json")).json() == []
+
+
+async def test_schedules_commands(
+    baton: Baton, tmp_path: Path, echo_agent_url: str, worker: Worker
+) -> None:
+    await register_etl(baton, tmp_path, echo_agent_url)
+    etl = "data-processing-pipeline"
+    created = await baton(
+        "schedules", "create", etl, "--name", "hourly", "--cron", "0 * * * *",
+        "--timezone", "Europe/Zurich", "--input", "source=cli", "--json",
+    )  # fmt: skip
+    assert created.code == 0, created.err
+    schedule = created.json()
+    assert (schedule["cron_expression"], schedule["timezone"]) == ("0 * * * *", "Europe/Zurich")
+    assert schedule["parameters"] == {"source": "cli"}
+    shown = await baton("schedules", "get", schedule["id"])
+    assert "cron 0 * * * * (Europe/Zurich)" in shown.out
+    assert "scheduled" in shown.out
+
+    listed = await baton("schedules", "list")
+    assert listed.out.split()[:6] == ["ID", "NAME", "WORKFLOW", "WHEN", "STATE", "NEXT"]
+    disabled = await baton("schedules", "disable", schedule["id"], "--json")
+    assert disabled.json()["state"] == "disabled"
+    run_id = (await baton("schedules", "trigger", schedule["id"])).out.strip()
+    finished = await baton("runs", "wait", run_id, "--json")
+    assert finished.json()["triggered_by"] == f"schedule:{schedule['id']}"
+    fires = await baton("schedules", "fires", schedule["id"], "--json")
+    assert [(f["outcome"], f["run_id"]) for f in fires.json()] == [("triggered", run_id)]
+
+    every = await baton("schedules", "create", etl, "--name", "often", "--every", "90s", "--json")
+    assert (every.json()["interval_value"], every.json()["interval_unit"]) == (90, "seconds")
+    bad = await baton("schedules", "create", etl, "--name", "x", "--cron", "61 * * * *")
+    assert bad.code != 0
+    assert "cron_expression" in bad.err
+    both = await baton("schedules", "create", etl, "--name", "x", "--every", "5m", "--at", "x")
+    assert both.code == 2
+    assert "exactly one of --cron, --every or --at" in both.err
+    assert (await baton("schedules", "delete", schedule["id"])).code == 0
+    assert len((await baton("schedules", "list", "--json")).json()) == 1

@@ -16,6 +16,7 @@ from baton_sdk.agents import Agents
 from baton_sdk.errors import UnavailableError
 from baton_sdk.options import RetryPolicy, TLSConfig
 from baton_sdk.runs import Runs
+from baton_sdk.schedules import Schedules
 from baton_sdk.webhooks import Webhooks
 from baton_sdk.workflows import Workflows
 
@@ -48,6 +49,7 @@ class BatonClient:
         access: Projects, API keys, the audit trail and who the caller is.
         agents: Register and manage agents.
         webhooks: Subscribe endpoints to events; their deliveries.
+        schedules: Run workflows on cron expressions, intervals or at a fixed time.
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
         target: The server address the client talks to.
@@ -84,6 +86,7 @@ class BatonClient:
         self.webhooks = Webhooks(self._transport)
         self.workflows = Workflows(self._transport)
         self.runs = Runs(self._transport)
+        self.schedules = Schedules(self._transport, self.runs)
 
     @property
     def channel(self) -> grpc.aio.Channel:

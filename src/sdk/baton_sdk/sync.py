@@ -45,6 +45,7 @@ from baton_sdk.models import (
 from baton_sdk.options import RetryPolicy, TLSConfig
 from baton_sdk.paging import AsyncPager, Page, SortOrder
 from baton_sdk.runs import RunSortField
+from baton_sdk.schedules import FireOutcome, Schedule, ScheduleFire
 from baton_sdk.webhooks import Delivery, DeliveryStatus, Webhook
 from baton_sdk.workflows import StepDefinition, WorkflowSortField
 
@@ -671,6 +672,75 @@ class SyncRuns:
         return self._loop.iterate(self._runs.watch_all(workflow=workflow, statuses=statuses))
 
 
+class SyncSchedules:
+    """Blocking twin of :class:`~baton_sdk.schedules.Schedules` (``client.schedules``)."""
+
+    def __init__(self, loop: LoopThread, client: BatonClient, runs: SyncRuns) -> None:
+        """Bind to the sync client's loop and async client."""
+        self._loop = loop
+        self._schedules = client.schedules
+        self._runs = runs
+
+    def create(self, workflow: str | Workflow, *, name: str, **options: Any) -> Schedule:
+        """Schedule runs of a workflow. See :meth:`Schedules.create`."""
+        return self._loop.run(self._schedules.create(workflow, name=name, **options))
+
+    def get(self, schedule: str | Schedule, *, timeout: float | None = None) -> Schedule:
+        """One schedule."""
+        return self._loop.run(self._schedules.get(schedule, timeout=timeout))
+
+    def list(
+        self,
+        *,
+        workflow: str | Workflow | None = None,
+        enabled: bool | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> SyncPager[Schedule]:
+        """The project's schedules, newest first."""
+        pager = self._schedules.list(
+            workflow=workflow, enabled=enabled, page_size=page_size, limit=limit, timeout=timeout
+        )
+        return SyncPager(self._loop, pager, _same)
+
+    def update(self, schedule: str | Schedule, **changes: Any) -> Schedule:
+        """Change the fields given. See :meth:`Schedules.update`."""
+        return self._loop.run(self._schedules.update(schedule, **changes))
+
+    def delete(self, schedule: str | Schedule, *, timeout: float | None = None) -> None:
+        """Delete a schedule."""
+        self._loop.run(self._schedules.delete(schedule, timeout=timeout))
+
+    def trigger(
+        self,
+        schedule: str | Schedule,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> SyncRun:
+        """Start a run now. See :meth:`Schedules.trigger`."""
+        run = self._loop.run(
+            self._schedules.trigger(schedule, request_id=request_id, timeout=timeout)
+        )
+        return self._runs._sync(run)
+
+    def fires(
+        self,
+        schedule: str | Schedule,
+        *,
+        outcome: FireOutcome | str | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> SyncPager[ScheduleFire]:
+        """What the schedule did with its slots, newest first."""
+        pager = self._schedules.fires(
+            schedule, outcome=outcome, page_size=page_size, limit=limit, timeout=timeout
+        )
+        return SyncPager(self._loop, pager, _same)
+
+
 class SyncBatonClient:
     """A blocking connection to a Baton server; create it with :func:`connect_sync`.
 
@@ -683,6 +753,7 @@ class SyncBatonClient:
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
         webhooks: Subscribe endpoints to events; their deliveries.
+        schedules: Run workflows on cron expressions, intervals or at a fixed time.
         target: The server address the client talks to.
     """
 
@@ -696,6 +767,7 @@ class SyncBatonClient:
         self.workflows = SyncWorkflows(loop, client)
         self.runs = SyncRuns(loop, client)
         self.webhooks = SyncWebhooks(loop, client)
+        self.schedules = SyncSchedules(loop, client, self.runs)
 
     @property
     def async_client(self) -> BatonClient:

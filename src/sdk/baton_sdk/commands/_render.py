@@ -24,6 +24,7 @@ from baton_sdk.models import (
     Workflow,
     WorkflowVersion,
 )
+from baton_sdk.schedules import Schedule, ScheduleFire
 from baton_sdk.webhooks import Delivery, Webhook
 
 _STYLES = {
@@ -417,4 +418,57 @@ def deliveries_table(deliveries: Iterable[Delivery]) -> Table:
             last,
             when(delivery.created_at),
         )
+    return table
+
+
+def _timing(schedule: Schedule) -> str:
+    if schedule.cron_expression:
+        return f"cron {schedule.cron_expression} ({schedule.timezone})"
+    if schedule.interval_value and schedule.interval_unit:
+        return f"every {schedule.interval_value} {schedule.interval_unit.value}"
+    return f"at {when(schedule.execution_time)}"
+
+
+def schedules_table(found: Iterable[Schedule]) -> Table:
+    table = _table("ID", "NAME", "WORKFLOW", "WHEN", "STATE", "NEXT")
+    for schedule in found:
+        table.add_row(
+            schedule.id,
+            schedule.name,
+            schedule.workflow_name,
+            _timing(schedule),
+            schedule.state.value,
+            when(schedule.next_execution),
+        )
+    return table
+
+
+def schedule_details(schedule: Schedule) -> Table:
+    rows: list[tuple[str, str | Text]] = [
+        ("id", schedule.id),
+        ("name", schedule.name),
+        ("workflow", f"{schedule.workflow_name} ({schedule.workflow_id})"),
+        ("when", _timing(schedule)),
+        (
+            "state",
+            schedule.state.value + (f": {schedule.state_reason}" if schedule.state_reason else ""),
+        ),
+        ("next", ", ".join(when(t) for t in schedule.upcoming_executions) or "-"),
+        ("overlap", schedule.overlap_policy.value),
+        ("parameters", pretty_json(schedule.parameters)),
+        ("missed / skipped", f"{schedule.missed_executions} / {schedule.skipped_executions}"),
+    ]
+    last = schedule.last_execution
+    if last is not None:
+        rows.append(("last run", Text.assemble(f"{last.execution_id} ", styled(last.status.value))))
+    return details(rows)
+
+
+def fires_table(fires: Iterable[ScheduleFire]) -> Table:
+    table = _table("SLOT", "OUTCOME", "RUN", "NOTE")
+    for fire in fires:
+        note = fire.reason
+        if fire.missed_count:
+            note = f"{fire.missed_count} slot(s) until {when(fire.missed_until)}"
+        table.add_row(when(fire.scheduled_for), fire.outcome.value, fire.run_id or "-", note)
     return table
