@@ -87,6 +87,8 @@ async def test_seed_003_schedule_bodies_create_update_list_and_delete(
     assert schedule["catchup_window_seconds"] == 60
     assert schedule["created_by"] == "system"
     assert "last_execution" not in schedule
+    assert "interval_value" not in schedule  # fields of other types are absent
+    assert "interval_unit" not in schedule
 
     fetched = await rest.get(f"/api/v1/workflow_schedules/{schedule['id']}")
     assert fetched.status_code == 200
@@ -218,7 +220,7 @@ async def test_schedules_of_unknown_workflows_are_404_and_updates_are_checked(
     moment = _future()
     fixed = await rest.put(path, json={"schedule_type": "fixed_time", "execution_time": moment})
     assert fixed.status_code == 200, fixed.text
-    assert fixed.json()["cron_expression"] == ""
+    assert "cron_expression" not in fixed.json()
     assert fixed.json()["next_execution"] == moment
     assert fixed.json()["upcoming_executions"] == [moment]
 

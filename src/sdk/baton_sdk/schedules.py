@@ -22,7 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from baton.v1 import runs_pb2, schedules_pb2, schedules_pb2_grpc
-from baton_sdk._convert import optional_datetime, struct_dict, to_datetime, to_struct, to_timestamp
+from baton_sdk._convert import (
+    optional_datetime,
+    optional_string,
+    struct_dict,
+    to_datetime,
+    to_struct,
+    to_timestamp,
+)
 from baton_sdk._transport import Transport
 from baton_sdk.models import Run, RunData, RunStatus, Workflow
 from baton_sdk.paging import AsyncPager, rpc_listing
@@ -174,10 +181,10 @@ class Schedule:
             name=message.name,
             description=message.description,
             schedule_type=ScheduleType(_Proto.ScheduleType.Name(message.schedule_type)),
-            cron_expression=message.cron_expression or None,
-            interval_value=message.interval_value or None,
+            cron_expression=optional_string(message, "cron_expression"),
+            interval_value=message.interval_value if message.HasField("interval_value") else None,
             interval_unit=IntervalUnit(_Proto.IntervalUnit.Name(message.interval_unit))
-            if message.interval_unit
+            if message.HasField("interval_unit")
             else None,
             execution_time=optional_datetime(message, "execution_time"),
             parameters=struct_dict(message.parameters),

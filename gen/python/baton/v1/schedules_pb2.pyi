@@ -187,11 +187,13 @@ class Schedule(_message.Message):
     schedule_type: Global___Schedule.ScheduleType.ValueType
     """How fire times are computed."""
     cron_expression: _builtins.str
-    """For `cron`: the 5-field expression (minute hour day-of-month month day-of-week)."""
+    """For `cron`: the 5-field expression (minute hour day-of-month month day-of-week);
+    absent for other types.
+    """
     interval_value: _builtins.int
-    """For `interval`: how many `interval_unit`s between fires."""
+    """For `interval`: how many `interval_unit`s between fires; absent for other types."""
     interval_unit: Global___Schedule.IntervalUnit.ValueType
-    """For `interval`: the unit of `interval_value`."""
+    """For `interval`: the unit of `interval_value`; absent for other types."""
     enabled: _builtins.bool
     """Whether it fires."""
     timezone: _builtins.str
@@ -254,9 +256,9 @@ class Schedule(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         schedule_type: Global___Schedule.ScheduleType.ValueType = ...,
-        cron_expression: _builtins.str = ...,
-        interval_value: _builtins.int = ...,
-        interval_unit: Global___Schedule.IntervalUnit.ValueType = ...,
+        cron_expression: _builtins.str | None = ...,
+        interval_value: _builtins.int | None = ...,
+        interval_unit: Global___Schedule.IntervalUnit.ValueType | None = ...,
         execution_time: _timestamp_pb2.Timestamp | None = ...,
         parameters: _struct_pb2.Struct | None = ...,
         enabled: _builtins.bool = ...,
@@ -275,11 +277,22 @@ class Schedule(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         project_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "execution_time", b"execution_time", "last_execution", b"last_execution", "next_execution", b"next_execution", "parameters", b"parameters", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cron_expression", b"_cron_expression", "_interval_unit", b"_interval_unit", "_interval_value", b"_interval_value", "created_at", b"created_at", "cron_expression", b"cron_expression", "execution_time", b"execution_time", "interval_unit", b"interval_unit", "interval_value", b"interval_value", "last_execution", b"last_execution", "next_execution", b"next_execution", "parameters", b"parameters", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catchup_window_seconds", b"catchup_window_seconds", "created_at", b"created_at", "created_by", b"created_by", "cron_expression", b"cron_expression", "description", b"description", "enabled", b"enabled", "execution_time", b"execution_time", "id", b"id", "interval_unit", b"interval_unit", "interval_value", b"interval_value", "last_execution", b"last_execution", "missed_executions", b"missed_executions", "name", b"name", "next_execution", b"next_execution", "overlap_policy", b"overlap_policy", "parameters", b"parameters", "project_id", b"project_id", "schedule_type", b"schedule_type", "skipped_executions", b"skipped_executions", "state", b"state", "state_reason", b"state_reason", "timezone", b"timezone", "upcoming_executions", b"upcoming_executions", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cron_expression", b"_cron_expression", "_interval_unit", b"_interval_unit", "_interval_value", b"_interval_value", "catchup_window_seconds", b"catchup_window_seconds", "created_at", b"created_at", "created_by", b"created_by", "cron_expression", b"cron_expression", "description", b"description", "enabled", b"enabled", "execution_time", b"execution_time", "id", b"id", "interval_unit", b"interval_unit", "interval_value", b"interval_value", "last_execution", b"last_execution", "missed_executions", b"missed_executions", "name", b"name", "next_execution", b"next_execution", "overlap_policy", b"overlap_policy", "parameters", b"parameters", "project_id", b"project_id", "schedule_type", b"schedule_type", "skipped_executions", b"skipped_executions", "state", b"state", "state_reason", b"state_reason", "timezone", b"timezone", "upcoming_executions", b"upcoming_executions", "updated_at", b"updated_at", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cron_expression: _TypeAlias = _typing.Literal["cron_expression"]  # noqa: Y015
+    _WhichOneofArgType__cron_expression: _TypeAlias = _typing.Literal["_cron_expression", b"_cron_expression"]  # noqa: Y015
+    _WhichOneofReturnType__interval_unit: _TypeAlias = _typing.Literal["interval_unit"]  # noqa: Y015
+    _WhichOneofArgType__interval_unit: _TypeAlias = _typing.Literal["_interval_unit", b"_interval_unit"]  # noqa: Y015
+    _WhichOneofReturnType__interval_value: _TypeAlias = _typing.Literal["interval_value"]  # noqa: Y015
+    _WhichOneofArgType__interval_value: _TypeAlias = _typing.Literal["_interval_value", b"_interval_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron_expression) -> _WhichOneofReturnType__cron_expression | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_unit) -> _WhichOneofReturnType__interval_unit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_value) -> _WhichOneofReturnType__interval_value | None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 

@@ -43,8 +43,8 @@ def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
         name=schedule.name,
         description=schedule.description,
         schedule_type=_Proto.ScheduleType.Value(schedule.schedule_type),
-        cron_expression=schedule.cron_expression or "",
-        interval_value=schedule.interval_value or 0,
+        cron_expression=schedule.cron_expression,
+        interval_value=schedule.interval_value,
         parameters=dict_to_struct(schedule.parameters),
         enabled=schedule.enabled,
         timezone=schedule.timezone,
@@ -60,7 +60,7 @@ def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
         updated_at=timestamp(schedule.updated_at),
         project_id=str(schedule.project_id),
     )
-    if schedule.interval_unit:
+    if schedule.interval_unit is not None:
         message.interval_unit = _Proto.IntervalUnit.Value(schedule.interval_unit)
     if schedule.execution_time:
         message.execution_time.CopyFrom(timestamp(schedule.execution_time))
