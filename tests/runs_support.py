@@ -143,3 +143,15 @@ def worker_process(database_url: str, redis_url: str) -> subprocess.Popen[bytes]
         "BATON_SECRET_KEY": TEST_SECRET_KEY,
     }
     return subprocess.Popen([str(BATON), "worker", "--log-level", "warning"], env=env)
+
+
+def deliver_process(database_url: str) -> subprocess.Popen[bytes]:
+    """``baton deliver`` as an operator would start it, delivering to loopback."""
+    env = {
+        **os.environ,
+        "BATON_DATABASE_URL": database_url,
+        "BATON_SECRET_KEY": TEST_SECRET_KEY,
+        "BATON_WEBHOOK_ALLOW_PRIVATE": "true",
+        "BATON_WEBHOOK_TIMEOUT_S": "2",
+    }
+    return subprocess.Popen([str(BATON), "deliver", "--log-level", "warning"], env=env)

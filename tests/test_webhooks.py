@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import standardwebhooks
@@ -31,6 +34,7 @@ from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 from baton_server.webhooks.targets import check_url
 from tests.access_support import TEST_SECRETS
 from tests.rest_support import error_of
+from tests.runs_support import deliver_process
 
 
 @dataclass
@@ -52,11 +56,14 @@ class Receiver:
     #: Status codes to answer, in order; then 200.
     answers: list[int] = field(default_factory=list)
     hang: bool = False
+    #: Seconds to wait before answering.
+    delay_s: float = 0.0
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(Received(dict(request.headers), await request.read()))
         if self.hang:
             await asyncio.sleep(3600)
+        await asyncio.sleep(self.delay_s)
         status = self.answers.pop(0) if self.answers else 200
         return web.Response(status=status, text=f"answered {status}")
 
@@ -234,7 +241,7 @@ async def test_execute_async_posts_the_final_run_to_the_callback_url(
 
 
 async def test_ping_and_cancellation_events(
-    rest: httpx.AsyncClient, receiver: Receiver, echo_agent_url: str
+    rest: httpx.AsyncClient, receiver: Receiver, echo_agent_url: str, pool: asyncpg.Pool
 ) -> None:
     created = await rest.post(
         "/api/v1/webhooks", json={"url": receiver.url, "events": ["execution.cancelled"]}
@@ -244,11 +251,16 @@ async def test_ping_and_cancellation_events(
     assert ping.status_code == 202, ping.text
     assert ping.json()["event"] == "ping"
     assert ping.json()["status"] == "pending"
-    # No worker runs here: the run stays PENDING and the deliveries wait in the outbox.
+    # No worker runs here: the run stays PENDING, its event waits in the outbox until a
+    # deliverer fans it out, and the deliveries wait for their attempts.
     workflow_id = await _echo_workflow(rest, echo_agent_url, "cancelled")
     run = (await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})).json()
     cancelled = await rest.post(f"/api/v1/runs/{run['id']}/cancel", json={"reason": "test"})
     assert cancelled.status_code == 200, cancelled.text
+    queued = await pool.fetch("SELECT event, run_id FROM outbox_events")
+    assert [(e["event"], e["run_id"]) for e in queued] == [("execution.cancelled", run["id"])]
+    assert await Deliverer(pool, TEST_SECRETS).expand() == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox_events") == 0
     listed = (await rest.get(f"/api/v1/webhooks/{webhook['id']}/deliveries")).json()
     assert [d["event"] for d in listed["items"]] == ["execution.cancelled", "ping"]
     assert {d["status"] for d in listed["items"]} == {"pending"}
@@ -329,7 +341,7 @@ async def test_an_attempt_cut_short_by_a_crash_is_made_again_after_its_lease(
 
         class Later:
             def now(self) -> Any:
-                return SYSTEM_CLOCK.now() + timedelta(seconds=settings.timeout_s + 31)
+                return SYSTEM_CLOCK.now() + timedelta(seconds=settings.lease_s + 1)
 
         heir = Deliverer(pool, TEST_SECRETS, settings, clock=Later())
         heir.start()
@@ -399,3 +411,44 @@ async def test_a_repeated_execute_returns_no_secret_that_signs_nothing(
     assert again.json()["id"] == first.json()["id"]
     assert first.json()["callback_secret"].startswith("whsec_")
     assert again.json()["callback_secret"] == ""
+
+
+async def test_kill_9_of_a_delivering_process_loses_no_delivery(
+    database_url: str,
+    rest: httpx.AsyncClient,
+    receiver: Receiver,
+    worker_processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """``baton deliver`` is killed with SIGKILL while attempts are in flight: another
+    one delivers everything, resending with the same webhook-id only what was in flight."""
+    webhook = (
+        await rest.post(
+            "/api/v1/webhooks", json={"url": receiver.url, "events": ["workflow.created"]}
+        )
+    ).json()
+    pings = [
+        (await rest.post(f"/api/v1/webhooks/{webhook['id']}/test", json={})).json()["id"]
+        for _ in range(30)
+    ]
+    receiver.delay_s = 0.3
+    victim = deliver_process(database_url)
+    worker_processes.append(victim)
+    await receiver.wait_for(5, within=30)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    before_kill = {r.headers["webhook-id"] for r in receiver.received}
+    worker_processes.append(deliver_process(database_url))
+
+    deadline = time.monotonic() + 60
+    while True:
+        page = (await rest.get(f"/api/v1/webhooks/{webhook['id']}/deliveries?page_size=100")).json()
+        if all(d["status"] == "succeeded" for d in page["items"]):
+            break
+        assert time.monotonic() < deadline, [d["status"] for d in page["items"]]
+        await asyncio.sleep(0.2)
+    assert page["total"] == 30
+    received = [r.headers["webhook-id"] for r in receiver.received]
+    assert set(received) == set(pings), "every delivery arrived"
+    resent = {msg_id for msg_id in received if received.count(msg_id) > 1}
+    assert resent <= before_kill, "only attempts in flight at the kill are sent again"
+    assert all(d["attempts"] == 1 for d in page["items"])

@@ -168,17 +168,24 @@ def serve(
 @_secret_key
 @_data_dir
 @_log_level
+@click.option(
+    "--deliveries/--no-deliveries",
+    default=True,
+    show_default=True,
+    help="Deliver webhooks and callbacks too (--no-deliveries: leave them to `baton deliver`).",
+)
 def worker(
     database_url: str | None,
     redis_url: str | None,
     secret_key: str | None,
     data_dir: Path | None,
     log_level: str,
+    deliveries: bool,
 ) -> None:
     """Run an executor worker (any number, against the same PostgreSQL and Redis).
 
-    It needs the API servers' secret key (BATON_SECRET_KEY, or their --data-dir) to
-    open the agents' credentials.
+    It runs workflows, fires schedules and delivers webhooks. It needs the API servers'
+    secret key (BATON_SECRET_KEY, or their --data-dir) to open the agents' credentials.
     """
     from baton_server.loop import run
     from baton_server.serve import ServeError, work
@@ -188,7 +195,44 @@ def worker(
         database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
     )
     try:
-        run(work(settings))
+        run(work(settings, deliveries=deliveries))
+    except ServeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@_database_url
+@_secret_key
+@_data_dir
+@_log_level
+@click.option(
+    "--nice",
+    "niceness",
+    type=click.IntRange(0, 19),
+    default=10,
+    show_default=True,
+    help="Lower the process's CPU priority by this much, below the executor's.",
+)
+def deliver(
+    database_url: str | None,
+    secret_key: str | None,
+    data_dir: Path | None,
+    log_level: str,
+    niceness: int,
+) -> None:
+    """Deliver webhooks and completion callbacks (any number, beside `baton worker
+    --no-deliveries`), at a lower CPU priority than the executor.
+
+    It needs the API servers' secret key (BATON_SECRET_KEY, or their --data-dir) to
+    sign deliveries.
+    """
+    from baton_server.loop import run
+    from baton_server.serve import ServeError, deliver
+
+    _configure_logging(log_level)
+    settings = Settings(database_url=database_url, secret_key=secret_key, data_dir=data_dir)
+    try:
+        run(deliver(settings, niceness=niceness))
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 

@@ -31,6 +31,7 @@ from baton_server.app import GrpcApp, PortInUseError, start_grpc
 from baton_server.config import AccessSettings, Settings, default_data_dir, is_loopback
 from baton_server.db import migrate
 from baton_server.db.engine import create_engine
+from baton_server.db.pool import create_pool
 from baton_server.db.tables import DEFAULT_PROJECT_NAME
 from baton_server.embedded import DataDirInUseError, EmbeddedStartError, run_embedded
 from baton_server.envoy import EnvoyStartError, EnvoySupervisor, Upstream, loopback_for
@@ -38,7 +39,7 @@ from baton_server.errors import BatonError
 from baton_server.executor.worker import Worker
 from baton_server.loop import freeze_startup_objects
 from baton_server.sealing import SecretBox, SecretKeyError, seal_stored
-from baton_server.webhooks.delivery import DeliverySettings
+from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +219,16 @@ async def running_server(settings: Settings) -> AsyncIterator[GrpcApp]:
         yield app
 
 
-async def work(settings: Settings) -> None:
-    """``baton worker``: execute runs until SIGINT or SIGTERM (no API, no migrations)."""
+async def work(settings: Settings, *, deliveries: bool = True) -> None:
+    """``baton worker``: execute runs, fire schedules and (unless ``deliveries`` is
+    false) deliver webhooks until SIGINT or SIGTERM (no API, no migrations)."""
     if not (settings.database_url and settings.redis_url):
         raise ServeError("a standalone worker needs BATON_DATABASE_URL and BATON_REDIS_URL")
     worker = Worker(
-        settings.database_url, settings.redis_url, secrets=secret_box(settings, create=False)
+        settings.database_url,
+        settings.redis_url,
+        secrets=secret_box(settings, create=False),
+        deliver=deliveries,
     )
     await worker.start()
     freeze_startup_objects()
@@ -231,6 +236,30 @@ async def work(settings: Settings) -> None:
         await _until_signalled()
     finally:
         await worker.stop()
+
+
+async def deliver(settings: Settings, *, niceness: int) -> None:
+    """``baton deliver``: deliver webhooks and callbacks until SIGINT or SIGTERM.
+
+    The process first lowers its CPU priority by ``niceness``: sharing cores with the
+    executor, deliveries then take only the CPU the executor leaves, and under overload
+    they wait in the outbox instead of slowing runs.
+    """
+    if not settings.database_url:
+        raise ServeError("a deliverer needs BATON_DATABASE_URL")
+    if niceness:
+        os.nice(niceness)
+    secrets = secret_box(settings, create=False)
+    # Connections are opened on demand, so it starts before PostgreSQL accepts them.
+    pool = await create_pool(settings.database_url, min_size=0, max_size=8)
+    deliverer = Deliverer(pool, secrets, DeliverySettings.from_env())
+    deliverer.start()
+    freeze_startup_objects()
+    try:
+        await _until_signalled()
+    finally:
+        await deliverer.stop()
+        await pool.close()
 
 
 async def _until_signalled() -> None:

@@ -411,3 +411,16 @@ schedule_fires = sa.Table(
         postgresql_where=sa.text("outcome <> 'triggered'"),
     ),
 )
+
+# Webhook events waiting to be fanned out to their endpoints' deliveries (migration
+# 0007): one row per event that has a subscriber, written in the changing transaction.
+outbox_events = sa.Table(
+    "outbox_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("project_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("run_id", sa.Text, nullable=True),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)

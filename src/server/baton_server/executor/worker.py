@@ -136,8 +136,12 @@ class Worker:
         *,
         secrets: SecretBox,
         deliveries: DeliverySettings | None = None,
+        deliver: bool = True,
     ) -> None:
+        """``deliver=False`` leaves webhooks and callbacks to ``baton deliver``
+        processes."""
         self.settings = settings or WorkerSettings.from_env()
+        self._deliver = deliver
         self._secrets = secrets
         self._delivery_settings = deliveries or DeliverySettings.from_env()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -184,7 +188,8 @@ class Worker:
         )
         # Webhooks and callbacks, from the outbox the run transitions write.
         self.deliverer = Deliverer(self._pool, self._secrets, self._delivery_settings)
-        self.deliverer.start()
+        if self._deliver:
+            self.deliverer.start()
         self.scheduler = Scheduler(
             ScheduleService(self._pool, RunService(self._pool, self._dispatcher, self._publisher)),
             poll_s=self.settings.schedule_poll_s,

@@ -15,6 +15,7 @@ exponentially (with jitter) over hours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -56,7 +57,8 @@ class DeliverySettings:
     timeout_s: float = 10.0
     concurrency: int = 64
     per_endpoint: int = 8
-    poll_s: float = 0.1
+    #: Longest wait for due retries; new events wake the loop by notification.
+    poll_s: float = 0.5
     allow_private: bool = False
 
     @classmethod
@@ -75,6 +77,12 @@ class DeliverySettings:
                 auth_mode or env.get("BATON_AUTH"), env.get("BATON_WEBHOOK_ALLOW_PRIVATE")
             ),
         )
+
+    @property
+    def lease_s(self) -> float:
+        """How long an attempt holds its delivery: its timeout, and time to record the
+        result. A deliverer that dies mid-attempt lets it go after this."""
+        return self.timeout_s + 10.0
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds before the attempt after ``attempts`` failed ones: exponential
@@ -141,6 +149,28 @@ RETURNING d.id, d.project_id, d.webhook_id, d.run_id, d.event, d.payload::text A
                    (SELECT c.secret FROM run_callbacks c WHERE c.run_id = d.run_id)) AS secret
 """
 
+# Queued events (migration 0007) become one delivery per subscribed endpoint, in one
+# statement that deletes them: an event is fanned out exactly once. An endpoint created
+# after the event does not get it.
+_EXPAND = """
+WITH taken AS (
+    DELETE FROM outbox_events WHERE id IN (
+        SELECT id FROM outbox_events ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING project_id, run_id, event, payload, created_at
+), fanned AS (
+    INSERT INTO deliveries (id, project_id, webhook_id, run_id, event, payload, created_at)
+    SELECT gen_random_uuid(), t.project_id, w.id, t.run_id, t.event, t.payload, t.created_at
+    FROM taken t
+    JOIN webhooks w ON w.project_id = t.project_id AND w.enabled AND t.event = ANY(w.events)
+                   AND w.created_at <= t.created_at
+)
+SELECT count(*) FROM taken
+"""
+#: What the outbox's writers notify once they commit.
+OUTBOX_CHANNEL = "baton_outbox"
+_EXPAND_BATCH = 500
+
 _RECORD = """
 UPDATE deliveries SET
     attempts = $2 + 1,
@@ -195,6 +225,10 @@ class Deliverer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set by the outbox's NOTIFY: new events wake the loop at once instead of at
+        # its next poll.
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | None = None
 
     def start(self) -> None:
         # Its own session, so deliveries never take the agent client's connections.
@@ -208,26 +242,59 @@ class Deliverer:
     async def stop(self) -> None:
         tasks = [t for t in (self._task,) if t is not None]
         await cancel_and_wait([*tasks, *self._in_flight])
+        await self._unlisten()
         if self._http is not None:
             await self._http.close()
 
     async def _run(self) -> None:
         delay = 0.5
         while True:
+            self._wake.clear()
             try:
+                await self._listen()
                 claimed = await self.deliver_due()
                 delay = 0.5
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("delivery claim failed, retrying in %.1fs: %s", delay, error)
+                await self._unlisten()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             if not claimed:
-                await asyncio.sleep(self.settings.poll_s)
+                # Retries fall due with time, new events come with a notification.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._unlisten()
+        self._listener = await self._pool.acquire()
+        await self._listener.add_listener(OUTBOX_CHANNEL, self._notified)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _unlisten(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await listener.remove_listener(OUTBOX_CHANNEL, self._notified)
+            await self._pool.release(listener)
+
+    async def expand(self) -> int:
+        """Fan queued events out to their endpoints' deliveries; returns how many events."""
+        total = 0
+        while True:
+            taken: int = await self._pool.fetchval(_EXPAND, _EXPAND_BATCH)
+            total += taken
+            if taken < _EXPAND_BATCH:
+                return total
 
     async def deliver_due(self) -> int:
-        """Claim what is due (as many as there are free slots) and start attempting it;
-        returns how many were claimed."""
+        """Fan out queued events, then claim what is due (as many as there are free
+        slots) and start attempting it; returns how many were claimed."""
+        await self.expand()
         free = self.settings.concurrency - len(self._in_flight)
         if free <= 0:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -237,7 +304,7 @@ class Deliverer:
             self._clock.now(),
             free,
             self.settings.per_endpoint,
-            self.settings.timeout_s + 30,
+            self.settings.lease_s,
         )
         for row in rows:
             task = asyncio.create_task(self._attempt(row), name=f"delivery {row['id']}")
@@ -255,6 +322,9 @@ class Deliverer:
             await self._attempt_once(row)
         except Exception:  # one delivery's bug must not stop the loop
             log.exception("delivery %s failed unexpectedly", row["id"])
+        finally:
+            # A freed slot (or endpoint) may let a waiting delivery go.
+            self._wake.set()
 
     async def _attempt_once(self, row: asyncpg.Record) -> None:
         url: str | None = row["url"]
