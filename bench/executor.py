@@ -573,6 +573,8 @@ def load_options(env: Environment) -> list[str]:
         str(args.warmup),
         "--in-flight",
         str(args.in_flight),
+        "--pace-ms",
+        str(getattr(args, "pace_ms", 0)),
     ]
 
 
@@ -629,11 +631,21 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
             for index in range(args.workers):
                 worker = await Child.spawn(
                     "baton worker",
-                    [str(BATON), "worker", *backends],
+                    [str(BATON), "worker", *backends, *getattr(args, "worker_args", [])],
                     logs / f"worker-{repetition}-{index}.log",
                 )
                 stack.push_async_callback(worker.stop)
                 workers.append(worker)
+        deliverers = [
+            await Child.spawn(
+                "baton deliver",
+                [str(BATON), "deliver", "--database-url", env.database_url, *backends[-2:]],
+                logs / f"deliver-{repetition}-{index}.log",
+            )
+            for index in range(getattr(args, "deliverers", 0))
+        ]
+        for deliverer in deliverers:
+            stack.push_async_callback(deliverer.stop)
         stack.push_async_callback(load.stop)  # again: first to stop, nothing new comes
         probes: dict[str, list[CpuProbe]] = {
             "server": [cpu_of(server.pid)],
@@ -645,12 +657,20 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
             "loadgen": "load generator (gRPC)",
         }
         profile_pids = {"server": server.pid, "loadgen": load.pid}
+        if deliverers:
+            probes["deliverer"] = [cpu_of(d.pid) for d in deliverers]
+            labels["deliverer"] = "baton deliver"
         if separate:
             probes["worker"] = [cpu_of(w.pid) for w in workers]
             labels["worker"] = "baton worker" + (f" x{len(workers)}" if len(workers) > 1 else "")
             profile_pids |= {f"worker{i}": w.pid for i, w in enumerate(workers)}
         window = await measure(
-            env, load, probes, [server, *workers], profile_pids, f"{repetition}-baton"
+            env,
+            load,
+            probes,
+            [server, *workers, *deliverers],
+            profile_pids,
+            f"{repetition}-baton",
         )
     mode = (
         f"baton serve --no-worker + {args.workers} baton worker{'s' if args.workers > 1 else ''}"
@@ -784,7 +804,7 @@ def summarize_profile(path: Path, top: int = 25) -> list[str]:
 
 # --- output ----------------------------------------------------------------------------
 
-ROLE_ORDER: Final = ("server", "worker", "loadgen", "dbos", "postgres", "redis")
+ROLE_ORDER: Final = ("server", "worker", "deliverer", "loadgen", "dbos", "postgres", "redis")
 SHARED_LABELS: Final = {
     "postgres": "PostgreSQL (all processes)",
     "redis": "Redis",
@@ -1001,15 +1021,19 @@ class Outcome:
 
 
 async def drive(
-    one_run: Callable[[], Awaitable[Outcome]], runs: int, in_flight: int
+    one_run: Callable[[], Awaitable[Outcome]], runs: int, in_flight: int, pace_ms: float = 0
 ) -> tuple[list[Outcome], float]:
-    """``runs`` runs, ``in_flight`` at a time; returns outcomes and the wall time."""
+    """``runs`` runs, ``in_flight`` at a time (each lane starting a run at most every
+    ``pace_ms``); returns outcomes and the wall time."""
     remaining = iter(range(runs))
     outcomes: list[Outcome] = []
 
     async def lane() -> None:
         for _ in remaining:
+            started = time.perf_counter()
             outcomes.append(await one_run())
+            if pace_ms:
+                await asyncio.sleep(max(0.0, pace_ms / 1000 - (time.perf_counter() - started)))
 
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(in_flight)))
@@ -1032,13 +1056,13 @@ def report(outcomes: list[Outcome], wall_s: float) -> str:
 async def measured_phase(
     one_run: Callable[[], Awaitable[Outcome]], args: argparse.Namespace
 ) -> None:
-    outcomes, _ = await drive(one_run, args.warmup, args.in_flight)
+    outcomes, _ = await drive(one_run, args.warmup, args.in_flight, args.pace_ms)
     if any(not o.ok for o in outcomes):
         announce("error", f"warm-up run failed: {next(o.error for o in outcomes if not o.ok)}")
         raise SystemExit(1)
     announce("warm")
     await wait_for_go()
-    outcomes, wall_s = await drive(one_run, args.runs, args.in_flight)
+    outcomes, wall_s = await drive(one_run, args.runs, args.in_flight, args.pace_ms)
     announce("done")
     announce("result", report(outcomes, wall_s))
     # Stay connected until the parent is done measuring: connections closing now would
@@ -1274,6 +1298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--agent-url", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--suffix", help=argparse.SUPPRESS)
+    parser.add_argument("--pace-ms", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -1,26 +1,31 @@
-"""Webhook benchmark: state change -> receiver latency, and what webhooks cost the executor.
+"""Webhook benchmark: what webhooks cost the executor, and state change -> receiver latency.
 
 Run::
 
     .venv/bin/python bench/webhooks.py [--runs 1000] [--in-flight 50] [--warmup 200]
+                                       [--paced-runs 100] [--every-ms 250]
 
 The executor benchmark's setting (``bench/executor.py``: embedded PostgreSQL and Redis,
-the lean A2A agent, ``baton serve --no-worker`` and one ``baton worker``, a load
-generator process running the three-step workflow) is measured four times, side by side
-on one database:
+the lean A2A agent, a load generator process running the three-step workflow), deployed
+as for heavy webhook traffic: ``baton serve --no-worker``, ``baton worker
+--no-deliveries`` and ``baton deliver`` (which lowers its CPU priority by 10). Four
+rounds, side by side on one database:
 
-1. no webhook (the baseline);
+1. no webhook (the baseline), at full load (``--in-flight`` runs at a time);
 2. 10 endpoints subscribed to every run event (5 events per run: ``workflow.executed``,
-   three ``execution.step_completed``, ``execution.completed``, so 50 deliveries a run);
-3. 100 endpoints subscribed to ``execution.completed`` (100 deliveries a run);
-4. no webhook again (the baseline once more, so that drift on a noisy machine shows).
+   three ``execution.step_completed``, ``execution.completed``, so 50 deliveries a run),
+   at full load;
+3. no webhook again (the baseline once more, so that drift on a noisy machine shows);
+4. 100 endpoints subscribed to ``execution.completed`` (100 deliveries a run), one run
+   started every ``--every-ms``: the latency of a fan-out below saturation.
 
 The endpoints are paths of one aiohttp receiver in this process that answers 200 at
 once and records, for every delivery, its arrival minus the event's timestamp (the start
-of the PostgreSQL transaction that made the change): commit, outbox claim, signing and
-the HTTP POST. Printed: runs/s of each round and its ratio to the baseline (target: at
-most 15% lost with 10 endpoints), and the delivery latency p50/p99 (target p99 < 250 ms
-with 100 endpoints), plus how many deliveries were still pending when the round ended.
+of the PostgreSQL transaction that made the change): commit, notification, fan-out,
+claim, signing and the HTTP POST. Printed per round: runs/s and its ratio to the
+baseline (target: at most 15% lost with 10 endpoints), deliveries received during the
+round, their latency p50/p99 (target p99 < 250 ms with 100 endpoints), the backlog left
+when the round ended, and how fast a ``baton deliver`` alone then drained it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +50,7 @@ from cryptography.fernet import Fernet
 from baton_server.sealing import SecretBox
 from baton_server.webhooks.events import EVENT_TYPES
 from bench.executor import (
+    BATON,
     Environment,
     bench_baton,
     environment,
@@ -95,58 +102,144 @@ async def subscribe(
     )
 
 
+@dataclass(frozen=True)
+class Round:
+    label: str
+    endpoints: int
+    events: list[str]
+    #: Overrides of the executor benchmark's arguments (runs, warmup, in_flight, pace_ms).
+    load: dict[str, float]
+
+
+@dataclass
+class Outcome:
+    runs_per_s: float
+    latencies_ms: list[float]
+    pending_at_end: int
+    drain_s: float
+    received_while_draining: int
+
+
+async def pending(env: Environment) -> int:
+    count: int = await env.pg.fetchval(
+        "SELECT (SELECT count(*) FROM outbox_events)"
+        " + (SELECT count(*) FROM deliveries WHERE status = 'pending')"
+    )
+    return count
+
+
+async def run_round(env: Environment, receiver: Receiver, number: int, plan: Round) -> Outcome:
+    saved = {name: getattr(env.args, name) for name in plan.load}
+    for name, value in plan.load.items():
+        setattr(env.args, name, value)
+    receiver.latencies_ms.clear()
+    try:
+        result, _ = await bench_baton(env, number)
+    finally:
+        for name, value in saved.items():
+            setattr(env.args, name, value)
+    left = await pending(env)
+    # The backlog drains while nothing else runs: the deliverer's own pace. (The
+    # deliverer stopped with the round; this one drains what it left.)
+    drain_s, received = 0.0, len(receiver.latencies_ms)
+    if left:
+        async with draining(env) as started:
+            while time.monotonic() - started < DRAIN_LIMIT_S:
+                if not await pending(env):
+                    break
+                await asyncio.sleep(0.1)
+            drain_s = time.monotonic() - started
+    return Outcome(
+        result.runs_per_s,
+        list(receiver.latencies_ms),
+        left,
+        drain_s,
+        len(receiver.latencies_ms) - received,
+    )
+
+
+DRAIN_LIMIT_S = 120.0
+
+
+@contextlib.asynccontextmanager
+async def draining(env: Environment) -> AsyncIterator[float]:
+    """A ``baton deliver`` of its own for the backlog a round left."""
+    process = await asyncio.create_subprocess_exec(
+        str(BATON),
+        "deliver",
+        "--database-url",
+        env.database_url,
+        "--secret-key",
+        env.args.secret_key,
+        "--log-level",
+        "warning",
+    )
+    try:
+        yield time.monotonic()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 async def main_async(args: argparse.Namespace) -> int:
-    # The receiver is on loopback, which workers refuse by default.
+    # The receiver is on loopback, which deliverers refuse by default.
     os.environ["BATON_WEBHOOK_ALLOW_PRIVATE"] = "true"
     args.secret_key = Fernet.generate_key().decode()
     box = SecretBox([args.secret_key])
+    paced = {"runs": args.paced_runs, "warmup": 5, "in_flight": 1, "pace_ms": args.every_ms}
     rounds = [
-        ("no webhook", 0, []),
-        ("10 endpoints x every run event", 10, RUN_EVENTS),
-        ("100 endpoints x execution.completed", 100, ["execution.completed"]),
-        ("no webhook (again)", 0, []),
+        Round("no webhook", 0, [], {}),
+        Round("10 endpoints x every run event", 10, RUN_EVENTS, {}),
+        Round("no webhook (again)", 0, [], {}),
+        Round(
+            f"100 endpoints x execution.completed, a run every {args.every_ms:g} ms",
+            100,
+            ["execution.completed"],
+            paced,
+        ),
     ]
     print(
-        f"Webhook benchmark: 3-step workflow, {args.runs} runs, {args.in_flight} in flight,"
-        f" {args.warmup} warm-up runs per round"
+        f"Webhook benchmark: 3-step workflow; throughput rounds {args.runs} runs,"
+        f" {args.in_flight} in flight, {args.warmup} warm-up runs; latency round"
+        f" {args.paced_runs} runs, one every {args.every_ms:g} ms. Topology: baton serve"
+        " --no-worker, baton worker --no-deliveries, baton deliver (nice 10)."
     )
-    results: list[tuple[str, float, list[float], int]] = []
+    results: list[Outcome] = []
     async with environment(args) as env, receiving() as receiver:
-        for index, (label, count, events) in enumerate(rounds):
+        for index, plan in enumerate(rounds):
             if index:  # the first round's server creates the schema
-                await subscribe(env, box, receiver.url, count, events)
-            receiver.latencies_ms.clear()
-            result, _ = await bench_baton(env, index)
-            pending = 0
-            if count:
-                pending = await env.pg.fetchval(
-                    "SELECT count(*) FROM deliveries WHERE status = 'pending'"
-                )
-                await env.pg.execute("DELETE FROM deliveries")
-            results.append((label, result.runs_per_s, list(receiver.latencies_ms), pending))
-            print(f"  {label}: {result.runs_per_s:.1f} runs/s ({result.failed} failed)")
-    baseline = (results[0][1] + results[3][1]) / 2
+                await subscribe(env, box, receiver.url, plan.endpoints, plan.events)
+            outcome = await run_round(env, receiver, index, plan)
+            await env.pg.execute("DELETE FROM deliveries")
+            results.append(outcome)
+            print(f"  {plan.label}: {outcome.runs_per_s:.1f} runs/s")
+    baseline = (results[0].runs_per_s + results[2].runs_per_s) / 2
     print()
     print(
-        f"{'round':40} {'runs/s':>8} {'ratio':>6} {'deliveries':>10} {'p50 ms':>8}"
-        f" {'p99 ms':>8} {'pending':>8}"
+        f"{'round':56} {'runs/s':>7} {'ratio':>6} {'received':>9} {'p50 ms':>8}"
+        f" {'p99 ms':>8} {'backlog':>8} {'drain/s':>8}"
     )
-    for label, rate, latencies, pending in results:
+    for plan, outcome in zip(rounds, results, strict=True):
+        latencies = outcome.latencies_ms
         p50 = f"{percentile(latencies, 0.5):.1f}" if latencies else "-"
         p99 = f"{percentile(latencies, 0.99):.1f}" if latencies else "-"
-        print(
-            f"{label:40} {rate:8.1f} {rate / baseline:6.2f} {len(latencies):10d} {p50:>8}"
-            f" {p99:>8} {pending:8d}"
+        rate = (
+            f"{outcome.received_while_draining / outcome.drain_s:.0f}" if outcome.drain_s else "-"
         )
-    ten, hundred = results[1], results[2]
-    loss = 1 - ten[1] / baseline
+        ratio = outcome.runs_per_s / baseline if plan.load == {} else float("nan")
+        print(
+            f"{plan.label:56} {outcome.runs_per_s:7.1f} {ratio:6.2f} {len(latencies):9d}"
+            f" {p50:>8} {p99:>8} {outcome.pending_at_end:8d} {rate:>8}"
+        )
+    loss = 1 - results[1].runs_per_s / baseline
     print()
     print(
         f"throughput lost with 10 endpoints: {loss:.0%} (target < 15%):"
         f" {'met' if loss < 0.15 else 'NOT met'}"
     )
-    if hundred[2]:
-        p99 = percentile(hundred[2], 0.99)
+    latencies = results[3].latencies_ms
+    if latencies:
+        p99 = percentile(latencies, 0.99)
         print(
             f"delivery p99 with 100 endpoints: {p99:.0f} ms (target < 250 ms):"
             f" {'met' if p99 < 250 else 'NOT met'}"
@@ -159,9 +252,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--paced-runs", type=int, default=100, help="runs of the latency round")
+    parser.add_argument(
+        "--every-ms", type=float, default=250, help="latency round: one run this often"
+    )
     args = parser.parse_args(argv)
     # What bench/executor.py's Baton round reads.
     args.workers, args.worker_mode, args.completion = 1, "separate", "wait"
+    # Deliveries in a process of their own, at a lower CPU priority (docs/webhooks.md).
+    args.worker_args, args.deliverers, args.pace_ms = ["--no-deliveries"], 1, 0
     args.py_spy, args.repeat, args.systems, args.json = None, 1, ["baton"], None
     return args
 

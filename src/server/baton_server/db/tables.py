@@ -328,9 +328,15 @@ deliveries = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
     sa.Index(
-        "ix_deliveries_due",
+        "ix_deliveries_webhook_due",
+        "webhook_id",
         "next_attempt_at",
         postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_deliveries_leased",
+        "webhook_id",
+        postgresql_where=sa.text("status = 'pending' AND lease_expires_at IS NOT NULL"),
     ),
     sa.Index("ix_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
 )

@@ -118,25 +118,35 @@ class PublicResolver(AbstractResolver):
         await self._inner.close()
 
 
-# Due deliveries, at most `per_endpoint` in flight per webhook (attempts in flight
-# elsewhere count: they rank first in their partition), then locked.
+# Due deliveries, then leased: per webhook the oldest ones, at most `per_endpoint` in
+# flight (attempts in flight elsewhere count), and completion callbacks; oldest first.
+# Each webhook is one probe of the partial indexes of migration 0007, so the cost grows
+# with the webhooks and the batch, never with the backlog.
 _CLAIM = """
-WITH ranked AS (
-    SELECT id, next_attempt_at, lease_expires_at > $1 AS in_flight,
-           row_number() OVER (
-               PARTITION BY COALESCE(webhook_id, id)
-               ORDER BY lease_expires_at > $1 DESC, next_attempt_at
-           ) AS rank
-    FROM deliveries
-    WHERE status = 'pending' AND next_attempt_at <= $1
-), candidates AS (
-    SELECT id FROM ranked
-    WHERE rank <= $3 AND in_flight IS NOT TRUE
-    ORDER BY next_attempt_at LIMIT $2
-), locked AS (
-    SELECT d.id FROM deliveries d WHERE d.id IN (SELECT id FROM candidates)
-      AND d.status = 'pending' AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
+WITH hooks AS (
+    SELECT d.id, d.next_attempt_at
+    FROM webhooks w
+    CROSS JOIN LATERAL (
+        SELECT id, next_attempt_at FROM deliveries
+        WHERE webhook_id = w.id AND status = 'pending' AND next_attempt_at <= $1
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+        ORDER BY next_attempt_at
+        LIMIT GREATEST(0, $3 - (
+            SELECT count(*) FROM deliveries f
+            WHERE f.webhook_id = w.id AND f.status = 'pending' AND f.lease_expires_at > $1
+        ))
+        FOR UPDATE SKIP LOCKED
+    ) d
+), callbacks AS (
+    SELECT id, next_attempt_at FROM deliveries
+    WHERE webhook_id IS NULL AND status = 'pending' AND next_attempt_at <= $1
+      AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+    ORDER BY next_attempt_at
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
+), locked AS (
+    SELECT id FROM (SELECT * FROM hooks UNION ALL SELECT * FROM callbacks) due
+    ORDER BY next_attempt_at LIMIT $2
 )
 UPDATE deliveries d SET lease_expires_at = $1 + make_interval(secs => $4)
 FROM locked
@@ -171,21 +181,69 @@ SELECT count(*) FROM taken
 OUTBOX_CHANNEL = "baton_outbox"
 _EXPAND_BATCH = 500
 
+# The results of many attempts in one statement (a compare-and-set on each one's attempt
+# count, so a late result of an attempt whose lease expired changes nothing).
 _RECORD = """
-UPDATE deliveries SET
-    attempts = $2 + 1,
-    status = $3,
-    next_attempt_at = COALESCE($4, next_attempt_at),
+UPDATE deliveries d SET
+    attempts = r.attempts + 1,
+    status = r.status,
+    next_attempt_at = COALESCE(r.next_at, d.next_attempt_at),
     lease_expires_at = NULL,
-    url = $5,
-    last_status_code = $6,
-    last_duration_ms = $7,
-    last_error = $8,
-    response_excerpt = $9,
-    payload = COALESCE(payload, $10::jsonb),
-    delivered_at = CASE WHEN $3 = 'succeeded' THEN $11 ELSE delivered_at END
-WHERE id = $1 AND attempts = $2
+    url = r.url,
+    last_status_code = r.code,
+    last_duration_ms = r.duration_ms,
+    last_error = r.error,
+    response_excerpt = r.excerpt,
+    payload = COALESCE(d.payload, r.rendered::jsonb),
+    delivered_at = CASE WHEN r.status = 'succeeded' THEN r.at ELSE d.delivered_at END
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::int[],
+            $7::int[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+     AS r(id, attempts, status, next_at, url, code, duration_ms, error, excerpt, rendered, at)
+WHERE d.id = r.id AND d.attempts = r.attempts
 """
+
+
+_Waiting = list[tuple[tuple[object, ...], "asyncio.Future[None]"]]
+
+
+class _Recorder:
+    """Group commit of attempt results: results that arrive while a statement is in
+    flight go together in the next one, so a burst of attempts costs a few statements."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._queue: _Waiting = []
+        self._flushing = False
+
+    async def record(self, result: tuple[object, ...]) -> None:
+        """Queue ``result`` (one row of ``_RECORD``'s columns); return once committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((result, done))
+        if not self._flushing:
+            await self._flush()
+        await done
+
+    async def _flush(self) -> None:
+        self._flushing = True
+        batch: _Waiting = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                columns = [list(c) for c in zip(*(r for r, _ in batch), strict=True)]
+                try:
+                    await self._pool.execute(_RECORD, *columns)
+                except Exception as error:
+                    for _, waiting in batch:
+                        waiting.set_exception(error)
+                else:
+                    for _, waiting in batch:
+                        waiting.set_result(None)
+        finally:
+            self._flushing = False
+            # Cancelled mid-statement (the deliverer stopping): nobody waits forever.
+            for _, waiting in [*batch, *self._queue]:
+                waiting.cancel()
+            self._queue = []
 
 
 @dataclass(frozen=True)
@@ -228,6 +286,9 @@ class Deliverer:
         # Set by the outbox's NOTIFY: new events wake the loop at once instead of at
         # its next poll.
         self._wake = asyncio.Event()
+        self._recorder = _Recorder(pool)
+        # Opened signing secrets by sealed text: opening one costs a Fernet decryption.
+        self._opened: dict[str, str] = {}
         self._listener: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | None = None
 
     def start(self) -> None:
@@ -336,9 +397,17 @@ class Deliverer:
             # The webhook or run is gone: nothing left to deliver to.
             result = _Attempt(None, 0, "the endpoint no longer exists", None, retryable=False)
         else:
-            secret = self._secrets.open(row["secret"])["secret"]
+            secret = self._open(row["secret"])
             result = await self._post(url, secret, message_id(row["id"]), payload.encode())
         await self._record(row, url, result, rendered)
+
+    def _open(self, sealed: str) -> str:
+        secret = self._opened.get(sealed)
+        if secret is None:
+            if len(self._opened) >= 1024:
+                self._opened.clear()
+            secret = self._opened[sealed] = self._secrets.open(sealed)["secret"]
+        return secret
 
     async def _render_run(self, row: asyncpg.Record) -> str | None:
         """A callback's body: the run as GetRun answers it over REST, at its end."""
@@ -392,19 +461,20 @@ class Deliverer:
             next_at = now + timedelta(seconds=self.settings.retry_delay(attempts))
         else:
             status = "failed"
-        await self._pool.execute(
-            _RECORD,
-            row["id"],
-            row["attempts"],
-            status,
-            next_at,
-            url,
-            result.status_code,
-            result.duration_ms,
-            result.error,
-            result.excerpt,
-            rendered,
-            now,
+        await self._recorder.record(
+            (
+                row["id"],
+                row["attempts"],
+                status,
+                next_at,
+                url,
+                result.status_code,
+                result.duration_ms,
+                result.error,
+                result.excerpt,
+                rendered,
+                now,
+            )
         )
 
 

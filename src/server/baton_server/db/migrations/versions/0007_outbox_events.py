@@ -7,6 +7,9 @@ deliverers (``NOTIFY baton_outbox``), which turn each event into its deliveries 
 statement of their own, off the executor's path. Completion callbacks (one per run) are
 still written directly.
 
+The deliverers' claim probes each webhook's due deliveries (two partial indexes)
+instead of ranking every pending delivery, so it costs the same with a backlog.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
@@ -43,9 +46,31 @@ def upgrade() -> None:
     )
     op.execute(_EMIT_EVENT)
     op.execute(_RUN_EVENT_DELIVERIES)
+    # The claim probes each webhook's due deliveries and counts its leased ones.
+    op.drop_index("ix_deliveries_due", table_name="deliveries")
+    op.create_index(
+        "ix_deliveries_webhook_due",
+        "deliveries",
+        ["webhook_id", "next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_deliveries_leased",
+        "deliveries",
+        ["webhook_id"],
+        postgresql_where=sa.text("status = 'pending' AND lease_expires_at IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_leased", table_name="deliveries")
+    op.drop_index("ix_deliveries_webhook_due", table_name="deliveries")
+    op.create_index(
+        "ix_deliveries_due",
+        "deliveries",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
     # 0005's functions, as that migration wrote them (events still queued are lost).
     webhooks = importlib.import_module("baton_server.db.migrations.versions.0005_webhooks")
     for function in (webhooks._EMIT_EVENT, webhooks._RUN_EVENT_DELIVERIES):
