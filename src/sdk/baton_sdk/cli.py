@@ -209,7 +209,7 @@ def worker(
     "--nice",
     "niceness",
     type=click.IntRange(0, 19),
-    default=10,
+    default=19,
     show_default=True,
     help="Lower the process's CPU priority by this much, below the executor's.",
 )

@@ -426,7 +426,9 @@ outbox_events = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("project_id", UUID(as_uuid=True), nullable=False),
     sa.Column("run_id", sa.Text, nullable=True),
+    # A run event is named by its run and sequence; its body is rendered at fan-out.
+    sa.Column("sequence", sa.BigInteger, nullable=True),
     sa.Column("event", sa.Text, nullable=False),
-    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("payload", JSONB, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )

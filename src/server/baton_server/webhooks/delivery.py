@@ -167,13 +167,30 @@ WITH taken AS (
     DELETE FROM outbox_events WHERE id IN (
         SELECT id FROM outbox_events ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
     )
-    RETURNING project_id, run_id, event, payload, created_at
+    RETURNING project_id, run_id, sequence, event, payload, created_at
+), rendered AS (
+    SELECT t.project_id, t.run_id, t.event, t.created_at,
+           COALESCE(t.payload, jsonb_build_object(
+               'type', t.event,
+               'timestamp', e.created_at,
+               'data', jsonb_strip_nulls(jsonb_build_object(
+                   'run_id', e.run_id,
+                   'workflow_id', r.workflow_id,
+                   'workflow_name', r.workflow_name,
+                   'step_id', e.step_id,
+                   'sequence', e.sequence
+               )) || COALESCE(e.data, '{}'::jsonb)
+           )) AS payload
+    FROM taken t
+    LEFT JOIN run_events e ON e.run_id = t.run_id AND e.sequence = t.sequence
+    LEFT JOIN runs r ON r.id = t.run_id
 ), fanned AS (
     INSERT INTO deliveries (id, project_id, webhook_id, run_id, event, payload, created_at)
     SELECT gen_random_uuid(), t.project_id, w.id, t.run_id, t.event, t.payload, t.created_at
-    FROM taken t
+    FROM rendered t
     JOIN webhooks w ON w.project_id = t.project_id AND w.enabled AND t.event = ANY(w.events)
                    AND w.created_at <= t.created_at
+    WHERE t.payload IS NOT NULL  -- a run deleted before its events were fanned out
 )
 SELECT count(*) FROM taken
 """

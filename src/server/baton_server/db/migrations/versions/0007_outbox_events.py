@@ -2,9 +2,10 @@
 
 Migration 0005 wrote one delivery per event and subscribed endpoint inside the changing
 transaction: with 10 endpoints on every run event, a run's commits wrote 50 rows. Now
-they write one ``outbox_events`` row per event that has a subscriber, and notify the
-deliverers (``NOTIFY baton_outbox``), which turn each event into its deliveries in one
-statement of their own, off the executor's path. Completion callbacks (one per run) are
+they write one small ``outbox_events`` row per event that has a subscriber (a run event
+by its run and sequence: its body is rendered later) and notify the deliverers
+(``NOTIFY baton_outbox``), which turn each event into its deliveries in one statement of
+their own, off the executor's path. Completion callbacks (one per run) are
 still written directly.
 
 The deliverers' claim probes each webhook's due deliveries (two partial indexes)
@@ -35,8 +36,9 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("project_id", UUID(as_uuid=True), nullable=False),
         sa.Column("run_id", sa.Text, nullable=True),
+        sa.Column("sequence", sa.BigInteger, nullable=True),
         sa.Column("event", sa.Text, nullable=False),
-        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("payload", JSONB, nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -111,8 +113,7 @@ BEGIN
         RETURN NULL;
     END IF;
     WITH mapped AS (
-        SELECT e.run_id, e.sequence, e.step_id, e.data, e.created_at,
-               r.project_id, r.workflow_id, r.workflow_name, r.callback_url,
+        SELECT e.run_id, e.sequence, r.project_id, r.callback_url,
                CASE
                    WHEN e.type = 'step_completed' THEN 'execution.step_completed'
                    WHEN e.type = 'step_failed' THEN 'execution.step_failed'
@@ -126,20 +127,8 @@ BEGIN
                END AS event
         FROM new_events e JOIN runs r ON r.id = e.run_id
     ), events AS (
-        INSERT INTO outbox_events (project_id, run_id, event, payload, created_at)
-        SELECT m.project_id, m.run_id, m.event,
-               jsonb_build_object(
-                   'type', m.event,
-                   'timestamp', m.created_at,
-                   'data', jsonb_strip_nulls(jsonb_build_object(
-                       'run_id', m.run_id,
-                       'workflow_id', m.workflow_id,
-                       'workflow_name', m.workflow_name,
-                       'step_id', m.step_id,
-                       'sequence', m.sequence
-                   )) || COALESCE(m.data, '{}'::jsonb)
-               ),
-               m.created_at
+        INSERT INTO outbox_events (project_id, run_id, sequence, event)
+        SELECT m.project_id, m.run_id, m.sequence, m.event
         FROM mapped m
         WHERE m.event IS NOT NULL AND EXISTS (
             SELECT FROM webhooks w
