@@ -251,7 +251,14 @@ async def deliver(settings: Settings, *, niceness: int) -> None:
         os.nice(niceness)
     secrets = secret_box(settings, create=False)
     # Connections are opened on demand, so it starts before PostgreSQL accepts them.
-    pool = await create_pool(settings.database_url, min_size=0, max_size=8)
+    # Every statement looks deliveries up by key: as for the executor, a young table's
+    # missing statistics must not turn them into scans of the backlog.
+    pool = await create_pool(
+        settings.database_url,
+        min_size=0,
+        max_size=8,
+        server_settings={"enable_seqscan": "off"},
+    )
     deliverer = Deliverer(pool, secrets, DeliverySettings.from_env())
     deliverer.start()
     freeze_startup_objects()

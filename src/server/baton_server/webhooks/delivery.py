@@ -196,7 +196,9 @@ SELECT count(*) FROM taken
 """
 #: What the outbox's writers notify once they commit.
 OUTBOX_CHANNEL = "baton_outbox"
-_EXPAND_BATCH = 500
+#: Events fanned out at a time. Deliveries are made only as fast as they are needed
+#: (see ``Deliverer.deliver_due``): under overload the backlog stays one row per event.
+_EXPAND_BATCH = 100
 
 # The results of many attempts in one statement (a compare-and-set on each one's attempt
 # count, so a late result of an attempt whose lease expired changes nothing).
@@ -300,9 +302,13 @@ class Deliverer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
-        # Set by the outbox's NOTIFY: new events wake the loop at once instead of at
-        # its next poll.
+        # Wakes the loop: the outbox's NOTIFY (new events, also flagged for the fan-out)
+        # and attempts that free half the slots. Between wakes it does not query: a
+        # round of fan-out and claim serves many deliveries.
         self._wake = asyncio.Event()
+        self._events_waiting = True
+        # Whether the last claim found fewer due deliveries than free slots.
+        self._short = True
         self._recorder = _Recorder(pool)
         # Opened signing secrets by sealed text: opening one costs a Fernet decryption.
         self._opened: dict[str, str] = {}
@@ -330,7 +336,7 @@ class Deliverer:
             self._wake.clear()
             try:
                 await self._listen()
-                claimed = await self.deliver_due()
+                await self.deliver_due()
                 delay = 0.5
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("delivery claim failed, retrying in %.1fs: %s", delay, error)
@@ -338,10 +344,12 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if not claimed:
-                # Retries fall due with time, new events come with a notification.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            except TimeoutError:
+                # Retries fall due with time; a notification lost with a connection
+                # is made up for here.
+                self._events_waiting = True
 
     async def _listen(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
@@ -351,6 +359,7 @@ class Deliverer:
         await self._listener.add_listener(OUTBOX_CHANNEL, self._notified)
 
     def _notified(self, *_: object) -> None:
+        self._events_waiting = True
         self._wake.set()
 
     async def _unlisten(self) -> None:
@@ -361,22 +370,27 @@ class Deliverer:
             await self._pool.release(listener)
 
     async def expand(self) -> int:
-        """Fan queued events out to their endpoints' deliveries; returns how many events."""
-        total = 0
-        while True:
-            taken: int = await self._pool.fetchval(_EXPAND, _EXPAND_BATCH)
-            total += taken
-            if taken < _EXPAND_BATCH:
-                return total
+        """Fan up to ``_EXPAND_BATCH`` queued events out to their endpoints'
+        deliveries; returns how many events."""
+        taken: int = await self._pool.fetchval(_EXPAND, _EXPAND_BATCH)
+        if taken == _EXPAND_BATCH:
+            self._events_waiting = True  # more are queued
+        return taken
 
     async def deliver_due(self) -> int:
-        """Fan out queued events, then claim what is due (as many as there are free
-        slots) and start attempting it; returns how many were claimed."""
-        await self.expand()
+        """Claim what is due (as many as there are free slots) and start attempting
+        it; returns how many were claimed.
+
+        Queued events are fanned out first, but only when the last claim could not fill
+        the free slots: deliveries are made just in time, so a backlog costs one row
+        per event, and fanning out (a row per endpoint) never runs ahead of delivering.
+        """
+        if self._events_waiting and self._short:
+            self._events_waiting = False
+            await self.expand()
         free = self.settings.concurrency - len(self._in_flight)
         if free <= 0:
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-            return 1
+            return 0
         rows = await self._pool.fetch(
             _CLAIM,
             self._clock.now(),
@@ -388,6 +402,9 @@ class Deliverer:
             task = asyncio.create_task(self._attempt(row), name=f"delivery {row['id']}")
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+        self._short = len(rows) < free
+        if self._short and self._events_waiting:
+            self._wake.set()  # fan out more now
         return len(rows)
 
     async def drain(self) -> None:
@@ -401,8 +418,11 @@ class Deliverer:
         except Exception:  # one delivery's bug must not stop the loop
             log.exception("delivery %s failed unexpectedly", row["id"])
         finally:
-            # A freed slot (or endpoint) may let a waiting delivery go.
-            self._wake.set()
+            # Freed slots may let waiting deliveries go: claim again once half of them
+            # are free (this task still counts as in flight).
+            free = self.settings.concurrency - len(self._in_flight) + 1
+            if free * 2 >= self.settings.concurrency:
+                self._wake.set()
 
     async def _attempt_once(self, row: asyncpg.Record) -> None:
         url: str | None = row["url"]
