@@ -401,7 +401,7 @@ class Deliverer:
         for row in rows:
             task = asyncio.create_task(self._attempt(row), name=f"delivery {row['id']}")
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._attempted)
         self._short = len(rows) < free
         if self._short and self._events_waiting:
             self._wake.set()  # fan out more now
@@ -417,12 +417,12 @@ class Deliverer:
             await self._attempt_once(row)
         except Exception:  # one delivery's bug must not stop the loop
             log.exception("delivery %s failed unexpectedly", row["id"])
-        finally:
-            # Freed slots may let waiting deliveries go: claim again once half of them
-            # are free (this task still counts as in flight).
-            free = self.settings.concurrency - len(self._in_flight) + 1
-            if free * 2 >= self.settings.concurrency:
-                self._wake.set()
+
+    def _attempted(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        # Freed slots may let waiting deliveries go: claim again once half are free.
+        if (self.settings.concurrency - len(self._in_flight)) * 2 >= self.settings.concurrency:
+            self._wake.set()
 
     async def _attempt_once(self, row: asyncpg.Record) -> None:
         url: str | None = row["url"]
