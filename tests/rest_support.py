@@ -100,3 +100,20 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     async for line in response.aiter_lines():
         if line.startswith("data: "):
             yield json.loads(line.removeprefix("data: "))
+
+
+async def echo_workflow(rest: httpx.AsyncClient, agent_url: str, name: str = "w") -> str:
+    """A one-step workflow calling a new agent ``echo-<name>`` at ``agent_url``; its id."""
+    agent = await rest.post("/api/v1/agents", json={"name": f"echo-{name}", "url": agent_url})
+    assert agent.status_code == 201, agent.text
+    created = await rest.post(
+        "/api/v1/workflows",
+        json={
+            "name": name,
+            "start_step": "s1",
+            "steps": {"s1": {"id": "s1", "agent_name": f"echo-{name}", "input_mapping": {}}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    workflow_id: str = created.json()["id"]
+    return workflow_id

@@ -36,7 +36,7 @@ from tests.rest_support import RestProxy
 COMPOSE = yaml.safe_load((SOURCE_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 DOCKERFILE = (SOURCE_ROOT / "Dockerfile").read_text()
-BATON_SERVICES = ("migrate", "api", "worker")
+BATON_SERVICES = ("migrate", "api", "worker", "deliver")
 
 
 def parse_baton_command(args: list[str]) -> click.Context:
@@ -48,7 +48,15 @@ def parse_baton_command(args: list[str]) -> click.Context:
 
 
 def test_the_stack_has_every_part() -> None:
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "api", "worker", "envoy"}
+    assert set(SERVICES) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "api",
+        "worker",
+        "deliver",
+        "envoy",
+    }
     for name in (*BATON_SERVICES, "envoy"):
         assert SERVICES[name]["image"] == SERVICES["api"]["image"], name
         assert SERVICES[name]["build"] == "."
@@ -63,7 +71,10 @@ def test_baton_commands_parse_and_do_what_the_stack_needs() -> None:
     assert api.params["host"] == "0.0.0.0"
     assert (api.params["worker"], api.params["envoy"]) == (False, False)
     assert api.params["grpc_port"] == COMPOSE_UPSTREAM[1]
-    assert parse_baton_command(SERVICES["worker"]["command"]).info_name == "worker"
+    worker = parse_baton_command(SERVICES["worker"]["command"])
+    assert (worker.info_name, worker.params["deliveries"]) == ("worker", False)
+    deliver = parse_baton_command(SERVICES["deliver"]["command"])
+    assert (deliver.info_name, deliver.params["niceness"]) == ("deliver", 19)
     # The image's default command is a whole Baton on its embedded servers.
     default = re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M)
     assert default
@@ -102,6 +113,7 @@ def test_start_order_and_health_checks() -> None:
     for name in ("api", "worker"):
         assert condition(name, "migrate") == "service_completed_successfully"
         assert condition(name, "redis") == "service_healthy"
+    assert condition("deliver", "migrate") == "service_completed_successfully"
     assert condition("envoy", "api") == "service_healthy"
     for name in ("postgres", "redis", "api", "envoy"):
         assert SERVICES[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name

@@ -29,26 +29,10 @@ from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.service import RunService
 from baton_server.schedules.model import Schedule, TimingSpec
 from baton_server.schedules.service import ScheduleService
-from tests.rest_support import error_of
+from tests.rest_support import echo_workflow, error_of
 from tests.runs_support import worker_process
 
 PROJECT = DEFAULT_PROJECT_ID
-
-
-async def _workflow(rest: httpx.AsyncClient, agent_url: str, name: str = "nightly") -> str:
-    agent = await rest.post("/api/v1/agents", json={"name": f"echo-{name}", "url": agent_url})
-    assert agent.status_code == 201, agent.text
-    created = await rest.post(
-        "/api/v1/workflows",
-        json={
-            "name": name,
-            "start_step": "s1",
-            "steps": {"s1": {"id": "s1", "agent_name": f"echo-{name}", "input_mapping": {}}},
-        },
-    )
-    assert created.status_code == 201, created.text
-    workflow_id: str = created.json()["id"]
-    return workflow_id
 
 
 # -- the REST contract (seed 003) -------------------------------------------------------
@@ -67,7 +51,7 @@ SEED_BODY = {
 async def test_seed_003_schedule_bodies_create_update_list_and_delete(
     rest: httpx.AsyncClient, echo_agent_url: str
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     created = await rest.post(f"/api/v1/workflows/{workflow_id}/schedules", json=SEED_BODY)
     assert created.status_code == 201, created.text
     schedule = created.json()
@@ -186,7 +170,7 @@ def _future() -> str:
 async def test_bad_schedules_are_400_naming_the_field_and_create_nothing(
     rest: httpx.AsyncClient, echo_agent_url: str, body: dict[str, Any], field: str
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     response = await rest.post(
         f"/api/v1/workflows/{workflow_id}/schedules", json={"name": "bad", **body}
     )
@@ -205,7 +189,7 @@ async def test_schedules_of_unknown_workflows_are_404_and_updates_are_checked(
     assert missing.status_code == 404
     assert error_of(missing)["reason"] == "WORKFLOW_NOT_FOUND"
 
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     schedule = (
         await rest.post(f"/api/v1/workflows/{workflow_id}/schedules", json=SEED_BODY)
     ).json()
@@ -237,7 +221,7 @@ async def _runs_of(rest: httpx.AsyncClient, workflow_id: str) -> list[dict[str, 
 async def test_an_interval_schedule_runs_until_disabled_and_trigger_runs_now(
     rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     created = await rest.post(
         f"/api/v1/workflows/{workflow_id}/schedules",
         json={
@@ -334,7 +318,7 @@ async def _fires(service: ScheduleService, schedule: Schedule) -> list[Any]:
 async def test_after_an_outage_the_latest_slot_fires_once_and_the_others_are_recorded(
     rest: httpx.AsyncClient, echo_agent_url: str, pool: asyncpg.Pool, run_service: RunService
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     clock = FakeClock(T0)
     service = ScheduleService(pool, run_service, clock)
     minute = TimingSpec(schedule_type="interval", interval_value=1, interval_unit="minutes")
@@ -375,7 +359,7 @@ async def test_after_an_outage_the_latest_slot_fires_once_and_the_others_are_rec
 async def test_a_daily_local_schedule_fires_at_local_time_across_a_daylight_saving_change(
     rest: httpx.AsyncClient, echo_agent_url: str, pool: asyncpg.Pool, run_service: RunService
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     clock = FakeClock(datetime(2026, 3, 27, 12, 0, tzinfo=UTC))
     service = ScheduleService(pool, run_service, clock)
     spec = TimingSpec(schedule_type="cron", cron_expression="0 9 * * *", timezone="Europe/Zurich")
@@ -398,7 +382,7 @@ async def test_overlap_policies_skip_allow_and_cancel_the_previous_run(
     rest: httpx.AsyncClient, echo_agent_url: str, pool: asyncpg.Pool, run_service: RunService
 ) -> None:
     # No worker runs here: every run stays PENDING, so every later slot overlaps.
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     clock = FakeClock(T0)
     service = ScheduleService(pool, run_service, clock)
     spec = TimingSpec(schedule_type="interval", interval_value=10, interval_unit="seconds")
@@ -432,7 +416,7 @@ async def test_overlap_policies_skip_allow_and_cancel_the_previous_run(
 async def test_a_schedule_of_an_inactive_workflow_does_not_fire_and_says_why(
     rest: httpx.AsyncClient, echo_agent_url: str, pool: asyncpg.Pool, run_service: RunService
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     clock = FakeClock(T0)
     service = ScheduleService(pool, run_service, clock)
     spec = TimingSpec(schedule_type="interval", interval_value=10, interval_unit="seconds")
@@ -465,7 +449,7 @@ async def test_a_schedule_of_an_inactive_workflow_does_not_fire_and_says_why(
 async def test_concurrent_schedulers_fire_each_slot_once(
     rest: httpx.AsyncClient, echo_agent_url: str, pool: asyncpg.Pool, run_service: RunService
 ) -> None:
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     clock = FakeClock(T0)
     services = [ScheduleService(pool, run_service, clock) for _ in range(4)]
     spec = TimingSpec(schedule_type="interval", interval_value=1, interval_unit="seconds")
@@ -496,7 +480,7 @@ async def test_kill_9_of_firing_workers_neither_loses_nor_doubles_a_slot(
     """Two ``baton worker`` processes fire a 1-second schedule while one of them is
     killed with SIGKILL at random moments and restarted: every slot from the first to
     the last is fired or recorded as missed exactly once, and each fire has one run."""
-    workflow_id = await _workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url, "nightly")
     alive = [worker_process(database_url, redis_url) for _ in range(2)]
     worker_processes.extend(alive)
     created = await rest.post(

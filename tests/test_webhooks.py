@@ -33,7 +33,7 @@ from baton_server.webhooks import signing
 from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 from baton_server.webhooks.targets import check_url
 from tests.access_support import TEST_SECRETS
-from tests.rest_support import error_of
+from tests.rest_support import echo_workflow, error_of
 from tests.runs_support import deliver_process
 
 
@@ -98,22 +98,6 @@ def verify(secret: str, received: Received) -> Any:
     return standardwebhooks.Webhook(secret).verify(received.body, received.headers)
 
 
-async def _echo_workflow(rest: httpx.AsyncClient, agent_url: str, name: str = "w") -> str:
-    agent = await rest.post("/api/v1/agents", json={"name": f"echo-{name}", "url": agent_url})
-    assert agent.status_code == 201, agent.text
-    created = await rest.post(
-        "/api/v1/workflows",
-        json={
-            "name": name,
-            "start_step": "s1",
-            "steps": {"s1": {"id": "s1", "agent_name": f"echo-{name}", "input_mapping": {}}},
-        },
-    )
-    assert created.status_code == 201, created.text
-    workflow_id: str = created.json()["id"]
-    return workflow_id
-
-
 async def test_a_subscribed_endpoint_receives_signed_events_of_runs_and_workflows(
     rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str, receiver: Receiver
 ) -> None:
@@ -134,7 +118,7 @@ async def test_a_subscribed_endpoint_receives_signed_events_of_runs_and_workflow
     assert fetched["secret"] == ""
     assert fetched["events"] == ["workflow.created", "workflow.executed", "execution.completed"]
 
-    workflow_id = await _echo_workflow(rest, echo_agent_url)
+    workflow_id = await echo_workflow(rest, echo_agent_url)
     run = (await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})).json()
     await receiver.wait_for(3)
     assert [r.json["type"] for r in receiver.received[:1]] == ["workflow.created"]
@@ -221,7 +205,7 @@ async def _eventually_succeeded(
 async def test_execute_async_posts_the_final_run_to_the_callback_url(
     rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str, receiver: Receiver
 ) -> None:
-    workflow_id = await _echo_workflow(rest, echo_agent_url, "cb")
+    workflow_id = await echo_workflow(rest, echo_agent_url, "cb")
     started = await rest.post(
         f"/api/v1/workflows/{workflow_id}/execute_async",
         json={"parameters": {"feedback_id": "f_12345"}, "callback_url": receiver.url},
@@ -257,7 +241,7 @@ async def test_ping_and_cancellation_events(
     assert ping.json()["status"] == "pending"
     # No worker runs here: the run stays PENDING, its event waits in the outbox until a
     # deliverer fans it out, and the deliveries wait for their attempts.
-    workflow_id = await _echo_workflow(rest, echo_agent_url, "cancelled")
+    workflow_id = await echo_workflow(rest, echo_agent_url, "cancelled")
     run = (await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})).json()
     cancelled = await rest.post(f"/api/v1/runs/{run['id']}/cancel", json={"reason": "test"})
     assert cancelled.status_code == 200, cancelled.text
@@ -302,7 +286,7 @@ async def test_bad_webhooks_are_refused_naming_the_field(
 async def test_a_bad_callback_url_is_refused_and_starts_no_run(
     rest: httpx.AsyncClient, echo_agent_url: str, engine: AsyncEngine
 ) -> None:
-    workflow_id = await _echo_workflow(rest, echo_agent_url, "badcb")
+    workflow_id = await echo_workflow(rest, echo_agent_url, "badcb")
     response = await rest.post(
         f"/api/v1/workflows/{workflow_id}/execute_async",
         json={"parameters": {}, "callback_url": "not a url"},
@@ -412,7 +396,7 @@ async def test_the_sdk_subscribes_and_verifies(
 async def test_a_repeated_execute_returns_no_secret_that_signs_nothing(
     rest: httpx.AsyncClient, echo_agent_url: str
 ) -> None:
-    workflow_id = await _echo_workflow(rest, echo_agent_url, "replayed")
+    workflow_id = await echo_workflow(rest, echo_agent_url, "replayed")
     body = {"parameters": {}, "callback_url": "http://127.0.0.1:9/cb", "request_id": "once"}
     first = await rest.post(f"/api/v1/workflows/{workflow_id}/execute_async", json=body)
     again = await rest.post(f"/api/v1/workflows/{workflow_id}/execute_async", json=body)
