@@ -639,7 +639,7 @@ async def bench_baton(env: Environment, repetition: int) -> tuple[SystemResult, 
         deliverers = [
             await Child.spawn(
                 "baton deliver",
-                [str(BATON), "deliver", "--database-url", env.database_url, *backends[-2:]],
+                [str(BATON), "deliver", *backends],
                 logs / f"deliver-{repetition}-{index}.log",
             )
             for index in range(getattr(args, "deliverers", 0))

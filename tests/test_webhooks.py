@@ -4,6 +4,7 @@ agent and a real HTTP receiver; signatures checked with the reference library.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 import standardwebhooks
 from aiohttp import web
 from sqlalchemy import text
@@ -25,14 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import baton_sdk
 from baton_sdk.webhooks import DeliveryStatus, InvalidSignatureError
 from baton_sdk.webhooks import verify as verify_delivery
+from baton_server import keys
 from baton_server.clock import SYSTEM_CLOCK
 from baton_server.db.pool import create_pool
 from baton_server.errors import InvalidArgument
 from baton_server.executor.worker import Worker
 from baton_server.webhooks import signing
-from baton_server.webhooks.delivery import Deliverer, DeliverySettings
+from baton_server.webhooks.delivery import YIELD_IN_FLIGHT, Deliverer, DeliverySettings
 from baton_server.webhooks.targets import check_url
 from tests.access_support import TEST_SECRETS
+from tests.conftest import FAST_WORKER
 from tests.rest_support import echo_workflow, error_of
 from tests.runs_support import deliver_process
 
@@ -446,3 +450,62 @@ async def test_kill_9_of_a_delivering_process_loses_no_delivery(
     resent = {msg_id for msg_id in received if received.count(msg_id) > 1}
     assert resent <= before_kill, "only attempts in flight at the kill are sent again"
     assert all(d["attempts"] == 1 for d in page["items"])
+
+
+async def test_deliverers_yield_to_a_saturated_executor(
+    rest: httpx.AsyncClient,
+    receiver: Receiver,
+    pool: asyncpg.Pool,
+    redis_client: redis.Redis,
+    database_url: str,
+    redis_url: str,
+    echo_agent_url: str,
+) -> None:
+    """A worker whose admission control holds runs back says so in Redis; deliverers
+    then keep only a trickle in flight, and go back to full speed when it has room."""
+    # One run at a time and two slow runs: the second waits, and the worker says why.
+    settings = dataclasses.replace(FAST_WORKER, max_runs=1)
+    worker = Worker(database_url, redis_url, settings, secrets=TEST_SECRETS, deliver=False)
+    await worker.start()
+    try:
+        workflow_id = await echo_workflow(rest, echo_agent_url, "slow")
+        slow = {"_mode": "sleep", "_sleep_ms": 3000}
+        changed = await rest.put(
+            f"/api/v1/workflows/{workflow_id}",
+            json={"steps": {"s1": {"id": "s1", "agent_name": "echo-slow", "input_mapping": slow}}},
+        )
+        assert changed.status_code == 200, changed.text
+        for _ in range(2):
+            started = await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={})
+            assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 10
+        while not await redis_client.exists(keys.EXECUTOR_SATURATED):
+            assert time.monotonic() < deadline, "the worker never said it was saturated"
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+
+    webhook = (
+        await rest.post(
+            "/api/v1/webhooks", json={"url": receiver.url, "events": ["workflow.created"]}
+        )
+    ).json()
+    for _ in range(6):
+        await rest.post(f"/api/v1/webhooks/{webhook['id']}/test", json={})
+    receiver.hang = True
+    await redis_client.set(keys.EXECUTOR_SATURATED, "test", px=60_000)
+    deliverer = Deliverer(
+        pool,
+        TEST_SECRETS,
+        DeliverySettings(allow_private=True, timeout_s=60),
+        redis_client=redis_client,
+    )
+    deliverer.start()
+    try:
+        await receiver.wait_for(YIELD_IN_FLIGHT)
+        await asyncio.sleep(0.5)
+        assert len(receiver.received) == YIELD_IN_FLIGHT, "a trickle while saturated"
+        await redis_client.delete(keys.EXECUTOR_SATURATED)
+        await receiver.wait_for(6)  # the rest, at once
+    finally:
+        await deliverer.stop()

@@ -202,6 +202,7 @@ def worker(
 
 @main.command()
 @_database_url
+@_redis_url
 @_secret_key
 @_data_dir
 @_log_level
@@ -215,6 +216,7 @@ def worker(
 )
 def deliver(
     database_url: str | None,
+    redis_url: str | None,
     secret_key: str | None,
     data_dir: Path | None,
     log_level: str,
@@ -224,13 +226,15 @@ def deliver(
     --no-deliveries`), at a lower CPU priority than the executor.
 
     It needs the API servers' secret key (BATON_SECRET_KEY, or their --data-dir) to
-    sign deliveries.
+    sign deliveries. With Redis it slows down while the executor is saturated.
     """
     from baton_server.loop import run
     from baton_server.serve import ServeError, deliver
 
     _configure_logging(log_level)
-    settings = Settings(database_url=database_url, secret_key=secret_key, data_dir=data_dir)
+    settings = Settings(
+        database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
+    )
     try:
         run(deliver(settings, niceness=niceness))
     except ServeError as error:

@@ -16,6 +16,9 @@ RUN_CONTROL_CHANNEL = "baton:run-control"
 RUN_STREAM_MAXLEN = 100_000
 #: Pub/sub channel of run-level events (``run_status``) of every run.
 RUN_FEED_CHANNEL = "baton:run-feed"
+#: Present (for a second at a time) while a worker's admission control holds runs back:
+#: the executor wants every core, and deliverers yield them (webhooks/delivery.py).
+EXECUTOR_SATURATED = "baton:executor:saturated"
 
 
 def run_events_channel(run_id: str) -> str:

@@ -242,8 +242,9 @@ async def deliver(settings: Settings, *, niceness: int) -> None:
     """``baton deliver``: deliver webhooks and callbacks until SIGINT or SIGTERM.
 
     The process first lowers its CPU priority by ``niceness``: sharing cores with the
-    executor, deliveries then take only the CPU the executor leaves, and under overload
-    they wait in the outbox instead of slowing runs.
+    executor, deliveries then take only the CPU the executor leaves. With Redis
+    (``redis_url``) it also sees when a worker's admission control holds runs back, and
+    then slows to a trickle: under overload deliveries wait in the outbox, runs do not.
     """
     if not settings.database_url:
         raise ServeError("a deliverer needs BATON_DATABASE_URL")
@@ -259,7 +260,8 @@ async def deliver(settings: Settings, *, niceness: int) -> None:
         max_size=8,
         server_settings={"enable_seqscan": "off"},
     )
-    deliverer = Deliverer(pool, secrets, DeliverySettings.from_env())
+    redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    deliverer = Deliverer(pool, secrets, DeliverySettings.from_env(), redis_client=redis_client)
     deliverer.start()
     freeze_startup_objects()
     try:
@@ -267,6 +269,8 @@ async def deliver(settings: Settings, *, niceness: int) -> None:
     finally:
         await deliverer.stop()
         await pool.close()
+        if redis_client is not None:
+            await redis_client.aclose()
 
 
 async def _until_signalled() -> None:

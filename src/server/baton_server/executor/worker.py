@@ -154,6 +154,7 @@ class Worker:
         )
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._saturated_marked = 0.0
 
     async def start(self) -> None:
         # Every statement of the executor looks rows up by key. While a table is young
@@ -187,7 +188,9 @@ class Worker:
             self._pool, self._secrets, agent_ttl_s=self.settings.agent_cache_ttl_s
         )
         # Webhooks and callbacks, from the outbox the run transitions write.
-        self.deliverer = Deliverer(self._pool, self._secrets, self._delivery_settings)
+        self.deliverer = Deliverer(
+            self._pool, self._secrets, self._delivery_settings, redis_client=self._redis
+        )
         if self._deliver:
             self.deliverer.start()
         self.scheduler = Scheduler(
@@ -285,9 +288,18 @@ class Worker:
                 for _stream, stream_entries in reply or []:
                     entries += stream_entries
             elif free <= 0:
+                await self._mark_saturated()
                 await asyncio.sleep(0.01)
             if entries:
                 await self._accept(entries)
+
+    async def _mark_saturated(self) -> None:
+        """Tell deliverers that the executor is holding runs back (at most 4 times a
+        second; the mark lasts a second)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._saturated_marked >= 0.25:
+            self._saturated_marked = now
+            await self._redis.set(keys.EXECUTOR_SATURATED, self.id, px=1000)
 
     async def _accept(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         """Lease the runs of stream entries and start driving them; acknowledge the

@@ -30,10 +30,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import redis.asyncio as redis
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from google.protobuf import json_format
+from redis.exceptions import RedisError
 
+from baton_server import keys
 from baton_server.clock import SYSTEM_CLOCK, Clock
 from baton_server.runs import store as run_store
 from baton_server.runs.servicer import run_to_proto
@@ -194,6 +197,11 @@ WITH taken AS (
 )
 SELECT count(*) FROM taken
 """
+#: While the executor is saturated, a deliverer keeps at most this many attempts in
+#: flight and pauses this long between claims: about 20 deliveries a second, so none
+#: waits forever, and the cores go to runs.
+YIELD_IN_FLIGHT = 2
+YIELD_PAUSE_S = 0.1
 #: What the outbox's writers notify once they commit.
 OUTBOX_CHANNEL = "baton_outbox"
 #: Events fanned out at a time. Deliveries are made only as fast as they are needed
@@ -293,8 +301,13 @@ class Deliverer:
         settings: DeliverySettings | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        redis_client: redis.Redis | None = None,
     ) -> None:
+        """``redis_client`` lets it see when the executor is saturated, and yield."""
         self._pool = pool
+        self._redis = redis_client
+        self._saturated = False
+        self._saturation_checked = -1.0
         self._secrets = secrets
         self.settings = settings or DeliverySettings()
         self._clock = clock
@@ -344,6 +357,10 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            if await self.executor_saturated():
+                # Runs first: a trickle of deliveries until the executor has room.
+                await asyncio.sleep(YIELD_PAUSE_S)
+                continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
             except TimeoutError:
@@ -369,6 +386,20 @@ class Deliverer:
                 await listener.remove_listener(OUTBOX_CHANNEL, self._notified)
             await self._pool.release(listener)
 
+    async def executor_saturated(self) -> bool:
+        """Whether a worker's admission control is holding runs back (checked at most
+        every ``YIELD_PAUSE_S``); never when Redis is unknown or away."""
+        if self._redis is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self._saturation_checked >= YIELD_PAUSE_S:
+            self._saturation_checked = now
+            try:
+                self._saturated = bool(await self._redis.exists(keys.EXECUTOR_SATURATED))
+            except (RedisError, OSError):
+                self._saturated = False
+        return self._saturated
+
     async def expand(self) -> int:
         """Fan up to ``_EXPAND_BATCH`` queued events out to their endpoints'
         deliveries; returns how many events."""
@@ -388,7 +419,8 @@ class Deliverer:
         if self._events_waiting and self._short:
             self._events_waiting = False
             await self.expand()
-        free = self.settings.concurrency - len(self._in_flight)
+        limit = YIELD_IN_FLIGHT if await self.executor_saturated() else self.settings.concurrency
+        free = limit - len(self._in_flight)
         if free <= 0:
             return 0
         rows = await self._pool.fetch(
