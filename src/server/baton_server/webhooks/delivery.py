@@ -1,15 +1,18 @@
-"""The delivery loop: takes due deliveries from the outbox and POSTs them, signed.
+"""The delivery loop: fans queued events out to their endpoints and POSTs them, signed.
 
-At least once: a delivery is leased (``lease_expires_at``) while it is attempted; a
-worker that dies mid-attempt leaves the lease to expire, and the next claim attempts
-it again with the same ``webhook-id``. Workers claim with ``SKIP LOCKED``, so any
-number share the outbox. An attempt's result is recorded with a compare-and-set on
-the attempt count, so two workers racing on an expired lease record one result each
-attempt number at most.
+Deliverers run in workers (``baton worker``, ``baton serve``) or on their own (``baton
+deliver``). They wake on the outbox's ``NOTIFY``, fan queued events out to deliveries
+just in time, and claim due deliveries with ``SKIP LOCKED``, so any number share the
+outbox. At least once: a delivery is leased (``lease_expires_at``) while it is
+attempted; a deliverer that dies mid-attempt leaves the lease to expire, and the next
+claim attempts it again with the same ``webhook-id``. Results are recorded in group
+commits, each a compare-and-set on the attempt count, so two deliverers racing on an
+expired lease record one result per attempt number at most.
 
 A slow or dead endpoint slows nobody else: attempts run concurrently, each with a
 timeout, at most ``per_endpoint`` in flight per webhook, and failures back off
-exponentially (with jitter) over hours.
+exponentially (with jitter) over hours. Runs come first: while the executor is
+saturated, deliverers slow to a trickle.
 """
 
 from __future__ import annotations

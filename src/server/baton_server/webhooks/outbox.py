@@ -1,8 +1,10 @@
-"""Writing events into the delivery outbox, inside the caller's transaction.
+"""Writing events into the outbox, inside the caller's transaction.
 
-Run events need nothing from their writers (migration 0005's trigger on ``run_events``);
-everything else calls :func:`emit` (asyncpg) or :func:`emit_sa` (SQLAlchemy) with the
-transaction that makes the change, so an event exists exactly when its change does.
+Run events need nothing from their writers (the trigger on ``run_events``, migration
+0007); everything else calls :func:`emit` (asyncpg) or :func:`emit_sa` (SQLAlchemy) with
+the transaction that makes the change, so an event exists exactly when its change does.
+An event is queued once when any webhook subscribes to it; deliverers fan it out to the
+endpoints (``baton_server.webhooks.delivery``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def envelope(event: str, at: datetime, data: dict[str, Any]) -> str:
 async def emit(
     conn: Connection, project_id: uuid.UUID, event: str, at: datetime, data: dict[str, Any]
 ) -> int:
-    """Queue ``event`` for every subscribed webhook of the project; returns how many."""
+    """Queue ``event`` if a webhook of the project subscribes to it; returns how many
+    do."""
     count: int = await conn.fetchval(
         "SELECT baton_emit_event($1, $2, $3::jsonb)",
         project_id,
