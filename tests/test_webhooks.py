@@ -509,3 +509,46 @@ async def test_deliverers_yield_to_a_saturated_executor(
         await receiver.wait_for(6)  # the rest, at once
     finally:
         await deliverer.stop()
+
+
+async def test_schedule_events_are_delivered(
+    rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str, receiver: Receiver
+) -> None:
+    hook = await rest.post(
+        "/api/v1/webhooks",
+        json={
+            "url": receiver.url,
+            "events": [
+                "schedule.created",
+                "schedule.updated",
+                "schedule.triggered",
+                "schedule.deleted",
+            ],
+        },
+    )
+    secret = hook.json()["secret"]
+    workflow_id = await echo_workflow(rest, echo_agent_url, "scheduled")
+    schedule = (
+        await rest.post(
+            f"/api/v1/workflows/{workflow_id}/schedules",
+            json={"name": "nightly", "schedule_type": "cron", "cron_expression": "0 2 * * *"},
+        )
+    ).json()
+    path = f"/api/v1/workflow_schedules/{schedule['id']}"
+    await rest.put(path, json={"enabled": False})
+    run = (await rest.post(f"{path}/trigger", json={})).json()
+    await rest.delete(path)
+    received = await receiver.wait_for(4)
+    # Deliveries to one endpoint run concurrently: they may arrive in any order.
+    bodies = {body["type"]: body for body in (verify(secret, r) for r in received)}
+    assert set(bodies) == {
+        "schedule.created",
+        "schedule.updated",
+        "schedule.triggered",
+        "schedule.deleted",
+    }
+    assert {b["data"]["schedule_id"] for b in bodies.values()} == {schedule["id"]}
+    assert bodies["schedule.created"]["data"]["next_execution"].endswith("T02:00:00+00:00")
+    assert bodies["schedule.updated"]["data"]["enabled"] is False
+    triggered = bodies["schedule.triggered"]["data"]
+    assert (triggered["run_id"], triggered["manual"]) == (run["id"], True)
