@@ -177,7 +177,6 @@ async def draining(env: Environment) -> AsyncIterator[float]:
         env.args.secret_key,
         "--log-level",
         "warning",
-        *os.environ.get("DRAIN_ARGS", "").split(),
     )
     try:
         yield time.monotonic()
