@@ -136,7 +136,6 @@ FAST_WORKER = WorkerSettings(
     reconcile_interval_s=0.3,
     enqueue_grace_s=1.0,
     block_ms=200,
-    agent_cache_ttl_s=0.0,
 )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.agents.model import Agent, RetryPolicy
 from baton_server.db.pages import fetch_page
-from baton_server.db.tables import agents
+from baton_server.db.tables import agents, projects
 from baton_server.paging import Page, PageRequest, Sort
 
 LIVE_NAME_INDEX = "uq_agents_live_name"
@@ -46,9 +46,24 @@ def _to_agent(row: Any) -> Agent:
     )
 
 
+async def _bump_revision(conn: AsyncConnection, project_id: uuid.UUID) -> None:
+    """Tell the workers' agent caches (at their next commit) that an agent changed.
+
+    In the changing transaction, so a step that starts after the change has returned
+    sees the new revision and reloads the agent.
+    """
+    await conn.execute(
+        projects.update()
+        .where(projects.c.id == project_id)
+        .values(agents_revision=projects.c.agents_revision + 1)
+    )
+
+
 async def insert(conn: AsyncConnection, values: Mapping[str, Any]) -> Agent:
     row = (await conn.execute(agents.insert().values(**values).returning(*_PUBLIC_COLUMNS))).one()
-    return _to_agent(row)
+    agent = _to_agent(row)
+    await _bump_revision(conn, agent.project_id)
+    return agent
 
 
 async def get(
@@ -82,7 +97,9 @@ async def update(conn: AsyncConnection, agent_id: uuid.UUID, values: Mapping[str
         .values(**values, updated_at=sa.func.now())
         .returning(*_PUBLIC_COLUMNS)
     )
-    return _to_agent((await conn.execute(query)).one())
+    agent = _to_agent((await conn.execute(query)).one())
+    await _bump_revision(conn, agent.project_id)
+    return agent
 
 
 async def list_page(

@@ -46,6 +46,8 @@ projects = sa.Table(
     sa.Column("name", sa.Text, nullable=False, unique=True),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # Bumped with every change to the project's agents; workers' caches compare it.
+    sa.Column("agents_revision", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 api_keys = sa.Table(

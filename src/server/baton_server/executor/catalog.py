@@ -1,14 +1,16 @@
 """What drivers read besides their run: agents by name and pinned workflow graphs.
 
-Workflow versions are immutable, so they are cached for good (bounded). Agents change,
-so they are cached only briefly: a changed URL or a deactivation applies to steps that
-start a few seconds later at most.
+Workflow versions are immutable, so they are cached for good (bounded). Agents change:
+every change bumps its project's ``agents_revision`` in the changing transaction, every
+executor commit reads that revision back (:meth:`Catalog.observe`), and a cached agent
+older than the revision a commit saw is loaded again. A step's start is such a commit,
+so every step that starts after an agent change has returned calls the changed agent,
+at the cost of one query per change rather than one per step.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,10 +23,14 @@ from baton_server.agents.client import AgentEndpoint
 from baton_server.agents.model import RetryPolicy
 from baton_server.sealing import SecretBox
 
+# The revision comes from the same snapshot as the agents (one row even if none match).
 _AGENTS = """
-SELECT name, url, protocol, auth_type, auth_config, timeout_ms, max_retries,
-       initial_delay_ms, max_delay_ms, backoff_multiplier
-FROM agents WHERE project_id = $1 AND name = ANY($2::text[]) AND status = 'active'
+SELECT p.agents_revision, a.name, a.url, a.protocol, a.auth_type, a.auth_config,
+       a.timeout_ms, a.max_retries, a.initial_delay_ms, a.max_delay_ms, a.backoff_multiplier
+FROM projects p
+LEFT JOIN agents a
+  ON a.project_id = p.id AND a.name = ANY($2::text[]) AND a.status = 'active'
+WHERE p.id = $1
 """
 _WORKFLOW_DATA = "SELECT workflow_data FROM workflow_versions WHERE id = $1"
 
@@ -45,13 +51,14 @@ class Catalog:
         pool: asyncpg.Pool,
         secrets: SecretBox,
         *,
-        agent_ttl_s: float = 2.0,
         max_workflows: int = 1024,
     ) -> None:
         self._pool = pool
         self._secrets = secrets
-        self._agent_ttl_s = agent_ttl_s
-        self._agents: dict[tuple[uuid.UUID, str], tuple[float, AgentTarget | None]] = {}
+        # (project, name) -> (the project's agents revision when loaded, the agent)
+        self._agents: dict[tuple[uuid.UUID, str], tuple[int, AgentTarget | None]] = {}
+        # The newest agents revision seen per project.
+        self._revisions: dict[uuid.UUID, int] = {}
         self._workflows: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
         self._max_workflows = max_workflows
 
@@ -65,20 +72,27 @@ class Catalog:
                 self._workflows.popitem(last=False)
         return cached
 
+    def observe(self, project_id: uuid.UUID, revision: int) -> None:
+        """A commit saw this agents revision of the project: older entries are stale."""
+        if revision > self._revisions.get(project_id, -1):
+            self._revisions[project_id] = revision
+
     async def agents(self, project_id: uuid.UUID, names: set[str]) -> dict[str, AgentTarget | None]:
-        """The project's active agents by name (None for a missing or inactive one)."""
-        now = time.monotonic()
+        """The project's active agents by name (None for a missing or inactive one),
+        as of the newest revision observed."""
         cache = self._agents
+        current = self._revisions.get(project_id, -1)
         stale = {
-            n
-            for n in names
-            if (project_id, n) not in cache or now - cache[project_id, n][0] > self._agent_ttl_s
+            n for n in names if (project_id, n) not in cache or cache[project_id, n][0] < current
         }
         if stale:
             rows = await self._pool.fetch(_AGENTS, project_id, list(stale))
-            found = {n: None for n in stale} | {row["name"]: self._target(row) for row in rows}
+            revision = rows[0]["agents_revision"] if rows else current
+            self.observe(project_id, revision)
+            found: dict[str, AgentTarget | None] = dict.fromkeys(stale)
+            found |= {row["name"]: self._target(row) for row in rows if row["name"] is not None}
             for name, target in found.items():
-                cache[project_id, name] = (now, target)
+                cache[project_id, name] = (revision, target)
         return {n: cache[project_id, n][1] for n in names}
 
     def _target(self, row: asyncpg.Record) -> AgentTarget:

@@ -55,8 +55,8 @@ class StepState:
     output: Any = None
 
 
-#: A step to call: its id, its agent, and its mapped input.
-_Call = tuple[str, AgentTarget, dict[str, Any]]
+#: A step to call: its id, its agent (None if it went away), and its mapped input.
+_Call = tuple[str, AgentTarget | None, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -316,18 +316,27 @@ class RunDriver:
             )
             change.events += self._attempt_events(step_id, step.attempt)
         await self._write(change)
-        return planned
+        # The write read the project's agents revision: an agent changed since the
+        # lookup above is loaded again here, so the call goes to what it is now.
+        current = await self._catalog.agents(self._run.project_id, set(targets))
+        return [(s, current[self._steps[s].agent_name], payload) for s, _, payload in planned]
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
         agent_name = self._steps[step_id].agent_name
         return [events.step_started(step_id, attempt=attempt, agent_name=agent_name)]
 
-    async def _call(self, step_id: str, target: AgentTarget, payload: dict[str, Any]) -> _Outcome:
+    async def _call(
+        self, step_id: str, target: AgentTarget | None, payload: dict[str, Any]
+    ) -> _Outcome:
         """Call the agent, retrying per its policy; every new attempt is written first."""
         step = self._steps[step_id]
         retries = 0
         while True:
             attempt = step.attempt
+            if target is None:
+                return _Outcome(
+                    attempt=attempt, error=f"Agent '{step.agent_name}' not found or inactive"
+                )
             task_ids: list[str] = []
             try:
                 async with self._parallel:
@@ -372,6 +381,9 @@ class RunDriver:
                         ],
                     )
                 )
+                # A retry is a new start too: it calls the agent as it is now.
+                agents = await self._catalog.agents(self._run.project_id, {step.agent_name})
+                target = agents[step.agent_name]
 
     # -- writing -------------------------------------------------------------------
 

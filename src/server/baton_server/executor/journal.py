@@ -10,7 +10,8 @@ grows with time, not with load. Every change is a compare-and-set:
 
 A void change is reported to its driver (``False``), which stops; nothing of it is
 written. Each accepted change appends its events with the next gap-free sequence
-numbers of its run, in the same statement.
+numbers of its run, in the same statement, which also reads back the run's project's
+agents revision (see :mod:`baton_server.executor.catalog`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +71,7 @@ WITH changes AS (
     FROM changes c
     WHERE r.id = c.id AND r.status = c.expected AND r.lease_owner = $18
       AND c.id NOT IN (SELECT run_id FROM blocked)
-    RETURNING r.id, r.event_seq, r.workflow_id, now() AS at
+    RETURNING r.id, r.event_seq, r.workflow_id, r.project_id, now() AS at
 ), updated_steps AS (
     UPDATE run_steps AS s SET
         status = o.status,
@@ -91,7 +93,8 @@ WITH changes AS (
     JOIN updated_runs u ON u.id = e.run_id
     JOIN changes c ON c.id = e.run_id
 )
-SELECT id, event_seq, workflow_id, at FROM updated_runs
+SELECT u.id, u.event_seq, u.workflow_id, u.project_id, u.at, p.agents_revision
+FROM updated_runs u JOIN projects p ON p.id = u.project_id
 """
 
 
@@ -155,12 +158,14 @@ class Journal:
         *,
         on_commit: Callable[[list[tuple[RunEvent, str]]], None] | None = None,
         on_commit_duration: Callable[[float], None] | None = None,
+        on_agents_revision: Callable[[uuid.UUID, int], None] | None = None,
         max_batch: int = 1000,
     ) -> None:
         self._pool = pool
         self._owner = owner
         self._on_commit = on_commit
         self._on_commit_duration = on_commit_duration
+        self._on_agents_revision = on_agents_revision
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -280,6 +285,10 @@ class Journal:
         if self._on_commit_duration is not None:
             self._on_commit_duration(time.monotonic() - sent)
         accepted = {row["id"]: row for row in rows}
+        if self._on_agents_revision is not None:
+            # Before the drivers hear back, so a step starting now sees a changed agent.
+            for row in rows:
+                self._on_agents_revision(row["project_id"], row["agents_revision"])
         committed: list[tuple[RunEvent, str]] = []
         for run_id, position, draft, data in drafts:
             row = accepted.get(run_id)

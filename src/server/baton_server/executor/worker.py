@@ -101,7 +101,6 @@ class WorkerSettings:
     step_latency_target_ms: float = 2.0
     read_batch: int = 64
     block_ms: int = 1000
-    agent_cache_ttl_s: float = 2.0
     #: Longest sleep of the scheduler between rounds (a new schedule is seen within it).
     schedule_poll_s: float = 1.0
 
@@ -177,16 +176,15 @@ class Worker:
         self._client = AgentClient(self._http)
         self._publisher = EventPublisher(self._redis)
         self._publisher.start()
+        self._catalog = Catalog(self._pool, self._secrets)
         self._journal = Journal(
             self._pool,
             self.id,
             on_commit=self._publisher.publish,
             on_commit_duration=self._admission.observe_commit,
+            on_agents_revision=self._catalog.observe,
         )
         self._journal.start()
-        self._catalog = Catalog(
-            self._pool, self._secrets, agent_ttl_s=self.settings.agent_cache_ttl_s
-        )
         # Webhooks and callbacks, from the outbox the run transitions write.
         self.deliverer = Deliverer(
             self._pool, self._secrets, self._delivery_settings, redis_client=self._redis
