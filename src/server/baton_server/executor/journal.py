@@ -287,8 +287,8 @@ class Journal:
         accepted = {row["id"]: row for row in rows}
         if self._on_agents_revision is not None:
             # Before the drivers hear back, so a step starting now sees a changed agent.
-            for row in rows:
-                self._on_agents_revision(row["project_id"], row["agents_revision"])
+            for revised in rows:
+                self._on_agents_revision(revised["project_id"], revised["agents_revision"])
         committed: list[tuple[RunEvent, str]] = []
         for run_id, position, draft, data in drafts:
             row = accepted.get(run_id)
