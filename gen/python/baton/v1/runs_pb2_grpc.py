@@ -80,6 +80,26 @@ class RunServiceStub:
                 request_serializer=baton_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
                 _registered_method=True)
+        self.PauseRun = channel.unary_unary(
+                '/baton.v1.RunService/PauseRun',
+                request_serializer=baton_dot_v1_dot_runs__pb2.PauseRunRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.ResumeRun = channel.unary_unary(
+                '/baton.v1.RunService/ResumeRun',
+                request_serializer=baton_dot_v1_dot_runs__pb2.ResumeRunRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/baton.v1.RunService/DeleteRun',
+                request_serializer=baton_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+                _registered_method=True)
+        self.GetRunStep = channel.unary_unary(
+                '/baton.v1.RunService/GetRunStep',
+                request_serializer=baton_dot_v1_dot_runs__pb2.GetRunStepRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.RunStep.FromString,
+                _registered_method=True)
         self.GetRunLogs = channel.unary_unary(
                 '/baton.v1.RunService/GetRunLogs',
                 request_serializer=baton_dot_v1_dot_runs__pb2.GetRunLogsRequest.SerializeToString,
@@ -170,10 +190,48 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelRun(self, request, context):
-        """Cancels a PENDING or RUNNING run: no further step starts, the agent call in flight
+        """Cancels a PENDING, RUNNING or PAUSED run: no further step starts, the agent call in flight
         is abandoned (and cancelled at the agent, best effort), and the run ends CANCELLED
         with `error_message` `Cancelled: <reason>`. FAILED_PRECONDITION (reason
         `RUN_NOT_CANCELLABLE`) in any other status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseRun(self, request, context):
+        """Pauses a PENDING or RUNNING run: steps in flight finish and record their output (a
+        step that fails still fails the run), no new step starts, and once nothing is in
+        flight the run holds no worker capacity. The run is PAUSED until ResumeRun or
+        CancelRun, across restarts. FAILED_PRECONDITION (reason `RUN_NOT_PAUSABLE`) in any
+        other status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRun(self, request, context):
+        """Resumes a PAUSED run where it stopped: steps that completed keep their output, the
+        steps they unblocked start now. The run is RUNNING again if its worker was still
+        finishing steps in flight, else PENDING until a worker takes it. FAILED_PRECONDITION
+        (reason `RUN_NOT_PAUSED`) in any other status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRun(self, request, context):
+        """Permanently deletes a finished (COMPLETED, FAILED or CANCELLED) run with its steps,
+        events and logs; it is NOT_FOUND afterwards. FAILED_PRECONDITION (REST 400, reason
+        `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
+        away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRunStep(self, request, context):
+        """Returns one step of a run, with its mapped input and its output.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,6 +310,26 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=baton_dot_v1_dot_runs__pb2.CancelRunRequest.FromString,
                     response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'PauseRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseRun,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.PauseRunRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'ResumeRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRun,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.ResumeRunRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.DeleteRunRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'GetRunStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRunStep,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.GetRunStepRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.RunStep.SerializeToString,
             ),
             'GetRunLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRunLogs,
@@ -491,6 +569,114 @@ class RunService:
             '/baton.v1.RunService/CancelRun',
             baton_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
             baton_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/PauseRun',
+            baton_dot_v1_dot_runs__pb2.PauseRunRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/ResumeRun',
+            baton_dot_v1_dot_runs__pb2.ResumeRunRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/DeleteRun',
+            baton_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRunStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/GetRunStep',
+            baton_dot_v1_dot_runs__pb2.GetRunStepRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.RunStep.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,11 +73,32 @@ class RunServiceStub:
     FAILED_PRECONDITION (reason `RUN_NOT_RETRYABLE`) in any other status.
     """
     CancelRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CancelRunRequest, _runs_pb2.Run]
-    """Cancels a PENDING or RUNNING run: no further step starts, the agent call in flight
+    """Cancels a PENDING, RUNNING or PAUSED run: no further step starts, the agent call in flight
     is abandoned (and cancelled at the agent, best effort), and the run ends CANCELLED
     with `error_message` `Cancelled: <reason>`. FAILED_PRECONDITION (reason
     `RUN_NOT_CANCELLABLE`) in any other status.
     """
+    PauseRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.PauseRunRequest, _runs_pb2.Run]
+    """Pauses a PENDING or RUNNING run: steps in flight finish and record their output (a
+    step that fails still fails the run), no new step starts, and once nothing is in
+    flight the run holds no worker capacity. The run is PAUSED until ResumeRun or
+    CancelRun, across restarts. FAILED_PRECONDITION (reason `RUN_NOT_PAUSABLE`) in any
+    other status.
+    """
+    ResumeRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ResumeRunRequest, _runs_pb2.Run]
+    """Resumes a PAUSED run where it stopped: steps that completed keep their output, the
+    steps they unblocked start now. The run is RUNNING again if its worker was still
+    finishing steps in flight, else PENDING until a worker takes it. FAILED_PRECONDITION
+    (reason `RUN_NOT_PAUSED`) in any other status.
+    """
+    DeleteRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.DeleteRunRequest, _runs_pb2.DeleteRunResponse]
+    """Permanently deletes a finished (COMPLETED, FAILED or CANCELLED) run with its steps,
+    events and logs; it is NOT_FOUND afterwards. FAILED_PRECONDITION (REST 400, reason
+    `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
+    away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
+    """
+    GetRunStep: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunStepRequest, _runs_pb2.RunStep]
+    """Returns one step of a run, with its mapped input and its output."""
     GetRunLogs: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunLogsRequest, _runs_pb2.GetRunLogsResponse]
     """Returns the log of a run, oldest first: step starts and finishes, every agent
     attempt, retries with their delay, and errors. Each line is an event of the run
@@ -143,11 +164,32 @@ class RunServiceAsyncStub(RunServiceStub):
     FAILED_PRECONDITION (reason `RUN_NOT_RETRYABLE`) in any other status.
     """
     CancelRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.CancelRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
-    """Cancels a PENDING or RUNNING run: no further step starts, the agent call in flight
+    """Cancels a PENDING, RUNNING or PAUSED run: no further step starts, the agent call in flight
     is abandoned (and cancelled at the agent, best effort), and the run ends CANCELLED
     with `error_message` `Cancelled: <reason>`. FAILED_PRECONDITION (reason
     `RUN_NOT_CANCELLABLE`) in any other status.
     """
+    PauseRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.PauseRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Pauses a PENDING or RUNNING run: steps in flight finish and record their output (a
+    step that fails still fails the run), no new step starts, and once nothing is in
+    flight the run holds no worker capacity. The run is PAUSED until ResumeRun or
+    CancelRun, across restarts. FAILED_PRECONDITION (reason `RUN_NOT_PAUSABLE`) in any
+    other status.
+    """
+    ResumeRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.ResumeRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Resumes a PAUSED run where it stopped: steps that completed keep their output, the
+    steps they unblocked start now. The run is RUNNING again if its worker was still
+    finishing steps in flight, else PENDING until a worker takes it. FAILED_PRECONDITION
+    (reason `RUN_NOT_PAUSED`) in any other status.
+    """
+    DeleteRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.DeleteRunRequest, _runs_pb2.DeleteRunResponse]  # type: ignore[assignment]
+    """Permanently deletes a finished (COMPLETED, FAILED or CANCELLED) run with its steps,
+    events and logs; it is NOT_FOUND afterwards. FAILED_PRECONDITION (REST 400, reason
+    `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
+    away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
+    """
+    GetRunStep: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunStepRequest, _runs_pb2.RunStep]  # type: ignore[assignment]
+    """Returns one step of a run, with its mapped input and its output."""
     GetRunLogs: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunLogsRequest, _runs_pb2.GetRunLogsResponse]  # type: ignore[assignment]
     """Returns the log of a run, oldest first: step starts and finishes, every agent
     attempt, retries with their delay, and errors. Each line is an event of the run
@@ -258,11 +300,56 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.CancelRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
-        """Cancels a PENDING or RUNNING run: no further step starts, the agent call in flight
+        """Cancels a PENDING, RUNNING or PAUSED run: no further step starts, the agent call in flight
         is abandoned (and cancelled at the agent, best effort), and the run ends CANCELLED
         with `error_message` `Cancelled: <reason>`. FAILED_PRECONDITION (reason
         `RUN_NOT_CANCELLABLE`) in any other status.
         """
+
+    @_abc_1.abstractmethod
+    def PauseRun(
+        self,
+        request: _runs_pb2.PauseRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Pauses a PENDING or RUNNING run: steps in flight finish and record their output (a
+        step that fails still fails the run), no new step starts, and once nothing is in
+        flight the run holds no worker capacity. The run is PAUSED until ResumeRun or
+        CancelRun, across restarts. FAILED_PRECONDITION (reason `RUN_NOT_PAUSABLE`) in any
+        other status.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeRun(
+        self,
+        request: _runs_pb2.ResumeRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Resumes a PAUSED run where it stopped: steps that completed keep their output, the
+        steps they unblocked start now. The run is RUNNING again if its worker was still
+        finishing steps in flight, else PENDING until a worker takes it. FAILED_PRECONDITION
+        (reason `RUN_NOT_PAUSED`) in any other status.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRun(
+        self,
+        request: _runs_pb2.DeleteRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.DeleteRunResponse, _abc.Awaitable[_runs_pb2.DeleteRunResponse]]:
+        """Permanently deletes a finished (COMPLETED, FAILED or CANCELLED) run with its steps,
+        events and logs; it is NOT_FOUND afterwards. FAILED_PRECONDITION (REST 400, reason
+        `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
+        away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRunStep(
+        self,
+        request: _runs_pb2.GetRunStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.RunStep, _abc.Awaitable[_runs_pb2.RunStep]]:
+        """Returns one step of a run, with its mapped input and its output."""
 
     @_abc_1.abstractmethod
     def GetRunLogs(

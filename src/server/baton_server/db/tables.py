@@ -171,7 +171,7 @@ workflow_versions = sa.Table(
     sa.UniqueConstraint("workflow_id", "version"),
 )
 
-RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "PAUSED")
 STEP_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED")
 
 
@@ -220,6 +220,12 @@ runs = sa.Table(
     sa.Index("ix_runs_project_id_created_at", "project_id", "created_at"),
     sa.Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at"),
     sa.Index("ix_runs_workflow_id_created_at", "workflow_id", "created_at"),
+    # Retention deletes the runs that finished longest ago first (migration 0008).
+    sa.Index(
+        "ix_runs_finished_at",
+        sa.text("COALESCE(completed_at, cancelled_at)"),
+        postgresql_where=sa.text("status IN ('COMPLETED', 'FAILED', 'CANCELLED')"),
+    ),
     sa.Index(
         "uq_runs_workflow_id_request_id",
         "workflow_id",

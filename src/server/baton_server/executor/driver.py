@@ -8,6 +8,13 @@ overhead between steps is one group commit.
 
 Resuming is the same code path as starting: completed steps keep their outputs, any
 other step (including one that was RUNNING when a worker died) gets a new attempt.
+
+A pause (the API sets the run PAUSED and leaves the lease) makes the driver's next
+write void. The driver then reads the run's status once, writes the same change again
+without starting anything, lets the steps in flight finish, and gives the run back
+(releases the lease) when none is left. A resume before that sets the run RUNNING
+again, which the driver adopts the same way; after it, the run is PENDING and the next
+worker to take it starts the steps the pause held back.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from baton_server.agents.client import AgentCallError, AgentClient
@@ -26,7 +34,15 @@ from baton_server.executor.catalog import AgentTarget, Catalog
 from baton_server.executor.journal import Journal, RunChange, StepOp
 from baton_server.executor.mapping import MappingError, resolve_input
 from baton_server.runs import events
-from baton_server.runs.model import COMPLETED, FAILED, PENDING, RUNNING, EventDraft
+from baton_server.runs.model import (
+    COMPLETED,
+    FAILED,
+    PAUSED,
+    PENDING,
+    RUNNING,
+    TERMINAL_RUN_STATUSES,
+    EventDraft,
+)
 from baton_server.workflows.graph import StepGraph
 
 log = logging.getLogger(__name__)
@@ -111,6 +127,8 @@ class RunDriver:
         self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: dict[asyncio.Task[None], str] = {}
         self._started = time.monotonic()
+        # Steps that became ready while the run was paused, started once it is not.
+        self._held: set[str] = set()
 
     # -- the main loop -------------------------------------------------------------
 
@@ -126,20 +144,25 @@ class RunDriver:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _drive(self) -> None:
-        opening = events.run_status(
-            RUNNING,
-            progress=self._progress(),
-            message=f"Run started on worker {self._worker_id}"
-            if self._status == PENDING
-            else f"Run resumed from its first incomplete step on worker {self._worker_id}",
-        )
-        change = self._change([opening])
-        change.status = RUNNING
-        if self._all_completed():
-            self._finish(change)
-            await self._write(change)
-            return
-        started = await self._launch(self._ready(self._steps), change)
+        resumed = self._status != PENDING
+
+        def opening() -> RunChange:
+            if self._status == PAUSED:
+                return self._change([])  # paused before it started: given back at once
+            message = (
+                f"Run resumed from its first incomplete step on worker {self._worker_id}"
+                if resumed
+                else f"Run started on worker {self._worker_id}"
+            )
+            change = self._change(
+                [events.run_status(RUNNING, progress=self._progress(), message=message)]
+            )
+            change.status = RUNNING
+            if self._all_completed():
+                self._finish(change)
+            return change
+
+        started = await self._advance(opening, self._steps)
         if started is not None:
             for call in started:
                 self._spawn(call)
@@ -193,27 +216,29 @@ class RunDriver:
 
     async def _complete(self, step_id: str, outcome: _Outcome) -> list[_Call] | None:
         """Record a step's success and start what it unblocks (returned, for the caller
-        to call); None if the run ended."""
+        to call); None if the driver is done."""
         step = self._steps[step_id]
         step.status, step.output = COMPLETED, outcome.output
-        change = self._change(
-            [events.step_completed(step_id, attempt=outcome.attempt, output=outcome.output)],
-            steps=[
-                StepOp(
-                    step_id,
-                    (RUNNING,),
-                    outcome.attempt,
-                    COMPLETED,
-                    outcome.attempt,
-                    output_data=outcome.output,
-                )
-            ],
-        )
-        if self._all_completed():
-            self._finish(change)
-            await self._write(change)
-            return None
-        return await self._launch(self._ready(self._graph.successors[step_id]), change)
+
+        def completion() -> RunChange:
+            change = self._change(
+                [events.step_completed(step_id, attempt=outcome.attempt, output=outcome.output)],
+                steps=[
+                    StepOp(
+                        step_id,
+                        (RUNNING,),
+                        outcome.attempt,
+                        COMPLETED,
+                        outcome.attempt,
+                        output_data=outcome.output,
+                    )
+                ],
+            )
+            if self._all_completed():
+                self._finish(change)
+            return change
+
+        return await self._advance(completion, self._graph.successors[step_id])
 
     def _finish(self, change: RunChange) -> None:
         sinks = [s for s in self._graph.topological_order() if not self._graph.successors[s]]
@@ -254,15 +279,19 @@ class RunDriver:
             for other in in_flight.values()
         ]
         self._tasks.clear()
-        change = self._change(
-            [
-                events.step_failed(step_id, attempt=outcome.attempt, error=error),
-                events.run_status(FAILED, progress=self._progress(), error_message=message),
-            ],
-            steps=ops,
-        )
-        change.status, change.error_message = FAILED, message
-        await self._write(change)
+
+        def failure() -> RunChange:
+            change = self._change(
+                [
+                    events.step_failed(step_id, attempt=outcome.attempt, error=error),
+                    events.run_status(FAILED, progress=self._progress(), error_message=message),
+                ],
+                steps=list(ops),
+            )
+            change.status, change.error_message = FAILED, message
+            return change
+
+        await self._commit(failure)
 
     # -- starting steps ------------------------------------------------------------
 
@@ -275,51 +304,85 @@ class RunDriver:
             and all(self._steps[p].status == COMPLETED for p in self._graph.predecessors[s])
         ]
 
-    async def _launch(self, step_ids: list[str], change: RunChange) -> list[_Call] | None:
-        """Write ``change`` plus the start of ``step_ids``; return their calls to make.
+    async def _advance(
+        self, build: Callable[[], RunChange], candidates: Collection[str]
+    ) -> list[_Call] | None:
+        """Write ``build()``'s change plus the start of the ready steps among
+        ``candidates`` (and those a pause held back); return their calls to make.
 
-        Returns None when a step could not even start (its agent is unavailable or its
-        input does not resolve): the run has then failed.
+        While the run is paused the change is written without starts, and with the
+        release of the run once no other step is in flight. Returns None when the driver
+        is done: the run ended (or failed because a step could not even start: its agent
+        is unavailable or its input does not resolve), or was given back.
         """
+        step_ids = self._ready(set(candidates) | self._held)
         targets = await self._catalog.agents(
             self._run.project_id, {self._steps[s].agent_name for s in step_ids}
         )
         outputs = {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED}
-        planned: list[_Call] = []
+        planned: list[tuple[str, dict[str, Any]]] = []
         for step_id in step_ids:
             step = self._steps[step_id]
-            target = targets[step.agent_name]
             try:
-                if target is None:
+                if targets[step.agent_name] is None:
                     raise MappingError(f"Agent '{step.agent_name}' not found or inactive")
                 mapping = self._definitions[step_id].get("input_mapping") or {}
-                payload = resolve_input(mapping, self._run.input_data, outputs)
+                planned.append((step_id, resolve_input(mapping, self._run.input_data, outputs)))
             except MappingError as error:
-                await self._write(change)
+                if (await self._commit(build)).status in TERMINAL_RUN_STATUSES:
+                    return None
                 await self._fail(step_id, _Outcome(attempt=step.attempt, error=str(error)))
                 return None
-            planned.append((step_id, target, payload))
-        for step_id, _, payload in planned:
-            step = self._steps[step_id]
-            previous = step.attempt
-            step.status, step.attempt = RUNNING, previous + 1
-            change.steps.append(
-                StepOp(
-                    step_id,
-                    (PENDING, RUNNING),
-                    previous,
-                    RUNNING,
-                    step.attempt,
-                    input_data=payload,
-                    starting=True,
+
+        def with_starts() -> RunChange:
+            change = build()
+            if change.status in TERMINAL_RUN_STATUSES:
+                return change
+            if self._status == PAUSED:
+                if not self._in_flight():
+                    change.release = True
+                    change.events.append(
+                        events.log_line(
+                            f"Run paused with no step in flight; worker {self._worker_id}"
+                            " gave it back"
+                        )
+                    )
+                return change
+            for step_id, payload in planned:
+                attempt = self._steps[step_id].attempt
+                change.steps.append(
+                    StepOp(
+                        step_id,
+                        (PENDING, RUNNING),
+                        attempt,
+                        RUNNING,
+                        attempt + 1,
+                        input_data=payload,
+                        starting=True,
+                    )
                 )
-            )
-            change.events += self._attempt_events(step_id, step.attempt)
-        await self._write(change)
+                change.events += self._attempt_events(step_id, attempt + 1)
+            return change
+
+        change = await self._commit(with_starts)
+        if change.status in TERMINAL_RUN_STATUSES or change.release:
+            return None
+        if change.status == PAUSED:
+            self._held.update(step_ids)
+            return []
+        self._held.clear()
+        for step_id, _ in planned:
+            step = self._steps[step_id]
+            step.status, step.attempt = RUNNING, step.attempt + 1
         # The write read the project's agents revision: an agent changed since the
         # lookup above is loaded again here, so the call goes to what it is now.
         current = await self._catalog.agents(self._run.project_id, set(targets))
-        return [(s, current[self._steps[s].agent_name], payload) for s, _, payload in planned]
+        return [(s, current[self._steps[s].agent_name], payload) for s, payload in planned]
+
+    def _in_flight(self) -> bool:
+        """Whether a step other than the caller's is being called (or waits to retry)."""
+        current = asyncio.current_task()
+        return any(task is not current for task in self._tasks)
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
         agent_name = self._steps[step_id].agent_name
@@ -360,19 +423,16 @@ class RunDriver:
                     return _Outcome(attempt=attempt, error=str(error))
                 delay = retry_delay_ms(target.retry, retries, retry_after_s=error.retry_after_s)
                 retries += 1
-                await self._write(
-                    self._change(
-                        [
-                            events.step_retrying(
-                                step_id, attempt=attempt, delay_ms=delay, error=str(error)
-                            )
-                        ]
-                    )
+                retrying = events.step_retrying(
+                    step_id, attempt=attempt, delay_ms=delay, error=str(error)
                 )
+                await self._commit(partial(self._change, [retrying]))
                 await asyncio.sleep(delay / 1000)
                 step.attempt = attempt + 1
-                await self._write(
-                    self._change(
+                # A step in flight retries even while the run is paused.
+                await self._commit(
+                    partial(
+                        self._change,
                         self._attempt_events(step_id, step.attempt),
                         steps=[
                             StepOp(
@@ -397,11 +457,23 @@ class RunDriver:
             events=drafts,
         )
 
-    async def _write(self, change: RunChange) -> None:
-        change.progress = self._progress() if change.status != COMPLETED else 100
-        if not await self._journal.write(change):
-            raise RunInterrupted
-        self._status = change.status
+    async def _commit(self, build: Callable[[], RunChange]) -> RunChange:
+        """Write ``build()``'s change; return it once committed.
+
+        A void write means the run changed under the driver. If it is still ours and
+        only paused or resumed, the driver adopts the new status and builds the change
+        again for it; otherwise (cancelled, taken over) the driver stops.
+        """
+        while True:
+            change = build()
+            change.progress = self._progress() if change.status != COMPLETED else 100
+            if await self._journal.write(change):
+                self._status = change.status
+                return change
+            status = await self._journal.held_status(self._run.id)
+            if status not in (RUNNING, PAUSED) or status == change.expected_status:
+                raise RunInterrupted
+            self._status = status
 
     def _progress(self) -> int:
         done = sum(1 for s in self._steps.values() if s.status == COMPLETED)

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 _COMMIT = """
 WITH changes AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[],
-                         $6::text[], $7::int[])
-        AS c(id, expected, status, progress, output, error_message, event_count)
+                         $6::text[], $7::int[], $26::bool[])
+        AS c(id, expected, status, progress, output, error_message, event_count, release)
 ), ops AS (
     SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
                          $13::int[], $14::jsonb[], $15::jsonb[], $16::text[], $17::bool[])
@@ -62,9 +62,9 @@ WITH changes AS (
         error_message = COALESCE(c.error_message, r.error_message),
         completed_at = CASE WHEN c.status IN ('COMPLETED', 'FAILED') THEN now()
                             ELSE r.completed_at END,
-        lease_owner = CASE WHEN c.status IN ('COMPLETED', 'FAILED') THEN NULL
+        lease_owner = CASE WHEN c.status IN ('COMPLETED', 'FAILED') OR c.release THEN NULL
                            ELSE r.lease_owner END,
-        lease_expires_at = CASE WHEN c.status IN ('COMPLETED', 'FAILED') THEN NULL
+        lease_expires_at = CASE WHEN c.status IN ('COMPLETED', 'FAILED') OR c.release THEN NULL
                                 ELSE r.lease_expires_at END,
         event_seq = r.event_seq + c.event_count,
         updated_at = now()
@@ -125,6 +125,8 @@ class RunChange:
     events: list[EventDraft] = field(default_factory=list)
     output: Any = None
     error_message: str | None = None
+    #: Give up the lease with this change (a paused run with nothing in flight).
+    release: bool = False
 
     def absorb(self, later: RunChange) -> None:
         """Merge a later change of the same run into this one (same transaction)."""
@@ -136,6 +138,7 @@ class RunChange:
             self.output = later.output
         if later.error_message is not None:
             self.error_message = later.error_message
+        self.release = self.release or later.release
 
 
 @dataclass
@@ -188,6 +191,14 @@ class Journal:
         self._wakeup.set()
         return await done
 
+    async def held_status(self, run_id: str) -> str | None:
+        """The run's status if this worker still holds its lease, else None (for a
+        driver whose write came back void)."""
+        status: str | None = await self._pool.fetchval(
+            "SELECT status FROM runs WHERE id = $1 AND lease_owner = $2", run_id, self._owner
+        )
+        return status
+
     async def _run(self) -> None:
         # One commit at a time: what arrives meanwhile makes the next batch larger, which
         # measured cheaper per run than overlapping commits, at the same step latency.
@@ -224,6 +235,7 @@ class Journal:
                     events=list(change.events),
                     output=change.output,
                     error_message=change.error_message,
+                    release=change.release,
                 )
         accepted, committed = await self._apply(merged)
         if self._on_commit is not None:
@@ -281,6 +293,7 @@ class Journal:
             [d.level for _, _, d, _ in drafts],
             [d.message for _, _, d, _ in drafts],
             [_json(data) for _, _, _, data in drafts],
+            [c.release for c in changes],
         )
         if self._on_commit_duration is not None:
             self._on_commit_duration(time.monotonic() - sent)

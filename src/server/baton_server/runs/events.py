@@ -3,8 +3,8 @@
 Every state change of a run is recorded as an event in the same transaction as the
 change. An event may carry a log line (``level`` and ``message``): the run's log is the
 events that do. So a step start is one event that is also the log line "Step 'x'
-attempt 1 started", not two. (The contract's ``log`` type, a line and nothing else, is
-not written: every line Baton logs belongs to a state change.)
+attempt 1 started", not two. The contract's ``log`` type, a line and nothing else, is
+for what changes no state of the run itself (a paused run given back by its worker).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ STEP_STARTED = "step_started"
 STEP_COMPLETED = "step_completed"
 STEP_FAILED = "step_failed"
 STEP_RETRYING = "step_retrying"
+LOG = "log"
 
 
 def run_status(
@@ -28,8 +29,12 @@ def run_status(
     output: Any = None,
     message: str | None = None,
     level: str = "info",
+    resumed_by: str | None = None,
 ) -> EventDraft:
     data: dict[str, Any] = {"status": status, "progress": progress}
+    if resumed_by is not None:
+        # Marks the resumption of a paused run (webhook event `execution.resumed`).
+        data["resumed_by"] = resumed_by
     if error_message is not None:
         data["error_message"] = error_message
     if output is not None:
@@ -79,6 +84,11 @@ def step_retrying(step_id: str, *, attempt: int, delay_ms: int, error: str) -> E
         message=f"Step '{step_id}' attempt {attempt} failed: {error}; retrying in {delay_ms} ms",
         data={"attempt": attempt, "delay_ms": delay_ms, "error": error},
     )
+
+
+def log_line(message: str, *, level: str = "info") -> EventDraft:
+    """A line of the run's log that records no state change of its own."""
+    return EventDraft(type=LOG, level=level, message=message)
 
 
 def is_terminal(event: RunEvent) -> bool:

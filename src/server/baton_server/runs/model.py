@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED = (
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED, PAUSED = (
     "PENDING",
     "RUNNING",
     "COMPLETED",
     "FAILED",
     "CANCELLED",
     "SKIPPED",
+    "PAUSED",
 )
 TERMINAL_RUN_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
 

@@ -19,7 +19,15 @@ from baton_server.events.publisher import EventPublisher
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import store
 from baton_server.runs.dispatch import Dispatcher
-from baton_server.runs.model import Run, RunEvent, RunStep, new_run_id, new_step_execution_id
+from baton_server.runs.model import (
+    PENDING,
+    TERMINAL_RUN_STATUSES,
+    Run,
+    RunEvent,
+    RunStep,
+    new_run_id,
+    new_step_execution_id,
+)
 from baton_server.runs.store import Connection
 from baton_server.workflows.graph import StepGraph
 from baton_server.workflows.service import workflow_not_found
@@ -76,7 +84,8 @@ class _StepPlans:
 
 
 class RunService:
-    """Starts, lists, retries and cancels runs; the executor does the running."""
+    """Starts, lists, retries, pauses, resumes, cancels and deletes runs; the executor does
+    the running."""
 
     def __init__(
         self, pool: asyncpg.Pool, dispatcher: Dispatcher, publisher: EventPublisher
@@ -263,12 +272,13 @@ class RunService:
                 conn, project_id, run_id, reason=reason, cancelled_by=cancelled_by
             )
             if cancelled is None:
-                current = await self._require(conn, project_id, run_id)
-                raise FailedPrecondition(
-                    f"Run '{run_id}' is {current.status}; only PENDING or RUNNING runs can be"
-                    " cancelled",
-                    reason="RUN_NOT_CANCELLABLE",
-                    metadata={"run_id": run_id, "status": current.status},
+                raise await self._not_in(
+                    conn,
+                    project_id,
+                    run_id,
+                    "PENDING, RUNNING or PAUSED",
+                    "cancelled",
+                    "RUN_NOT_CANCELLABLE",
                 )
         await self.announce_cancelled(*cancelled)
         return cancelled[0]
@@ -302,17 +312,91 @@ class RunService:
         async with self._pool.acquire() as conn, conn.transaction():
             reset = await store.reset_for_retry(conn, project_id, run_id)
             if reset is None:
-                current = await self._require(conn, project_id, run_id)
-                raise FailedPrecondition(
-                    f"Run '{run_id}' is {current.status}; only FAILED or CANCELLED runs can be"
-                    " retried",
-                    reason="RUN_NOT_RETRYABLE",
-                    metadata={"run_id": run_id, "status": current.status},
+                raise await self._not_in(
+                    conn, project_id, run_id, "FAILED or CANCELLED", "retried", "RUN_NOT_RETRYABLE"
                 )
         run, written = reset
         self._publish(run, written)
         await self._dispatcher.enqueue([run.id])
         return run
+
+    async def pause(
+        self, project_id: uuid.UUID, run_id: str, *, reason: str, paused_by: str | None
+    ) -> Run:
+        async with self._pool.acquire() as conn, conn.transaction():
+            paused = await store.pause(
+                conn,
+                project_id,
+                run_id,
+                reason=reason or "no reason given",
+                paused_by=paused_by or DEFAULT_ACTOR,
+            )
+            if paused is None:
+                raise await self._not_in(
+                    conn, project_id, run_id, "PENDING or RUNNING", "paused", "RUN_NOT_PAUSABLE"
+                )
+        run, written = paused
+        self._publish(run, written)
+        return run
+
+    async def resume(self, project_id: uuid.UUID, run_id: str, *, resumed_by: str | None) -> Run:
+        async with self._pool.acquire() as conn, conn.transaction():
+            resumed = await store.resume(
+                conn, project_id, run_id, resumed_by=resumed_by or DEFAULT_ACTOR
+            )
+            if resumed is None:
+                raise await self._not_in(
+                    conn, project_id, run_id, "PAUSED", "resumed", "RUN_NOT_PAUSED"
+                )
+        run, written = resumed
+        self._publish(run, written)
+        if run.status == PENDING:
+            await self._dispatcher.enqueue([run.id])
+        return run
+
+    async def delete(self, project_id: uuid.UUID, run_id: str) -> None:
+        async with self._pool.acquire() as conn:
+            status = await store.delete(conn, project_id, run_id)
+        if status is None:
+            raise run_not_found(run_id)
+        if status not in TERMINAL_RUN_STATUSES:
+            raise FailedPrecondition(
+                f"Run '{run_id}' is {status}; only COMPLETED, FAILED or CANCELLED runs can be"
+                " deleted (cancel it first)",
+                reason="RUN_NOT_FINISHED",
+                metadata={"run_id": run_id, "status": status},
+            )
+
+    async def step(self, project_id: uuid.UUID, run_id: str, step_id: str) -> RunStep:
+        async with self._pool.acquire() as conn:
+            await self._require(conn, project_id, run_id)
+            step = await store.get_step(conn, run_id, step_id)
+        if step is None:
+            raise NotFound(
+                f"Run '{run_id}' has no step '{step_id}'",
+                reason="STEP_NOT_FOUND",
+                metadata={"run_id": run_id, "step_id": step_id},
+            )
+        return step
+
+    @classmethod
+    async def _not_in(
+        cls,
+        conn: Connection,
+        project_id: uuid.UUID,
+        run_id: str,
+        allowed: str,
+        verb: str,
+        reason: str,
+    ) -> FailedPrecondition:
+        """The error for a run that is not in a status that allows the change (or a
+        NotFound raised for an unknown run)."""
+        current = await cls._require(conn, project_id, run_id)
+        return FailedPrecondition(
+            f"Run '{run_id}' is {current.status}; only {allowed} runs can be {verb}",
+            reason=reason,
+            metadata={"run_id": run_id, "status": current.status},
+        )
 
     @staticmethod
     async def _require(conn: Connection, project_id: uuid.UUID, run_id: str) -> Run:

@@ -304,6 +304,32 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         )
         return run_to_proto(run)
 
+    async def PauseRun(self, request: runs_pb2.PauseRunRequest, context: _Context) -> runs_pb2.Run:
+        run = await self._service.pause(
+            caller().project_id, request.run_id, reason=request.reason, paused_by=_actor("")
+        )
+        return run_to_proto(run)
+
+    async def ResumeRun(
+        self, request: runs_pb2.ResumeRunRequest, context: _Context
+    ) -> runs_pb2.Run:
+        run = await self._service.resume(caller().project_id, request.run_id, resumed_by=_actor(""))
+        return run_to_proto(run)
+
+    async def DeleteRun(
+        self, request: runs_pb2.DeleteRunRequest, context: _Context
+    ) -> runs_pb2.DeleteRunResponse:
+        await self._service.delete(caller().project_id, request.run_id)
+        return runs_pb2.DeleteRunResponse(
+            run_id=request.run_id, deleted=True, message="Execution deleted successfully"
+        )
+
+    async def GetRunStep(
+        self, request: runs_pb2.GetRunStepRequest, context: _Context
+    ) -> runs_pb2.RunStep:
+        step = await self._service.step(caller().project_id, request.run_id, request.step_id)
+        return step_to_proto(step)
+
     async def GetRunLogs(
         self, request: runs_pb2.GetRunLogsRequest, context: _Context
     ) -> runs_pb2.GetRunLogsResponse:

@@ -22,7 +22,10 @@ import asyncpg
 from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import events
 from baton_server.runs.model import (
+    CANCELLED,
+    COMPLETED,
     FAILED,
+    PAUSED,
     PENDING,
     RUNNING,
     EventDraft,
@@ -296,6 +299,15 @@ async def list_page(
 _STEP_ORDER = "ORDER BY started_at ASC NULLS LAST, position"
 
 
+async def get_step(conn: Connection, run_id: str, step_id: str) -> RunStep | None:
+    row = await conn.fetchrow(
+        f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = $1 AND step_id = $2",
+        run_id,
+        step_id,
+    )
+    return to_step(row) if row else None
+
+
 async def list_steps(conn: Connection, run_id: str) -> list[RunStep]:
     rows = await conn.fetch(
         f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = $1 {_STEP_ORDER}", run_id
@@ -401,7 +413,8 @@ async def append_events(
 async def cancel(
     conn: Connection, project_id: uuid.UUID, run_id: str, *, reason: str, cancelled_by: str
 ) -> tuple[Run, list[RunEvent]] | None:
-    """PENDING/RUNNING -> CANCELLED; the step in flight is marked FAILED. None if not allowed.
+    """PENDING/RUNNING/PAUSED -> CANCELLED; steps in flight are marked FAILED. None if not
+    allowed.
 
     Call inside a transaction.
     """
@@ -411,7 +424,7 @@ async def cancel(
         UPDATE runs SET status = 'CANCELLED', error_message = $2, cancelled_by = $3,
                         cancelled_at = now(), updated_at = now(),
                         lease_owner = NULL, lease_expires_at = NULL
-        WHERE id = $1 AND project_id = $4 AND status IN ('{PENDING}', '{RUNNING}')
+        WHERE id = $1 AND project_id = $4 AND status IN ('{PENDING}', '{RUNNING}', '{PAUSED}')
         RETURNING {_RUN_COLUMNS}
         """,
         run_id,
@@ -492,3 +505,121 @@ async def reset_for_retry(
         progress=run.progress,
     )
     return run, written
+
+
+async def pause(
+    conn: Connection, project_id: uuid.UUID, run_id: str, *, reason: str, paused_by: str
+) -> tuple[Run, list[RunEvent]] | None:
+    """PENDING/RUNNING -> PAUSED. None if not allowed. Call inside a transaction.
+
+    The lease stays: the driver, if any, learns of the pause at its next write, lets the
+    steps in flight finish, starts nothing new, and releases the run when idle.
+    """
+    row = await conn.fetchrow(
+        f"""
+        UPDATE runs SET status = '{PAUSED}', updated_at = now()
+        WHERE id = $1 AND project_id = $2 AND status IN ('{PENDING}', '{RUNNING}')
+        RETURNING {_RUN_COLUMNS}
+        """,
+        run_id,
+        project_id,
+    )
+    if row is None:
+        return None
+    run = to_run(row)
+    written = await append_events(
+        conn,
+        run_id,
+        [
+            events.run_status(
+                PAUSED,
+                progress=run.progress,
+                message=f"Run paused by {paused_by}: {reason}",
+                level="warning",
+            )
+        ],
+        status=run.status,
+        progress=run.progress,
+    )
+    return run, written
+
+
+async def resume(
+    conn: Connection, project_id: uuid.UUID, run_id: str, *, resumed_by: str
+) -> tuple[Run, list[RunEvent]] | None:
+    """PAUSED -> RUNNING while its driver still holds it (it goes on at its next write),
+    else -> PENDING (to be enqueued). None if not allowed. Call inside a transaction."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE runs SET
+            status = CASE WHEN lease_expires_at > now() THEN '{RUNNING}' ELSE '{PENDING}' END,
+            lease_owner = CASE WHEN lease_expires_at > now() THEN lease_owner END,
+            lease_expires_at = CASE WHEN lease_expires_at > now() THEN lease_expires_at END,
+            enqueued_at = now(), updated_at = now()
+        WHERE id = $1 AND project_id = $2 AND status = '{PAUSED}'
+        RETURNING {_RUN_COLUMNS}
+        """,
+        run_id,
+        project_id,
+    )
+    if row is None:
+        return None
+    run = to_run(row)
+    written = await append_events(
+        conn,
+        run_id,
+        [
+            events.run_status(
+                run.status,
+                progress=run.progress,
+                message=f"Run resumed by {resumed_by}",
+                resumed_by=resumed_by,
+            )
+        ],
+        status=run.status,
+        progress=run.progress,
+    )
+    return run, written
+
+
+_FINISHED = f"('{COMPLETED}', '{FAILED}', '{CANCELLED}')"
+
+
+async def delete(conn: Connection, project_id: uuid.UUID, run_id: str) -> str | None:
+    """Delete a finished run with its steps and events (ON DELETE CASCADE); its status
+    before, or None if the project has no such run. An unfinished run stays."""
+    row = await conn.fetchrow(
+        f"""
+        WITH found AS (SELECT id, status FROM runs WHERE id = $1 AND project_id = $2),
+        deleted AS (
+            DELETE FROM runs r USING found f
+            WHERE r.id = f.id AND f.status IN {_FINISHED}
+        )
+        SELECT status FROM found
+        """,
+        run_id,
+        project_id,
+    )
+    return None if row is None else str(row["status"])
+
+
+async def purge_finished(conn: Connection, *, older_than_days: float, limit: int) -> int:
+    """Delete up to ``limit`` runs that finished more than ``older_than_days`` ago; how
+    many. Oldest first, skipping rows another transaction holds."""
+    deleted: int = await conn.fetchval(
+        f"""
+        WITH old AS (
+            SELECT id FROM runs
+            WHERE status IN {_FINISHED}
+              AND COALESCE(completed_at, cancelled_at)
+                  < now() - make_interval(secs => $1 * 86400)
+            ORDER BY COALESCE(completed_at, cancelled_at)
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (DELETE FROM runs r USING old WHERE r.id = old.id RETURNING 1)
+        SELECT count(*) FROM gone
+        """,
+        older_than_days,
+        limit,
+    )
+    return deleted

@@ -23,7 +23,7 @@ import asyncpg
 from baton_server.clock import SYSTEM_CLOCK, Clock
 from baton_server.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from baton_server.paging import Page, PageRequest
-from baton_server.runs.model import PENDING, RUNNING, Run
+from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run
 from baton_server.runs.service import RunService
 from baton_server.runs.store import Connection
 from baton_server.schedules import store
@@ -408,7 +408,11 @@ class ScheduleService:
                 f"workflow '{schedule.workflow_name}' is {schedule.workflow_status}",
             )
             return None
-        previous_running = schedule.last_run_status in (PENDING, RUNNING)
+        # A paused run has not finished either.
+        previous_running = (
+            schedule.last_run_status is not None
+            and schedule.last_run_status not in TERMINAL_RUN_STATUSES
+        )
         if previous_running and schedule.overlap_policy == "skip":
             await self._skip(
                 conn,

@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_server import keys
-from baton_server.runs.model import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING
+from baton_server.runs.model import CANCELLED, COMPLETED, FAILED, PAUSED, PENDING, RUNNING
 from baton_server.system import store
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ SCRAPE_TIMEOUT_S = 2.0
 #: Counting undelivered stream entries one by one (Redis < 7 has no group `lag`) stops
 #: here; the gauge then reads "at least this many".
 QUEUE_COUNT_CAP = 10_000
-RUN_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
+RUN_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, PAUSED)
 
 
 def baton_version() -> str:

@@ -1,5 +1,6 @@
 """Webhook event types: seed 003's table, plus ``execution.cancelled`` and
-``execution.step_failed``. Run events are mapped to them by migration 0005's trigger."""
+``execution.step_failed``, ``execution.paused`` and ``execution.resumed``. Run events
+are mapped to them by a trigger (migration 0008's version of it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ EVENT_TYPES = (
     "execution.completed",
     "execution.failed",
     "execution.cancelled",
+    "execution.paused",
+    "execution.resumed",
     "schedule.created",
     "schedule.updated",
     "schedule.deleted",

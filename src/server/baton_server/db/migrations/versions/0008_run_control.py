@@ -3,6 +3,10 @@
 * ``projects.agents_revision`` is bumped in every transaction that creates, changes or
   deletes one of the project's agents. Each executor commit reads it, so a worker knows
   when its cached agents are stale without a round trip of its own.
+* Runs may be ``PAUSED``; the run events of pausing and resuming become the webhook
+  events ``execution.paused`` and ``execution.resumed``.
+* ``ix_runs_finished_at`` lets retention find the runs that finished long ago, oldest
+  first, without reading the others.
 
 Revision ID: 0008
 Revises: 0007
@@ -10,6 +14,9 @@ Create Date: 2026-12-04
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,13 +26,49 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+_OLD_STATUSES = "'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'"
+# The name 0002 gave it, after the naming convention prefixed it once more.
+_STATUS_CHECK = "ck_runs_ck_runs_status"
+_OUTBOX: Any = importlib.import_module("baton_server.db.migrations.versions.0007_outbox_events")
+
+# 0007's function with two more run events mapped: a `run_status` PAUSED is
+# `execution.paused`, one that records who resumed the run is `execution.resumed`.
+_RUN_EVENT_DELIVERIES: str = _OUTBOX._RUN_EVENT_DELIVERIES.replace(
+    "WHEN e.type = 'run_status' AND e.sequence = 1 THEN 'workflow.executed'",
+    "WHEN e.type = 'run_status' AND e.sequence = 1 THEN 'workflow.executed'\n"
+    "                   WHEN e.type = 'run_status' AND e.data ? 'resumed_by'"
+    " THEN 'execution.resumed'",
+).replace(
+    "WHEN 'CANCELLED' THEN 'execution.cancelled'",
+    "WHEN 'CANCELLED' THEN 'execution.cancelled'\n"
+    "                           WHEN 'PAUSED' THEN 'execution.paused'",
+)
+assert "execution.paused" in _RUN_EVENT_DELIVERIES
+assert "execution.resumed" in _RUN_EVENT_DELIVERIES
+
 
 def upgrade() -> None:
     op.add_column(
         "projects",
         sa.Column("agents_revision", sa.BigInteger, nullable=False, server_default="0"),
     )
+    op.drop_constraint(op.f(_STATUS_CHECK), "runs")
+    op.create_check_constraint(
+        op.f(_STATUS_CHECK), "runs", f"status IN ({_OLD_STATUSES}, 'PAUSED')"
+    )
+    op.create_index(
+        "ix_runs_finished_at",
+        "runs",
+        [sa.text("COALESCE(completed_at, cancelled_at)")],
+        postgresql_where=sa.text("status IN ('COMPLETED', 'FAILED', 'CANCELLED')"),
+    )
+    op.execute(_RUN_EVENT_DELIVERIES)
 
 
 def downgrade() -> None:
+    op.execute(_OUTBOX._RUN_EVENT_DELIVERIES)
+    op.drop_index("ix_runs_finished_at", table_name="runs")
+    op.execute("UPDATE runs SET status = 'PENDING' WHERE status = 'PAUSED'")
+    op.drop_constraint(op.f(_STATUS_CHECK), "runs")
+    op.create_check_constraint(op.f(_STATUS_CHECK), "runs", f"status IN ({_OLD_STATUSES})")
     op.drop_column("projects", "agents_revision")
