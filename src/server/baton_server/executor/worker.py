@@ -39,6 +39,7 @@ from baton_server.executor.admission import Admission
 from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
+from baton_server.executor.retention import Retention
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.service import RunService
 from baton_server.schedules.scheduler import Scheduler
@@ -103,13 +104,20 @@ class WorkerSettings:
     block_ms: int = 1000
     #: Longest sleep of the scheduler between rounds (a new schedule is seen within it).
     schedule_poll_s: float = 1.0
+    #: Finished runs are deleted this many days after they finished (None: kept).
+    run_retention_days: float | None = None
+    #: Pause between retention rounds that found less than a batch to delete.
+    retention_interval_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
         """Defaults, overridden by ``BATON_LEASE_TTL_S``, ``BATON_RECONCILE_INTERVAL_S``,
-        ``BATON_ENQUEUE_GRACE_S``, ``BATON_MAX_RUNS`` and ``BATON_STEP_LATENCY_TARGET_MS``."""
+        ``BATON_ENQUEUE_GRACE_S``, ``BATON_MAX_RUNS``, ``BATON_STEP_LATENCY_TARGET_MS`` and
+        ``BATON_RUN_RETENTION_DAYS``."""
         defaults = cls()
+        retention_days = os.environ.get("BATON_RUN_RETENTION_DAYS", "").strip()
         return cls(
+            run_retention_days=float(retention_days) if retention_days else None,
             lease_ttl_s=float(os.environ.get("BATON_LEASE_TTL_S", defaults.lease_ttl_s)),
             reconcile_interval_s=float(
                 os.environ.get("BATON_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s)
@@ -196,12 +204,21 @@ class Worker:
             poll_s=self.settings.schedule_poll_s,
         )
         self.scheduler.start()
-        for name, loop in (
+        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("consume", self._consume),
             ("heartbeat", self._heartbeat),
             ("reconcile", self._reconcile),
             ("control", self._control),
-        ):
+        ]
+        if self.settings.run_retention_days is not None:
+            retention = Retention(
+                self._pool,
+                self._redis,
+                days=self.settings.run_retention_days,
+                interval_s=self.settings.retention_interval_s,
+            )
+            loops.append(("retention", retention.run))
+        for name, loop in loops:
             self._background.append(asyncio.create_task(self._forever(name, loop)))
         log.info("worker %s started", self.id)
 
