@@ -72,7 +72,8 @@ async def until(check: Any, within: float = 20.0) -> None:
 
 async def wait_status(rest: httpx.AsyncClient, run_id: str, step_id: str, status: str) -> None:
     async def reached() -> bool:
-        return (await step_of(rest, run_id, step_id))["status"] == status
+        current: str = (await step_of(rest, run_id, step_id))["status"]
+        return current == status
 
     await until(reached)
 
