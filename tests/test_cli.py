@@ -396,6 +396,43 @@ async def test_detach_cancel_retry_and_timeout(
     assert retried.code == 0, retried.err
     assert f"run {run_id}  COMPLETED in " in retried.out
 
+    step = await baton("runs", "step", run_id, "nap")
+    assert step.code == 0, step.err
+    assert "step nap (echo): COMPLETED" in step.out
+    assert '"_sleep_ms": 3000' in step.out
+    deleted = await baton("runs", "delete", run_id)
+    assert deleted.out.strip() == f"run {run_id} deleted"
+    assert (await baton("runs", "get", run_id)).code != 0
+
+
+async def test_pause_and_resume_commands(
+    baton: Baton, tmp_path: Path, echo_agent_url: str, worker: Worker
+) -> None:
+    nap = {"agent_name": "echo", "input_mapping": {"_mode": "sleep", "_sleep_ms": 600}}
+    body = {
+        "name": "naps",
+        "start_step": "one",
+        "steps": {"one": {**nap, "next_step": "two"}, "two": nap},
+    }
+    assert (
+        await baton(
+            "agents", "create", "-f", "-", stdin=json.dumps({"name": "echo", "url": echo_agent_url})
+        )
+    ).code == 0
+    assert (await baton("workflows", "create", "-f", write(tmp_path / "naps.json", body))).code == 0
+    run_id = (await baton("run", "naps", "--detach")).out.strip()
+    paused = await baton("runs", "pause", run_id, "--reason", "look first")
+    assert paused.out.strip() == f"run {run_id} is PAUSED", paused.err
+    listed = await baton("runs", "list", "--status", "PAUSED", "--json")
+    assert [r["id"] for r in listed.json()] == [run_id]
+    again = await baton("runs", "pause", run_id)
+    assert again.code == 3
+    assert "(RUN_NOT_PAUSABLE)" in again.err
+    resumed = await baton("runs", "resume", run_id)
+    assert resumed.code == 0, resumed.err
+    assert resumed.out.startswith(f"run {run_id} is ")
+    assert (await baton("runs", "wait", run_id)).code == 0
+
 
 async def test_server_commands_still_work(baton: Baton) -> None:
     helped = await baton("--help")

@@ -213,6 +213,33 @@ async def test_cancel_a_running_run(client: BatonClient, echo_agent_url: str) ->
     assert (await client.runs.wait(run, timeout=30)).status is RunStatus.CANCELLED
 
 
+async def test_pause_resume_one_step_and_delete(client: BatonClient, echo_agent_url: str) -> None:
+    await client.agents.create(name="echo", url=echo_agent_url)
+    workflow = await linear_workflow(client, "echo", sleeping(400, n=1), {"n": "${s1.output.n}"})
+    run = await client.runs.execute(workflow)
+    async for event in client.runs.watch(run):
+        if event.type is RunEventType.STEP_STARTED:
+            break
+    paused = await client.runs.pause(run, reason="check s1")
+    assert paused.status is RunStatus.PAUSED
+    assert not paused.status.is_terminal
+    with pytest.raises(baton_sdk.FailedPreconditionError) as refused:
+        await client.runs.pause(run)
+    assert refused.value.reason == "RUN_NOT_PAUSABLE"
+    while (await client.runs.step(run, "s1")).status is not StepStatus.COMPLETED:
+        await asyncio.sleep(0.05)
+    assert (await client.runs.step(run, "s2")).status is StepStatus.PENDING
+    resumed = await client.runs.resume(run)
+    assert resumed.status in (RunStatus.PENDING, RunStatus.RUNNING)
+    finished = await client.runs.wait(run, timeout=30)
+    assert finished.status is RunStatus.COMPLETED
+    second = await client.runs.step(run, "s2")
+    assert (second.input_data, second.output_data["n"]) == ({"n": 1}, 1)
+    await client.runs.delete(run)
+    with pytest.raises(baton_sdk.NotFoundError):
+        await client.runs.get(run.id)
+
+
 async def test_retry_resumes_a_failed_run(client: BatonClient, echo_agent_url: str) -> None:
     await client.agents.create(name="echo", url=echo_agent_url, retry_config={"max_retries": 0})
     flaky = {"_mode": "flaky", "_key": f"retry-{uuid.uuid4()}", "_fail_times": 1}

@@ -97,6 +97,15 @@ async def test_sync_client_covers_the_api(target: str, worker: Worker, echo_agen
             assert started.wait(timeout=30).status is RunStatus.COMPLETED
             assert client.runs.wait(started.id).refresh().status is RunStatus.COMPLETED
 
+            held = client.runs.execute(workflow)
+            assert client.runs.pause(held, reason="hold").status is RunStatus.PAUSED
+            client.runs.resume(held)
+            assert client.runs.wait(held, timeout=30).status is RunStatus.COMPLETED
+            assert client.runs.step(held, "a").output_data["n"] == 1
+            client.runs.delete(held)
+            with pytest.raises(NotFoundError):
+                client.runs.get(held.id)
+
             third = client.runs.execute(workflow)
             cancelled = client.runs.cancel(third, reason="enough")
             assert cancelled.status is RunStatus.CANCELLED

@@ -111,6 +111,8 @@ class RunStatus(enum.StrEnum):
     """A step failed after its retries."""
     CANCELLED = "CANCELLED"
     """Cancelled by a user."""
+    PAUSED = "PAUSED"
+    """Paused by a user: no step starts until it is resumed."""
 
     @property
     def is_terminal(self) -> bool:

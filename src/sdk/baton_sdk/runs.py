@@ -350,7 +350,7 @@ class Runs:
         cancelled_by: str | None = None,
         timeout: float | None = None,
     ) -> Run:
-        """Cancel a PENDING or RUNNING run.
+        """Cancel a PENDING, RUNNING or PAUSED run.
 
         No further step starts and the agent call in flight is abandoned; the run
         ends CANCELLED with ``error_message`` ``Cancelled: <reason>``.
@@ -375,6 +375,93 @@ class Runs:
             self._stub.CancelRun, request, timeout=timeout, idempotent=False
         )
         return self._run(reply)
+
+    async def pause(
+        self, run: str | RunData, *, reason: str = "", timeout: float | None = None
+    ) -> Run:
+        """Pause a PENDING or RUNNING run.
+
+        Steps in flight finish and record their output; no new step starts until
+        :meth:`resume`. A paused run holds no worker capacity once nothing is in flight.
+
+        Args:
+            run: The run or its id.
+            reason: Why (at most 1000 characters); shown in the run's log.
+            timeout: Deadline of this call in seconds.
+
+        Returns:
+            The run, PAUSED.
+
+        Raises:
+            FailedPreconditionError: The run is neither PENDING nor RUNNING
+                (``RUN_NOT_PAUSABLE``).
+            NotFoundError: No run has this id.
+        """
+        request = runs_pb2.PauseRunRequest(run_id=_run_id(run), reason=reason)
+        reply = await self._transport.unary(
+            self._stub.PauseRun, request, timeout=timeout, idempotent=False
+        )
+        return self._run(reply)
+
+    async def resume(self, run: str | RunData, *, timeout: float | None = None) -> Run:
+        """Resume a PAUSED run where it stopped.
+
+        Args:
+            run: The run or its id.
+            timeout: Deadline of this call in seconds.
+
+        Returns:
+            The run: RUNNING if its worker was still finishing steps, else PENDING.
+
+        Raises:
+            FailedPreconditionError: The run is not PAUSED (``RUN_NOT_PAUSED``).
+            NotFoundError: No run has this id.
+        """
+        request = runs_pb2.ResumeRunRequest(run_id=_run_id(run))
+        reply = await self._transport.unary(
+            self._stub.ResumeRun, request, timeout=timeout, idempotent=False
+        )
+        return self._run(reply)
+
+    async def delete(self, run: str | RunData, *, timeout: float | None = None) -> None:
+        """Permanently delete a finished run with its steps, events and logs.
+
+        Args:
+            run: The run or its id.
+            timeout: Deadline of this call in seconds.
+
+        Raises:
+            FailedPreconditionError: The run has not finished (``RUN_NOT_FINISHED``):
+                cancel it first.
+            NotFoundError: No run has this id.
+        """
+        request = runs_pb2.DeleteRunRequest(run_id=_run_id(run))
+        await self._transport.unary(
+            self._stub.DeleteRun, request, timeout=timeout, idempotent=False
+        )
+
+    async def step(
+        self, run: str | RunData, step_id: str, *, timeout: float | None = None
+    ) -> RunStep:
+        """Fetch one step of a run, with its mapped input and its output.
+
+        Args:
+            run: The run or its id.
+            step_id: Id of the step in the workflow.
+            timeout: Deadline of this call in seconds.
+
+        Returns:
+            The step.
+
+        Raises:
+            NotFoundError: No run has this id, or the run no such step
+                (``STEP_NOT_FOUND``).
+        """
+        request = runs_pb2.GetRunStepRequest(run_id=_run_id(run), step_id=step_id)
+        reply = await self._transport.unary(
+            self._stub.GetRunStep, request, timeout=timeout, idempotent=True
+        )
+        return RunStep.from_proto(reply)
 
     async def wait(self, run: str | RunData, *, timeout: float | None = None) -> Run:
         """Wait until a run finishes: the server answers as soon as it does (no polling).

@@ -648,6 +648,24 @@ class SyncRuns:
         )
         return self._sync(self._loop.run(cancelled))
 
+    def pause(
+        self, run: str | RunData, *, reason: str = "", timeout: float | None = None
+    ) -> SyncRun:
+        """Pause a run. See :meth:`Runs.pause <baton_sdk.runs.Runs.pause>`."""
+        return self._sync(self._loop.run(self._runs.pause(run, reason=reason, timeout=timeout)))
+
+    def resume(self, run: str | RunData, *, timeout: float | None = None) -> SyncRun:
+        """Resume a paused run. See :meth:`Runs.resume <baton_sdk.runs.Runs.resume>`."""
+        return self._sync(self._loop.run(self._runs.resume(run, timeout=timeout)))
+
+    def delete(self, run: str | RunData, *, timeout: float | None = None) -> None:
+        """Delete a finished run. See :meth:`Runs.delete <baton_sdk.runs.Runs.delete>`."""
+        self._loop.run(self._runs.delete(run, timeout=timeout))
+
+    def step(self, run: str | RunData, step_id: str, *, timeout: float | None = None) -> RunStep:
+        """Fetch one step of a run. See :meth:`Runs.step <baton_sdk.runs.Runs.step>`."""
+        return self._loop.run(self._runs.step(run, step_id, timeout=timeout))
+
     def wait(self, run: str | RunData, *, timeout: float | None = None) -> SyncRun:
         """Wait until a run finishes. See :meth:`Runs.wait <baton_sdk.runs.Runs.wait>`."""
         return self._sync(self._loop.run(self._runs.wait(run, timeout=timeout)))

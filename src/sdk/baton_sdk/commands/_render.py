@@ -36,6 +36,7 @@ _STYLES = {
     "COMPLETED": "green",
     "FAILED": "red",
     "CANCELLED": "yellow",
+    "PAUSED": "magenta",
     "SKIPPED": "dim",
     "RETRYING": "yellow",
     "info": "",

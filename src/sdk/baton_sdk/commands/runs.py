@@ -24,7 +24,7 @@ from baton_sdk.commands._common import (
 if TYPE_CHECKING:
     from baton_sdk.models import RunData, RunLog
 
-_STATUSES = click.Choice(["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"])
+_STATUSES = click.Choice(["PENDING", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"])
 _timeout = click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -122,7 +122,7 @@ def run(
 
 @click.group()
 def runs() -> None:
-    """Inspect, follow, retry and cancel runs."""
+    """Inspect, follow, pause, resume, retry, cancel and delete runs."""
 
 
 @runs.command("list")
@@ -266,9 +266,65 @@ def retry_run(session: Session, run_id: str, follow_run: bool, timeout: float | 
 @click.option("--reason", default="", help="Why (shown in the run's error message).")
 @client_command
 def cancel_run(session: Session, run_id: str, reason: str) -> None:
-    """Cancel a pending or running run."""
+    """Cancel a pending, running or paused run."""
     cancelled = session.client.runs.cancel(run_id, reason=reason)
     if session.json_output:
         session.print_json(message_json(cancelled))
     else:
         session.say(f"run {cancelled.id} is {cancelled.status.value}")
+
+
+@runs.command("pause")
+@click.argument("run_id")
+@click.option("--reason", default="", help="Why (shown in the run's log).")
+@client_command
+def pause_run(session: Session, run_id: str, reason: str) -> None:
+    """Pause a run: steps in flight finish, no new step starts until resumed."""
+    paused = session.client.runs.pause(run_id, reason=reason)
+    if session.json_output:
+        session.print_json(message_json(paused))
+    else:
+        session.say(f"run {paused.id} is {paused.status.value}")
+
+
+@runs.command("resume")
+@click.argument("run_id")
+@client_command
+def resume_run(session: Session, run_id: str) -> None:
+    """Resume a paused run where it stopped."""
+    resumed = session.client.runs.resume(run_id)
+    if session.json_output:
+        session.print_json(message_json(resumed))
+    else:
+        session.say(f"run {resumed.id} is {resumed.status.value} again")
+
+
+@runs.command("delete")
+@click.argument("run_id")
+@client_command
+def delete_run(session: Session, run_id: str) -> None:
+    """Permanently delete a finished run with its steps and logs."""
+    session.client.runs.delete(run_id)
+    if session.json_output:
+        session.print_json({"run_id": run_id, "deleted": True})
+    else:
+        session.say(f"run {run_id} deleted")
+
+
+@runs.command("step")
+@click.argument("run_id")
+@click.argument("step_id")
+@client_command
+def run_step(session: Session, run_id: str, step_id: str) -> None:
+    """Show one step of a run with its input and output."""
+    step = session.client.runs.step(run_id, step_id)
+    if session.json_output:
+        session.print_json(message_json(step))
+        return
+    session.say(
+        f"step {step.step_id} ({step.agent_name}): {step.status.value}, attempt {step.attempt}"
+    )
+    session.say(f"input: {json.dumps(step.input_data)}")
+    session.say(f"output: {json.dumps(step.output_data)}")
+    if step.error_message:
+        session.say(f"error: {step.error_message}")
