@@ -226,8 +226,9 @@ async def test_pause_resume_one_step_and_delete(client: BatonClient, echo_agent_
     with pytest.raises(baton_sdk.FailedPreconditionError) as refused:
         await client.runs.pause(run)
     assert refused.value.reason == "RUN_NOT_PAUSABLE"
-    while (await client.runs.step(run, "s1")).status is not StepStatus.COMPLETED:
-        await asyncio.sleep(0.05)
+    async for event in client.runs.watch(run):
+        if event.type is RunEventType.STEP_COMPLETED:
+            break  # s1, in flight when paused, finished
     assert (await client.runs.step(run, "s2")).status is StepStatus.PENDING
     resumed = await client.runs.resume(run)
     assert resumed.status in (RunStatus.PENDING, RunStatus.RUNNING)
