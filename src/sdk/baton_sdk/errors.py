@@ -128,7 +128,8 @@ class WorkflowValidationError(InvalidArgumentError):
     """A workflow definition is structurally invalid.
 
     Reasons: ``WORKFLOW_UNKNOWN_STEP``, ``WORKFLOW_INVALID_REFERENCE``,
-    ``WORKFLOW_CYCLE``, ``WORKFLOW_UNREACHABLE_STEP``, ``WORKFLOW_REFERENCE_ORDER``;
+    ``WORKFLOW_INVALID_ROUTE``, ``WORKFLOW_CYCLE``, ``WORKFLOW_UNREACHABLE_STEP``,
+    ``WORKFLOW_REFERENCE_ORDER``;
     :attr:`field_violations` names the offending step and field.
     """
 
@@ -293,6 +294,7 @@ _BY_CODE: dict[grpc.StatusCode, type[BatonError]] = {
 _BY_REASON: dict[str, type[BatonError]] = {
     "WORKFLOW_UNKNOWN_STEP": WorkflowValidationError,
     "WORKFLOW_INVALID_REFERENCE": WorkflowValidationError,
+    "WORKFLOW_INVALID_ROUTE": WorkflowValidationError,
     "WORKFLOW_CYCLE": WorkflowValidationError,
     "WORKFLOW_UNREACHABLE_STEP": WorkflowValidationError,
     "WORKFLOW_REFERENCE_ORDER": WorkflowValidationError,

@@ -161,6 +161,8 @@ class RunEventType(enum.StrEnum):
     """A step failed; ``error_message`` says why."""
     STEP_RETRYING = "step_retrying"
     """A step attempt failed and will be retried after ``delay_ms``."""
+    STEP_SKIPPED = "step_skipped"
+    """A step will not run: no branch leading to it was taken."""
     LOG = "log"
     """A log line (``level``, ``message``)."""
     LAGGED = "lagged"
@@ -322,6 +324,20 @@ class AgentHealth:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Route:
+    """A conditional route of a step: when ``when`` holds, ``next_step`` follows.
+
+    Attributes:
+        when: A CEL expression over ``output`` (the step's output), ``input`` (the run's
+            input) and ``steps`` (outputs of the steps it follows), giving a bool.
+        next_step: Id of the step that follows when it holds.
+    """
+
+    when: str
+    next_step: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Step:
     """One step of a workflow: a call to an agent with mapped input.
 
@@ -333,6 +349,9 @@ class Step:
         input_mapping: Input of the agent call: static JSON values or ``${...}``
             references (``${workflow.input.a}``, ``${extract.output.data}``).
         depends_on: Further steps that must complete before this one (fan-in).
+        routes: Conditional routes, tried in order when the step completes: the first
+            that holds names the step that follows (else ``next_step``); the other
+            branches are skipped.
         id: The step's id; when defining a workflow it defaults to its key.
     """
 
@@ -340,6 +359,7 @@ class Step:
     next_step: str | None = None
     input_mapping: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
     id: str | None = None
 
     @classmethod
@@ -358,6 +378,7 @@ class Step:
             next_step=message.next_step.value if message.HasField("next_step") else None,
             input_mapping=struct_dict(message.input_mapping),
             depends_on=tuple(message.depends_on),
+            routes=tuple(Route(when=r.when, next_step=r.next_step) for r in message.routes),
         )
 
 

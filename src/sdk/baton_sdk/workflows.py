@@ -44,6 +44,7 @@ def _step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
             agent_name=step.agent_name,
             input_mapping=to_struct(step.input_mapping),
             depends_on=list(step.depends_on),
+            routes=[workflows_pb2.Route(when=r.when, next_step=r.next_step) for r in step.routes],
         )
         if step.next_step is not None:
             message.next_step.CopyFrom(wrappers_pb2.StringValue(value=step.next_step))

@@ -215,7 +215,7 @@ class RunStep(_message.Message):
         FAILED: RunStep._Status.ValueType  # 4
         """Failed after its retries (or was abandoned by a cancellation)."""
         SKIPPED: RunStep._Status.ValueType  # 5
-        """Will not run."""
+        """Will not run: a conditional route chose another branch."""
 
     class Status(_Status, metaclass=_StatusEnumTypeWrapper):
         """Status of a step. Values are upper-case, as in the REST API."""
@@ -231,7 +231,7 @@ class RunStep(_message.Message):
     FAILED: RunStep.Status.ValueType  # 4
     """Failed after its retries (or was abandoned by a cancellation)."""
     SKIPPED: RunStep.Status.ValueType  # 5
-    """Will not run."""
+    """Will not run: a conditional route chose another branch."""
 
     ID_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
@@ -406,6 +406,8 @@ class RunEvent(_message.Message):
         """Only in WatchRuns: this subscriber fell too far behind; the stream ends."""
         error: RunEvent._Type.ValueType  # 9
         """Only over REST: the stream failed and ends (`error_message`)."""
+        step_skipped: RunEvent._Type.ValueType  # 10
+        """A step will not run: the branch leading to it was not taken (`step_id`)."""
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper):
         """What happened. Values are lower-case, like the event names of the REST API."""
@@ -434,6 +436,8 @@ class RunEvent(_message.Message):
     """Only in WatchRuns: this subscriber fell too far behind; the stream ends."""
     error: RunEvent.Type.ValueType  # 9
     """Only over REST: the stream failed and ends (`error_message`)."""
+    step_skipped: RunEvent.Type.ValueType  # 10
+    """A step will not run: the branch leading to it was not taken (`step_id`)."""
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int

@@ -180,6 +180,7 @@ class Step(_message.Message):
     NEXT_STEP_FIELD_NUMBER: _builtins.int
     INPUT_MAPPING_FIELD_NUMBER: _builtins.int
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    ROUTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step id; equals its key in `steps` (filled from the key when omitted)."""
     agent_name: _builtins.str
@@ -202,6 +203,15 @@ class Step(_message.Message):
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of further steps that must complete before this one starts (fan-in)."""
 
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Route]:
+        """Conditional routes, tried in order once the step completes: the first whose `when`
+        holds names the one step that follows; when none holds, `next_step` follows (or
+        nothing, without `next_step`). The other targets are SKIPPED, and so is every step
+        that only they lead to. A step that several branches lead to (a join) runs when at
+        least one of them ran, once all of them are decided.
+        """
+
     def __init__(
         self,
         *,
@@ -210,14 +220,46 @@ class Step(_message.Message):
         next_step: _wrappers_pb2.StringValue | None = ...,
         input_mapping: _struct_pb2.Struct | None = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
+        routes: _abc.Iterable[Global___Route] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step", "routes", b"routes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
+
+@_typing.final
+class Route(_message.Message):
+    """One conditional route of a step (see `Step.routes`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WHEN_FIELD_NUMBER: _builtins.int
+    NEXT_STEP_FIELD_NUMBER: _builtins.int
+    when: _builtins.str
+    """A CEL expression (https://cel.dev) that must give a bool. It reads `output` (this
+    step's output), `input` (the run's input) and `steps` (the outputs of the steps
+    this one follows, by id), e.g. `output.category == "billing" &&
+    output.confidence > 0.8`. An expression that fails (a missing field: guard it with
+    `has(output.x)`) or gives no bool fails the step.
+    """
+    next_step: _builtins.str
+    """Id of the step that follows when `when` holds."""
+    def __init__(
+        self,
+        *,
+        when: _builtins.str = ...,
+        next_step: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_step", b"next_step", "when", b"when"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Route: _TypeAlias = Route  # noqa: Y015
 
 @_typing.final
 class WorkflowVersion(_message.Message):

@@ -9,6 +9,12 @@ overhead between steps is one group commit.
 Resuming is the same code path as starting: completed steps keep their outputs, any
 other step (including one that was RUNNING when a worker died) gets a new attempt.
 
+A step with routes chooses its successor from its output when it completes; the
+other targets, and whatever only they lead to, are written SKIPPED in the same change.
+A step starts once every edge into it is decided and at least one was taken. The
+choice is not stored: after a crash it is evaluated again on the stored output, which
+gives the same answer (CEL has no side effects or clocks).
+
 A pause (the API sets the run PAUSED and leaves the lease) makes the driver's next
 write void. The driver then reads the run's status once, writes the same change again
 without starting anything, lets the steps in flight finish, and gives the run back
@@ -32,7 +38,7 @@ from baton_server.agents.client import AgentCallError, AgentClient
 from baton_server.executor.backoff import retry_delay_ms
 from baton_server.executor.catalog import AgentTarget, Catalog
 from baton_server.executor.journal import Journal, RunChange, StepOp
-from baton_server.executor.mapping import MappingError, resolve_input
+from baton_server.executor.mapping import SKIPPED_OUTPUT, MappingError, resolve_input
 from baton_server.runs import events
 from baton_server.runs.model import (
     COMPLETED,
@@ -40,10 +46,12 @@ from baton_server.runs.model import (
     PAUSED,
     PENDING,
     RUNNING,
+    SKIPPED,
     TERMINAL_RUN_STATUSES,
     EventDraft,
 )
 from baton_server.workflows.graph import StepGraph
+from baton_server.workflows.routes import RouteError, choose
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +137,8 @@ class RunDriver:
         self._started = time.monotonic()
         # Steps that became ready while the run was paused, started once it is not.
         self._held: set[str] = set()
+        # The step each completed routed step chose (None: none), evaluated once.
+        self._chosen: dict[str, str | None] = {}
 
     # -- the main loop -------------------------------------------------------------
 
@@ -158,7 +168,7 @@ class RunDriver:
                 [events.run_status(RUNNING, progress=self._progress(), message=message)]
             )
             change.status = RUNNING
-            if self._all_completed():
+            if self._all_done():
                 self._finish(change)
             return change
 
@@ -179,7 +189,7 @@ class RunDriver:
         try:
             while True:
                 step_id = call[0]
-                outcome = await self._call(*call)
+                outcome = self._route(step_id, await self._call(*call))
                 answered = time.monotonic()
                 # Transitions of one run one at a time, so two branches that finish
                 # together cannot both start the step that joins them.
@@ -234,14 +244,46 @@ class RunDriver:
                     )
                 ],
             )
-            if self._all_completed():
+            if self._all_done():
                 self._finish(change)
             return change
 
         return await self._advance(completion, self._graph.successors[step_id])
 
+    def _route(self, step_id: str, outcome: _Outcome) -> _Outcome:
+        """Evaluate a routed step's routes on its output; a route that fails fails it."""
+        routes = self._graph.routes.get(step_id)
+        if routes is None or outcome.error is not None:
+            return outcome
+        try:
+            self._chosen[step_id] = self._choose(step_id, outcome.output)
+        except RouteError as error:
+            return _Outcome(attempt=outcome.attempt, error=str(error))
+        return outcome
+
+    def _choose(self, step_id: str, output: Any) -> str | None:
+        return choose(
+            self._graph.routes[step_id],
+            self._definitions[step_id].get("next_step"),
+            output=output,
+            workflow_input=self._run.input_data,
+            # Only the steps it follows: their outputs are the same after a restart.
+            outputs={
+                a: self._steps[a].output
+                for a in self._graph.ancestors(step_id)
+                if self._steps[a].status == COMPLETED
+            },
+        )
+
     def _finish(self, change: RunChange) -> None:
-        sinks = [s for s in self._graph.topological_order() if not self._graph.successors[s]]
+        # The completed steps that no completed step follows: the final steps, or the
+        # step whose routes chose no successor.
+        sinks = [
+            s
+            for s in self._graph.topological_order()
+            if self._steps[s].status == COMPLETED
+            and not any(self._steps[n].status == COMPLETED for n in self._graph.successors[s])
+        ]
         output = (
             self._steps[sinks[0]].output
             if len(sinks) == 1
@@ -295,14 +337,42 @@ class RunDriver:
 
     # -- starting steps ------------------------------------------------------------
 
-    def _ready(self, candidates: Any) -> list[str]:
-        return [
-            s
-            for s in self._graph.topological_order()
-            if s in candidates
-            and self._steps[s].status != COMPLETED
-            and all(self._steps[p].status == COMPLETED for p in self._graph.predecessors[s])
-        ]
+    def _taken(self, before: str, step_id: str, skipping: set[str]) -> bool | None:
+        """Whether the edge ``before -> step_id`` is taken; None while undecided."""
+        status = SKIPPED if before in skipping else self._steps[before].status
+        if status == SKIPPED:
+            return False
+        if status != COMPLETED:
+            return None
+        if step_id not in self._graph.conditional.get(before, ()):
+            return True
+        if before not in self._chosen:  # completed before a restart: choose again
+            self._chosen[before] = self._choose(before, self._steps[before].output)
+        return self._chosen[before] == step_id
+
+    def _decide(self, candidates: Collection[str]) -> tuple[list[str], list[str]]:
+        """Among ``candidates`` and what follows them: the steps that can start now, and
+        the steps that will never run (every edge into them decided, none taken), both in
+        graph order."""
+        ready: set[str] = set()
+        skipping: set[str] = set()
+        pending = list(candidates)
+        while pending:
+            step_id = pending.pop()
+            if step_id in ready or step_id in skipping:
+                continue
+            if self._steps[step_id].status in (COMPLETED, SKIPPED):
+                continue
+            edges = [self._taken(p, step_id, skipping) for p in self._graph.predecessors[step_id]]
+            if None in edges:
+                continue
+            if edges and not any(edges):
+                skipping.add(step_id)
+                pending.extend(self._graph.successors[step_id])
+            else:
+                ready.add(step_id)
+        order = self._graph.topological_order()
+        return [s for s in order if s in ready], [s for s in order if s in skipping]
 
     async def _advance(
         self, build: Callable[[], RunChange], candidates: Collection[str]
@@ -315,11 +385,17 @@ class RunDriver:
         is done: the run ended (or failed because a step could not even start: its agent
         is unavailable or its input does not resolve), or was given back.
         """
-        step_ids = self._ready(set(candidates) | self._held)
+        step_ids, skipped = self._decide(set(candidates) | self._held)
+        for step_id in skipped:
+            self._steps[step_id].status = SKIPPED
         targets = await self._catalog.agents(
             self._run.project_id, {self._steps[s].agent_name for s in step_ids}
         )
-        outputs = {s.step_id: s.output for s in self._steps.values() if s.status == COMPLETED}
+        outputs = {
+            s.step_id: s.output if s.status == COMPLETED else SKIPPED_OUTPUT
+            for s in self._steps.values()
+            if s.status in (COMPLETED, SKIPPED)
+        }
         planned: list[tuple[str, dict[str, Any]]] = []
         for step_id in step_ids:
             step = self._steps[step_id]
@@ -336,6 +412,12 @@ class RunDriver:
 
         def with_starts() -> RunChange:
             change = build()
+            for step_id in skipped:
+                attempt = self._steps[step_id].attempt
+                change.steps.append(StepOp(step_id, (PENDING,), attempt, SKIPPED, attempt))
+                change.events.append(events.step_skipped(step_id))
+            if self._all_done() and change.status not in TERMINAL_RUN_STATUSES:
+                self._finish(change)  # the last steps were skipped
             if change.status in TERMINAL_RUN_STATUSES:
                 return change
             if self._status == PAUSED:
@@ -476,8 +558,8 @@ class RunDriver:
             self._status = status
 
     def _progress(self) -> int:
-        done = sum(1 for s in self._steps.values() if s.status == COMPLETED)
+        done = sum(1 for s in self._steps.values() if s.status in (COMPLETED, SKIPPED))
         return done * 100 // len(self._steps)
 
-    def _all_completed(self) -> bool:
-        return all(s.status == COMPLETED for s in self._steps.values())
+    def _all_done(self) -> bool:
+        return all(s.status in (COMPLETED, SKIPPED) for s in self._steps.values())

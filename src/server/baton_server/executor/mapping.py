@@ -14,9 +14,15 @@ class MappingError(Exception):
     """A reference cannot be resolved; the message names it."""
 
 
+#: The "output" of a skipped step: every reference into it resolves to null.
+SKIPPED_OUTPUT: Any = object()
+
+
 def _lookup(reference: Reference, workflow_input: Any, outputs: Mapping[str, Any]) -> Any:
     if reference.is_workflow_input:
         value = workflow_input
+    elif reference.source in outputs and outputs[reference.source] is SKIPPED_OUTPUT:
+        return None  # a branch not taken: a join reads null for it
     elif reference.source in outputs:
         value = outputs[reference.source]
     else:

@@ -18,6 +18,7 @@ STEP_STARTED = "step_started"
 STEP_COMPLETED = "step_completed"
 STEP_FAILED = "step_failed"
 STEP_RETRYING = "step_retrying"
+STEP_SKIPPED = "step_skipped"
 LOG = "log"
 
 
@@ -83,6 +84,15 @@ def step_retrying(step_id: str, *, attempt: int, delay_ms: int, error: str) -> E
         level="warning",
         message=f"Step '{step_id}' attempt {attempt} failed: {error}; retrying in {delay_ms} ms",
         data={"attempt": attempt, "delay_ms": delay_ms, "error": error},
+    )
+
+
+def step_skipped(step_id: str) -> EventDraft:
+    return EventDraft(
+        type=STEP_SKIPPED,
+        step_id=step_id,
+        level="info",
+        message=f"Step '{step_id}' skipped: no branch leading to it was taken",
     )
 
 

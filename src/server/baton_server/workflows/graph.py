@@ -3,9 +3,11 @@
 Checks run in a fixed order and the first failing check raises, with every violation
 of that kind, so a client sees one coherent reason (``ErrorInfo.reason``) at a time:
 
-1. ``WORKFLOW_UNKNOWN_STEP``: ``start_step``, a ``next_step`` or a ``depends_on`` entry
-   names no step (or a step names itself); a step's ``id`` differs from its key.
+1. ``WORKFLOW_UNKNOWN_STEP``: ``start_step``, a ``next_step``, a ``depends_on`` entry or
+   a route's ``next_step`` names no step (or a step names itself); a step's ``id``
+   differs from its key.
 2. ``WORKFLOW_INVALID_REFERENCE``: a ``${...}`` in an input mapping is malformed.
+2b. ``WORKFLOW_INVALID_ROUTE``: a route's ``when`` is not a valid CEL expression.
 3. ``WORKFLOW_CYCLE``: the graph has a cycle.
 4. ``WORKFLOW_UNREACHABLE_STEP``: a step cannot be reached from ``start_step``.
 5. ``WORKFLOW_REFERENCE_ORDER``: a reference reads a step that does not always run
@@ -21,6 +23,7 @@ from typing import Any
 from baton_server.errors import FieldViolation, InvalidArgument
 from baton_server.workflows import references
 from baton_server.workflows.references import ReferenceSyntaxError
+from baton_server.workflows.routes import Route, RouteError, compiled, routes_of
 
 
 @dataclass(frozen=True)
@@ -30,16 +33,34 @@ class StepGraph:
     start_step: str
     predecessors: Mapping[str, frozenset[str]]
     successors: Mapping[str, frozenset[str]] = field(repr=False)
+    #: The routes of the steps that have some.
+    routes: Mapping[str, tuple[Route, ...]] = field(default_factory=dict, repr=False)
+    #: Per routed step, the successors it may choose among (the others always follow).
+    conditional: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, workflow_data: Mapping[str, Any]) -> StepGraph:
         """Build from validated ``workflow_data`` (``start_step`` and ``steps``)."""
         steps: Mapping[str, Mapping[str, Any]] = workflow_data["steps"]
         before: dict[str, set[str]] = {step_id: set() for step_id in steps}
+        routes: dict[str, tuple[Route, ...]] = {}
+        conditional: dict[str, frozenset[str]] = {}
         for step_id, step in steps.items():
             if step.get("next_step"):
                 before[step["next_step"]].add(step_id)
             before[step_id].update(step.get("depends_on") or ())
+            step_routes = routes_of(step)
+            if step_routes:
+                routes[step_id] = step_routes
+                targets = {r.next_step for r in step_routes}
+                if step.get("next_step"):
+                    targets.add(step["next_step"])
+                for target in targets:
+                    before[target].add(step_id)
+                # A target that also depends on the step outright always follows it.
+                conditional[step_id] = frozenset(
+                    t for t in targets if step_id not in (steps[t].get("depends_on") or ())
+                )
         after: dict[str, set[str]] = {step_id: set() for step_id in steps}
         for step_id, preceding in before.items():
             for other in preceding:
@@ -48,6 +69,8 @@ class StepGraph:
             start_step=workflow_data["start_step"],
             predecessors={k: frozenset(v) for k, v in before.items()},
             successors={k: frozenset(v) for k, v in after.items()},
+            routes=routes,
+            conditional=conditional,
         )
 
     def ancestors(self, step_id: str) -> set[str]:
@@ -139,6 +162,14 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
                 unknown.append(
                     FieldViolation(f"{prefix}.depends_on[{index}]", _bad_target(dep, step_id))
                 )
+        for index, route in enumerate(routes_of(step)):
+            if route.next_step not in steps or route.next_step == step_id:
+                unknown.append(
+                    FieldViolation(
+                        f"{prefix}.routes[{index}].next_step",
+                        _bad_target(route.next_step, step_id),
+                    )
+                )
     if unknown:
         raise _fail("WORKFLOW_UNKNOWN_STEP", _summary("unknown step", unknown), unknown)
 
@@ -156,6 +187,20 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
     if malformed:
         raise _fail(
             "WORKFLOW_INVALID_REFERENCE", _summary("invalid reference", malformed), malformed
+        )
+
+    invalid_routes: list[FieldViolation] = []
+    for step_id, step in steps.items():
+        for index, route in enumerate(routes_of(step)):
+            try:
+                compiled(route.when)
+            except RouteError as error:
+                invalid_routes.append(
+                    FieldViolation(f"steps.{step_id}.routes[{index}].when", str(error))
+                )
+    if invalid_routes:
+        raise _fail(
+            "WORKFLOW_INVALID_ROUTE", _summary("invalid route", invalid_routes), invalid_routes
         )
 
     graph = StepGraph.of(workflow_data)
@@ -190,8 +235,8 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
                 out_of_order.append(
                     FieldViolation(
                         path,
-                        f"{ref.text} reads step '{ref.source}', which does not always "
-                        f"complete before step '{step_id}'",
+                        f"{ref.text} reads step '{ref.source}', which cannot have "
+                        f"completed before step '{step_id}' starts",
                     )
                 )
     if out_of_order:

@@ -71,5 +71,9 @@ def workflow_data(start_step: str, steps: dict[str, dict[str, Any]]) -> dict[str
             entry["next_step"] = step["next_step"]
         if step.get("depends_on"):
             entry["depends_on"] = list(step["depends_on"])
+        if step.get("routes"):
+            entry["routes"] = [
+                {"when": r["when"], "next_step": r["next_step"]} for r in step["routes"]
+            ]
         canonical[step_id] = entry
     return {"start_step": start_step, "steps": canonical}

@@ -35,6 +35,7 @@ def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[
             "next_step": step.next_step.value if step.HasField("next_step") else None,
             "input_mapping": struct_to_dict(step.input_mapping),
             "depends_on": list(step.depends_on),
+            "routes": [{"when": r.when, "next_step": r.next_step} for r in step.routes],
         }
         for key, step in steps.items()
     }
@@ -54,6 +55,7 @@ def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowDat
                 ),
                 input_mapping=dict_to_struct(step["input_mapping"]),
                 depends_on=step.get("depends_on", []),
+                routes=[workflows_pb2.Route(**route) for route in step.get("routes", [])],
             )
             for key, step in data["steps"].items()
         },
