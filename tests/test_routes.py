@@ -141,7 +141,7 @@ async def test_a_route_that_fails_at_run_time_fails_the_step_naming_it(
 
 async def test_invalid_routes_are_refused_naming_the_field(rest: httpx.AsyncClient) -> None:
     await create_agent(rest, "echo")
-    cases = [
+    cases: list[tuple[dict[str, Any], str | None, str]] = [
         (
             {
                 "classify": {
