@@ -15,9 +15,11 @@ from baton.v1 import runs_pb2
 from baton_sdk import (
     BatonClient,
     LogLevel,
+    Route,
     RunEvent,
     RunEventType,
     RunStatus,
+    Step,
     StepStatus,
     WaitTimeoutError,
 )
@@ -334,3 +336,35 @@ async def test_watch_all_reports_status_changes_of_every_run(
     assert all(e.type is RunEventType.RUN_STATUS for e in seen)
     assert all(e.status is RunStatus.COMPLETED for e in seen)
     assert all(e.run is not None and e.run.status is RunStatus.COMPLETED for e in seen)
+
+
+async def test_routes_and_limits_in_the_typed_sdk(client: BatonClient, echo_agent_url: str) -> None:
+    await client.agents.create(name="echo", url=echo_agent_url)
+    classify = Step(
+        agent_name="echo",
+        input_mapping={"kind": "${workflow.input.kind}"},
+        routes=(Route(when='output.kind == "x"', next_step="x"),),
+        next_step="y",
+        timeout_ms=5000,
+    )
+    workflow = await client.workflows.create(
+        name="typed",
+        start_step="a",
+        steps={"a": classify, "x": Step(agent_name="echo"), "y": Step(agent_name="echo")},
+        max_concurrent_runs=1,
+    )
+    assert workflow.max_concurrent_runs == 1
+    assert workflow.workflow_data.steps["a"].routes == classify.routes
+    assert workflow.workflow_data.steps["a"].timeout_ms == 5000
+
+    run = await client.runs.execute(
+        workflow, input_data={"kind": "x"}, run_timeout_s=60, wait=True, timeout=30
+    )
+    assert run.status is RunStatus.COMPLETED
+    assert run.timeout_seconds == 60
+    assert run.deadline is not None
+    assert run.deadline > run.created_at
+    steps = {s.step_id: s.status for s in await client.runs.steps(run)}
+    assert steps == {"a": StepStatus.COMPLETED, "x": StepStatus.COMPLETED, "y": StepStatus.SKIPPED}
+    lifted = await client.workflows.update(workflow, max_concurrent_runs=0)
+    assert lifted.max_concurrent_runs is None

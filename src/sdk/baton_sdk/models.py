@@ -352,6 +352,8 @@ class Step:
         routes: Conditional routes, tried in order when the step completes: the first
             that holds names the step that follows (else ``next_step``); the other
             branches are skipped.
+        timeout_ms: Longest wait for one agent call of this step; ``None``: the
+            agent's ``timeout_ms``.
         id: The step's id; when defining a workflow it defaults to its key.
     """
 
@@ -360,6 +362,7 @@ class Step:
     input_mapping: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     routes: tuple[Route, ...] = ()
+    timeout_ms: int | None = None
     id: str | None = None
 
     @classmethod
@@ -379,6 +382,7 @@ class Step:
             input_mapping=struct_dict(message.input_mapping),
             depends_on=tuple(message.depends_on),
             routes=tuple(Route(when=r.when, next_step=r.next_step) for r in message.routes),
+            timeout_ms=message.timeout_ms if message.HasField("timeout_ms") else None,
         )
 
 
@@ -425,6 +429,7 @@ class Workflow:
         created_at: When the workflow was created.
         updated_at: When it last changed.
         project_id: UUID of the project the workflow belongs to.
+        max_concurrent_runs: At most this many runs execute at once; ``None``: no limit.
         proto: The ``baton.v1.Workflow`` message.
     """
 
@@ -438,6 +443,7 @@ class Workflow:
     created_at: datetime
     updated_at: datetime
     project_id: str
+    max_concurrent_runs: int | None
     proto: workflows_pb2.Workflow = field(repr=False, compare=False)
 
     @classmethod
@@ -461,6 +467,9 @@ class Workflow:
             created_at=to_datetime(message.created_at),
             updated_at=to_datetime(message.updated_at),
             project_id=message.project_id,
+            max_concurrent_runs=(
+                message.max_concurrent_runs if message.HasField("max_concurrent_runs") else None
+            ),
             proto=message,
         )
 
@@ -541,6 +550,8 @@ class RunData:
         callback_secret: The callback's signing secret, set only on the run
             ``execute`` returned when the server generated it (verify deliveries with
             :func:`baton_sdk.webhooks.verify`).
+        timeout_seconds: The run's time limit, else ``None``.
+        deadline: When the run fails if it has not finished, else ``None``.
         proto: The ``baton.v1.Run`` message.
     """
 
@@ -564,6 +575,8 @@ class RunData:
     project_id: str
     callback_url: str | None
     callback_secret: str | None = field(repr=False)
+    timeout_seconds: int | None
+    deadline: datetime | None
     proto: runs_pb2.Run = field(repr=False, compare=False)
 
     @staticmethod
@@ -597,6 +610,10 @@ class RunData:
             "project_id": message.project_id,
             "callback_url": empty_as_none(message.callback_url),
             "callback_secret": empty_as_none(message.callback_secret),
+            "timeout_seconds": (
+                message.timeout_seconds if message.HasField("timeout_seconds") else None
+            ),
+            "deadline": optional_datetime(message, "deadline"),
             "proto": message,
         }
 

@@ -77,6 +77,7 @@ class Runs:
         timeout: float | None = None,
         callback_url: str | None = None,
         callback_secret: str | None = None,
+        run_timeout_s: int | None = None,
     ) -> Run:
         """Start a run of a workflow's current version.
 
@@ -91,6 +92,8 @@ class Runs:
             callback_url: POST the final run here when it ends (signed like webhooks).
             callback_secret: Secret to sign the callback with; without one the server
                 generates it and returns it in ``Run.callback_secret``.
+            run_timeout_s: The run's time limit (1-604800 s): it fails if it has not
+                finished by then, whatever it is doing.
             timeout: Seconds the whole call may take, waiting included (default: the
                 client's deadline to start the run; with ``wait``, no limit on the wait).
 
@@ -112,6 +115,7 @@ class Runs:
             triggered_by=triggered_by or "",
             callback_url=callback_url or "",
             callback_secret=callback_secret or "",
+            execution_options=runs_pb2.ExecutionOptions(timeout_seconds=run_timeout_s),
         )
         rpc_timeout = timeout if timeout is None else min(timeout, self._transport.timeout)
         wait_s = _MAX_WAIT_S if timeout is None else min(timeout, _MAX_WAIT_S)

@@ -546,6 +546,7 @@ class SyncRuns:
         timeout: float | None = None,
         callback_url: str | None = None,
         callback_secret: str | None = None,
+        run_timeout_s: int | None = None,
     ) -> SyncRun:
         """Start a run (and with ``wait=True`` return it finished). See
         :meth:`Runs.execute <baton_sdk.runs.Runs.execute>`."""
@@ -559,6 +560,7 @@ class SyncRuns:
                 timeout=timeout,
                 callback_url=callback_url,
                 callback_secret=callback_secret,
+                run_timeout_s=run_timeout_s,
             )
         )
         return self._sync(run)

@@ -45,6 +45,7 @@ def _step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
             input_mapping=to_struct(step.input_mapping),
             depends_on=list(step.depends_on),
             routes=[workflows_pb2.Route(when=r.when, next_step=r.next_step) for r in step.routes],
+            timeout_ms=step.timeout_ms,
         )
         if step.next_step is not None:
             message.next_step.CopyFrom(wrappers_pb2.StringValue(value=step.next_step))
@@ -74,6 +75,7 @@ class Workflows:
         start_step: str,
         steps: Mapping[str, StepDefinition],
         description: str = "",
+        max_concurrent_runs: int | None = None,
         timeout: float | None = None,
     ) -> Workflow:
         """Create a workflow at version 1 (status ``active``).
@@ -84,6 +86,8 @@ class Workflows:
             steps: Step definitions keyed by step id, as :class:`Step` objects or
                 their REST JSON objects.
             description: Human-readable description.
+            max_concurrent_runs: At most this many runs execute at once (1-10000);
+                later ones wait PENDING, in order. ``None``: no limit.
             timeout: Deadline of this call in seconds (default: the client's).
 
         Returns:
@@ -99,7 +103,10 @@ class Workflows:
             ValueError: A step mapping has an unknown field.
         """
         request = workflows_pb2.CreateWorkflowRequest(
-            name=name, description=description, start_step=start_step
+            name=name,
+            description=description,
+            start_step=start_step,
+            max_concurrent_runs=max_concurrent_runs,
         )
         for key, step in _steps_proto(steps).items():
             request.steps[key].CopyFrom(step)
@@ -201,6 +208,7 @@ class Workflows:
         start_step: str | None = None,
         steps: Mapping[str, StepDefinition] | None = None,
         status: WorkflowStatus | None = None,
+        max_concurrent_runs: int | None = None,
         timeout: float | None = None,
     ) -> Workflow:
         """Change some fields of a workflow; arguments left ``None`` keep their values.
@@ -215,6 +223,7 @@ class Workflows:
             start_step: New first step.
             steps: New step definitions, replacing all steps.
             status: New status.
+            max_concurrent_runs: New limit of concurrently executing runs; 0 removes it.
             timeout: Deadline of this call in seconds.
 
         Returns:
@@ -238,6 +247,8 @@ class Workflows:
                 request.steps[key].CopyFrom(step)
         if status is not None:
             request.status = workflows_pb2.Workflow.Status.Value(WorkflowStatus(status).value)
+        if max_concurrent_runs is not None:
+            request.max_concurrent_runs = max_concurrent_runs
         reply = await self._transport.unary(
             self._stub.UpdateWorkflow, request, timeout=timeout, idempotent=False
         )

@@ -88,6 +88,8 @@ class Run(_message.Message):
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     CALLBACK_URL_FIELD_NUMBER: _builtins.int
     CALLBACK_SECRET_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Run id (`run-<uuid>`)."""
     run_id: _builtins.str
@@ -126,6 +128,8 @@ class Run(_message.Message):
     """The secret the callback is signed with: set only in the response of the call
     that started the run, and only when Baton generated it.
     """
+    timeout_seconds: _builtins.int
+    """The run's time limit in seconds (ExecutionOptions.timeout_seconds); absent if none."""
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The input the run was started with (`${workflow.input...}`)."""
@@ -152,6 +156,12 @@ class Run(_message.Message):
         absent until the run completes.
         """
 
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """When the run fails if it has not finished (`created_at` + `timeout_seconds`);
+        absent without a time limit.
+        """
+
     def __init__(
         self,
         *,
@@ -176,19 +186,25 @@ class Run(_message.Message):
         project_id: _builtins.str = ...,
         callback_url: _builtins.str = ...,
         callback_secret: _builtins.str = ...,
+        timeout_seconds: _builtins.int | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "timeout_seconds", b"timeout_seconds", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "timeout_seconds", b"timeout_seconds", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_by: _TypeAlias = _typing.Literal["cancelled_by"]  # noqa: Y015
     _WhichOneofArgType__cancelled_by: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by"]  # noqa: Y015
     _WhichOneofReturnType__error_message: _TypeAlias = _typing.Literal["error_message"]  # noqa: Y015
     _WhichOneofArgType__error_message: _TypeAlias = _typing.Literal["_error_message", b"_error_message"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cancelled_by) -> _WhichOneofReturnType__cancelled_by | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_message) -> _WhichOneofReturnType__error_message | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
 
@@ -597,6 +613,7 @@ class ExecuteWorkflowRequest(_message.Message):
     WAIT_TIMEOUT_FIELD_NUMBER: _builtins.int
     CALLBACK_URL_FIELD_NUMBER: _builtins.int
     CALLBACK_SECRET_FIELD_NUMBER: _builtins.int
+    EXECUTION_OPTIONS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """UUID of the workflow to run (path parameter)."""
     request_id: _builtins.str
@@ -627,6 +644,10 @@ class ExecuteWorkflowRequest(_message.Message):
         when the time is up (REST 202). Unset: answer at once with the PENDING run.
         """
 
+    @_builtins.property
+    def execution_options(self) -> Global___ExecutionOptions:
+        """Seed 003's execution options: a time limit for the whole run."""
+
     def __init__(
         self,
         *,
@@ -637,14 +658,49 @@ class ExecuteWorkflowRequest(_message.Message):
         wait_timeout: _duration_pb2.Duration | None = ...,
         callback_url: _builtins.str = ...,
         callback_secret: _builtins.str = ...,
+        execution_options: Global___ExecutionOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data", "wait_timeout", b"wait_timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution_options", b"execution_options", "input_data", b"input_data", "wait_timeout", b"wait_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_secret", b"callback_secret", "callback_url", b"callback_url", "input_data", b"input_data", "request_id", b"request_id", "triggered_by", b"triggered_by", "wait_timeout", b"wait_timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_secret", b"callback_secret", "callback_url", b"callback_url", "execution_options", b"execution_options", "input_data", b"input_data", "request_id", b"request_id", "triggered_by", b"triggered_by", "wait_timeout", b"wait_timeout", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteWorkflowRequest: _TypeAlias = ExecuteWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class ExecutionOptions(_message.Message):
+    """How a run executes (seed 003's `execution_options`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_COMPLETION_FIELD_NUMBER: _builtins.int
+    timeout_seconds: _builtins.int
+    """The run fails (`Run timed out after <n> s`) if it has not finished this many
+    seconds after it was created, 1-604800 (a week), whatever it is doing then:
+    waiting for a worker, paused, or calling an agent. Unset: no limit.
+    """
+    wait_for_completion: _builtins.bool
+    """Answer once the run has finished, waiting at most `timeout_seconds` (at most 300 s;
+    60 s without `timeout_seconds`), as `wait_timeout` does; ignored when
+    `wait_timeout` is set.
+    """
+    def __init__(
+        self,
+        *,
+        timeout_seconds: _builtins.int | None = ...,
+        wait_for_completion: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "timeout_seconds", b"timeout_seconds", "wait_for_completion", b"wait_for_completion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
+
+Global___ExecutionOptions: _TypeAlias = ExecutionOptions  # noqa: Y015
 
 @_typing.final
 class ExecuteWorkflowAsyncRequest(_message.Message):

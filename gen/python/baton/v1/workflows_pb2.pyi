@@ -65,6 +65,7 @@ class Workflow(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DEFINITION_ID_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID; stable across versions."""
     name: _builtins.str
@@ -80,6 +81,10 @@ class Workflow(_message.Message):
     project_id: _builtins.str
     """UUID of the project the workflow belongs to (the caller's, at creation). Its steps
     use agents of the same project only.
+    """
+    max_concurrent_runs: _builtins.int
+    """At most this many of its runs execute at once, across all workers; further runs
+    wait PENDING and start in the order they were created. Absent: no limit.
     """
     @_builtins.property
     def workflow_data(self) -> Global___WorkflowData:
@@ -106,12 +111,15 @@ class Workflow(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         definition_id: _builtins.str = ...,
         project_id: _builtins.str = ...,
+        max_concurrent_runs: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at", "workflow_data", b"workflow_data"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs", "created_at", b"created_at", "max_concurrent_runs", b"max_concurrent_runs", "updated_at", b"updated_at", "workflow_data", b"workflow_data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "definition_id", b"definition_id", "description", b"description", "id", b"id", "name", b"name", "project_id", b"project_id", "status", b"status", "updated_at", b"updated_at", "version", b"version", "workflow_data", b"workflow_data"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs", "created_at", b"created_at", "definition_id", b"definition_id", "description", b"description", "id", b"id", "max_concurrent_runs", b"max_concurrent_runs", "name", b"name", "project_id", b"project_id", "status", b"status", "updated_at", b"updated_at", "version", b"version", "workflow_data", b"workflow_data"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_concurrent_runs: _TypeAlias = _typing.Literal["max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrent_runs: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrent_runs) -> _WhichOneofReturnType__max_concurrent_runs | None: ...
 
 Global___Workflow: _TypeAlias = Workflow  # noqa: Y015
 
@@ -180,11 +188,16 @@ class Step(_message.Message):
     NEXT_STEP_FIELD_NUMBER: _builtins.int
     INPUT_MAPPING_FIELD_NUMBER: _builtins.int
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     ROUTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step id; equals its key in `steps` (filled from the key when omitted)."""
     agent_name: _builtins.str
     """Name of the agent that executes the step; it must exist and be active."""
+    timeout_ms: _builtins.int
+    """Longest wait for one agent call of this step, 1-3600000 ms; overrides the agent's
+    `timeout_ms` for this step only. Unset: the agent's.
+    """
     @_builtins.property
     def next_step(self) -> _wrappers_pb2.StringValue:
         """Id of the step that follows this one; absent or null for a final step. (A wrapper
@@ -220,13 +233,16 @@ class Step(_message.Message):
         next_step: _wrappers_pb2.StringValue | None = ...,
         input_mapping: _struct_pb2.Struct | None = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
+        timeout_ms: _builtins.int | None = ...,
         routes: _abc.Iterable[Global___Route] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input_mapping", b"input_mapping", "next_step", b"next_step"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "input_mapping", b"input_mapping", "next_step", b"next_step", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step", "routes", b"routes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step", "routes", b"routes", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
+    _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_ms) -> _WhichOneofReturnType__timeout_ms | None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
 
@@ -348,12 +364,17 @@ class CreateWorkflowRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     START_STEP_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique workflow name, 1-255 characters."""
     description: _builtins.str
     """Human-readable description, at most 2000 characters."""
     start_step: _builtins.str
     """Id of the first step; must be a key of `steps`."""
+    max_concurrent_runs: _builtins.int
+    """At most this many runs of the workflow execute at once (1-10000); see
+    Workflow.max_concurrent_runs. Unset: no limit.
+    """
     @_builtins.property
     def steps(self) -> _containers.MessageMap[_builtins.str, Global___Step]:
         """Step definitions keyed by step id: 1-500 steps; ids start with a letter or `_`
@@ -368,12 +389,15 @@ class CreateWorkflowRequest(_message.Message):
         description: _builtins.str = ...,
         start_step: _builtins.str = ...,
         steps: _abc.Mapping[_builtins.str, Global___Step] | None = ...,
+        max_concurrent_runs: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs", "max_concurrent_runs", b"max_concurrent_runs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "start_step", b"start_step", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs", "description", b"description", "max_concurrent_runs", b"max_concurrent_runs", "name", b"name", "start_step", b"start_step", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_concurrent_runs: _TypeAlias = _typing.Literal["max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrent_runs: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrent_runs) -> _WhichOneofReturnType__max_concurrent_runs | None: ...
 
 Global___CreateWorkflowRequest: _TypeAlias = CreateWorkflowRequest  # noqa: Y015
 
@@ -521,6 +545,7 @@ class UpdateWorkflowRequest(_message.Message):
     START_STEP_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """UUID of the workflow (path parameter)."""
     name: _builtins.str
@@ -531,6 +556,10 @@ class UpdateWorkflowRequest(_message.Message):
     """New first step; must be a key of the resulting steps."""
     status: Global___Workflow.Status.ValueType
     """New status (`active`, `inactive` or `deleted`)."""
+    max_concurrent_runs: _builtins.int
+    """New limit of concurrently executing runs (1-10000), or 0 to remove the limit.
+    Changing it is not a new version; waiting runs follow the new limit.
+    """
     @_builtins.property
     def steps(self) -> _containers.MessageMap[_builtins.str, Global___Step]:
         """New step definitions, replacing all steps; empty leaves them unchanged. Same
@@ -546,13 +575,16 @@ class UpdateWorkflowRequest(_message.Message):
         start_step: _builtins.str | None = ...,
         steps: _abc.Mapping[_builtins.str, Global___Step] | None = ...,
         status: Global___Workflow.Status.ValueType | None = ...,
+        max_concurrent_runs: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_name", b"_name", "_start_step", b"_start_step", "_status", b"_status", "description", b"description", "name", b"name", "start_step", b"start_step", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_max_concurrent_runs", b"_max_concurrent_runs", "_name", b"_name", "_start_step", b"_start_step", "_status", b"_status", "description", b"description", "max_concurrent_runs", b"max_concurrent_runs", "name", b"name", "start_step", b"start_step", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_name", b"_name", "_start_step", b"_start_step", "_status", b"_status", "description", b"description", "name", b"name", "start_step", b"start_step", "status", b"status", "steps", b"steps", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_max_concurrent_runs", b"_max_concurrent_runs", "_name", b"_name", "_start_step", b"_start_step", "_status", b"_status", "description", b"description", "max_concurrent_runs", b"max_concurrent_runs", "name", b"name", "start_step", b"start_step", "status", b"status", "steps", b"steps", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrent_runs: _TypeAlias = _typing.Literal["max_concurrent_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrent_runs: _TypeAlias = _typing.Literal["_max_concurrent_runs", b"_max_concurrent_runs"]  # noqa: Y015
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
     _WhichOneofReturnType__start_step: _TypeAlias = _typing.Literal["start_step"]  # noqa: Y015
@@ -561,6 +593,8 @@ class UpdateWorkflowRequest(_message.Message):
     _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrent_runs) -> _WhichOneofReturnType__max_concurrent_runs | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
     @_typing.overload

@@ -143,6 +143,8 @@ workflows = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # At most this many runs execute at once (NULL: no limit); see executor/worker.py.
+    sa.Column("max_concurrent_runs", sa.Integer, nullable=True),
     sa.CheckConstraint("status IN ('active', 'inactive', 'deleted')", name="status"),
     sa.Index(
         "uq_workflows_live_name",
@@ -216,6 +218,9 @@ runs = sa.Table(
     _project_column(),
     # Where the run's end is POSTed (the secret is in run_callbacks).
     sa.Column("callback_url", sa.Text, nullable=True),
+    # The run's time limit, and when it runs out (created_at + timeout_seconds).
+    sa.Column("timeout_seconds", sa.Integer, nullable=True),
+    sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.Index("ix_runs_project_id_created_at", "project_id", "created_at"),
     sa.Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at"),
@@ -237,6 +242,21 @@ runs = sa.Table(
         "ix_runs_unfinished",
         "lease_expires_at",
         postgresql_where=sa.text("status IN ('PENDING', 'RUNNING')"),
+    ),
+    # Runs with a time limit that have not finished, by deadline (the reconciler's).
+    sa.Index(
+        "ix_runs_deadline_at",
+        "deadline_at",
+        postgresql_where=sa.text(
+            "deadline_at IS NOT NULL AND status IN ('PENDING', 'RUNNING', 'PAUSED')"
+        ),
+    ),
+    # A workflow's unfinished runs, oldest first (concurrency limits).
+    sa.Index(
+        "ix_runs_workflow_id_unfinished",
+        "workflow_id",
+        "created_at",
+        postgresql_where=sa.text("status IN ('PENDING', 'RUNNING', 'PAUSED')"),
     ),
     # Room for updates on the same page (cheap HOT updates); see migration 0003.
     postgresql_with={"fillfactor": 70},

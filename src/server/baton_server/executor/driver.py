@@ -30,7 +30,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -66,6 +67,11 @@ class LeasedRun:
     input_data: Any
     #: Steps call the agents of this project (names are unique per project).
     project_id: uuid.UUID
+    #: When the run fails for taking too long (ExecutionOptions.timeout_seconds).
+    deadline_at: datetime | None = None
+    timeout_seconds: int | None = None
+    #: Its workflow (whose concurrency limit, if any, it counts against).
+    workflow_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -144,14 +150,75 @@ class RunDriver:
 
     async def drive(self) -> None:
         """Run until the run completes, fails, or stops being ours."""
+        deadline = self._run.deadline_at
+        timer = (
+            asyncio.get_running_loop().call_later(
+                max(0.0, deadline.timestamp() - time.time()),
+                lambda: _in_background(self._time_out()),
+            )
+            if deadline is not None
+            else None
+        )
         try:
-            await self._drive()
+            if deadline is not None and deadline.timestamp() <= time.time():
+                await self._time_out()  # overdue already: start nothing
+                await self._ended
+            else:
+                await self._drive()
         except RunInterrupted:
             log.info("run %s interrupted (cancelled or taken over)", self._run.id)
         finally:
+            if timer is not None:
+                timer.cancel()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _time_out(self) -> None:
+        """The run's deadline passed: abandon the steps in flight, and fail the run."""
+        if self._ended.done():
+            return
+        message = f"Run timed out after {self._run.timeout_seconds} s"
+        try:
+            async with self._transition:
+                in_flight = dict(self._tasks)
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+                self._tasks.clear()
+                abandoned = [s for s in self._steps.values() if s.status == RUNNING]
+
+                def timeout() -> RunChange:
+                    change = self._change(
+                        [
+                            *(events.step_failed(s.step_id, error=message) for s in abandoned),
+                            events.run_status(
+                                FAILED,
+                                progress=self._progress(),
+                                error_message=message,
+                                message=message,
+                                level="error",
+                            ),
+                        ],
+                        steps=[
+                            StepOp(
+                                s.step_id,
+                                (RUNNING,),
+                                s.attempt,
+                                FAILED,
+                                s.attempt,
+                                error_message=message,
+                            )
+                            for s in abandoned
+                        ],
+                    )
+                    change.status, change.error_message = FAILED, message
+                    return change
+
+                await self._commit(timeout)
+            self._end()
+        except Exception as error:  # RunInterrupted: it ended otherwise meanwhile
+            self._end(error)
 
     async def _drive(self) -> None:
         resumed = self._status != PENDING
@@ -459,7 +526,15 @@ class RunDriver:
         # The write read the project's agents revision: an agent changed since the
         # lookup above is loaded again here, so the call goes to what it is now.
         current = await self._catalog.agents(self._run.project_id, set(targets))
-        return [(s, current[self._steps[s].agent_name], payload) for s, payload in planned]
+        return [(s, self._target(s, current), payload) for s, payload in planned]
+
+    def _target(self, step_id: str, agents: dict[str, AgentTarget | None]) -> AgentTarget | None:
+        """The step's agent, with the step's own timeout if it has one."""
+        target = agents[self._steps[step_id].agent_name]
+        timeout_ms = self._definitions[step_id].get("timeout_ms")
+        if target is None or not timeout_ms:
+            return target
+        return replace(target, endpoint=replace(target.endpoint, timeout_ms=timeout_ms))
 
     def _in_flight(self) -> bool:
         """Whether a step other than the caller's is being called (or waits to retry)."""
@@ -525,7 +600,7 @@ class RunDriver:
                 )
                 # A retry is a new start too: it calls the agent as it is now.
                 agents = await self._catalog.agents(self._run.project_id, {step.agent_name})
-                target = agents[step.agent_name]
+                target = self._target(step_id, agents)
 
     # -- writing -------------------------------------------------------------------
 

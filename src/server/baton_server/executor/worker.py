@@ -40,7 +40,9 @@ from baton_server.executor.catalog import Catalog
 from baton_server.executor.driver import LeasedRun, RunDriver, StepState
 from baton_server.executor.journal import Journal
 from baton_server.executor.retention import Retention
+from baton_server.runs import store as run_store
 from baton_server.runs.dispatch import Dispatcher
+from baton_server.runs.model import Run, RunEvent
 from baton_server.runs.service import RunService
 from baton_server.schedules.scheduler import Scheduler
 from baton_server.schedules.service import ScheduleService
@@ -50,19 +52,53 @@ from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 
 log = logging.getLogger(__name__)
 
+_LEASED_COLUMNS = """r.id, r.status, r.definition_id, r.input_data, r.project_id,
+    r.deadline_at, r.timeout_seconds, r.workflow_id"""
+_WITH_STEPS = """ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data)
+             FROM run_steps WHERE run_id = leased.id) AS steps"""
 # Leases for a batch of runs and their steps, in one round trip. Runs that finished, or
-# that a live worker drives, are not returned.
-_TAKE_LEASES = """
+# that a live worker drives, are not returned. A PENDING run of a workflow that limits
+# its concurrent runs is not leased here: ``limited`` lists those workflows, whose runs
+# ``_ADMIT`` leases in order. (One row even with nothing leased, for ``limited``.)
+_TAKE_LEASES = f"""
 WITH leased AS (
-    UPDATE runs SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
-    WHERE id = ANY($1::text[]) AND status IN ('PENDING', 'RUNNING')
-      AND (lease_owner IS NULL OR lease_expires_at < now())
-    RETURNING id, status, definition_id, input_data, project_id
+    UPDATE runs r SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+    WHERE r.id = ANY($1::text[]) AND r.status IN ('PENDING', 'RUNNING')
+      AND (r.lease_owner IS NULL OR r.lease_expires_at < now())
+      AND (r.status = 'RUNNING' OR NOT EXISTS (
+          SELECT FROM workflows w
+          WHERE w.id = r.workflow_id AND w.max_concurrent_runs IS NOT NULL))
+    RETURNING {_LEASED_COLUMNS}
+), limited AS (
+    SELECT DISTINCT r.workflow_id FROM runs r JOIN workflows w ON w.id = r.workflow_id
+    WHERE r.id = ANY($1::text[]) AND r.status = 'PENDING' AND w.max_concurrent_runs IS NOT NULL
 )
-SELECT leased.*,
-       ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data)
-             FROM run_steps WHERE run_id = leased.id) AS steps
-FROM leased
+SELECT leased.*, {_WITH_STEPS}, ARRAY(SELECT workflow_id FROM limited) AS limited
+FROM (SELECT) AS one LEFT JOIN leased ON true
+"""
+# Under the workflow's advisory lock: lease the oldest waiting runs of a workflow, as
+# many as its limit leaves room for. Busy are RUNNING runs (driven, or to be resumed)
+# and runs a live worker holds; a run paused and given back holds no room.
+_ADMIT = f"""
+WITH room AS (
+    SELECT GREATEST(w.max_concurrent_runs - (
+        SELECT count(*) FROM runs
+        WHERE workflow_id = $1 AND status IN ('PENDING', 'RUNNING', 'PAUSED')
+          AND (status = 'RUNNING' OR lease_expires_at > now())
+    ), 0) AS n
+    FROM workflows w WHERE w.id = $1
+), next AS (
+    SELECT id FROM runs
+    WHERE workflow_id = $1 AND status = 'PENDING'
+      AND (lease_owner IS NULL OR lease_expires_at < now())
+    ORDER BY created_at
+    LIMIT (SELECT COALESCE(max(n), 0) FROM room)
+), leased AS (
+    UPDATE runs r SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+    FROM next WHERE r.id = next.id
+    RETURNING {_LEASED_COLUMNS}
+)
+SELECT leased.*, {_WITH_STEPS} FROM leased
 """
 _RENEW_LEASES = """
 UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
@@ -155,6 +191,9 @@ class Worker:
         self._database_url = database_url
         self._redis_url = redis_url
         self._drivers: dict[str, asyncio.Task[None]] = {}
+        # Workflows seen with a concurrency limit, and admissions under way (_admit).
+        self._limited: set[uuid.UUID] = set()
+        self._admissions: set[asyncio.Task[None]] = set()
         self._admission = Admission(
             maximum=self.settings.max_runs,
             target_s=self.settings.step_latency_target_ms / 1000,
@@ -226,6 +265,7 @@ class Worker:
         """Stop driving; release leases so another worker resumes the runs at once."""
         self._stopping = True
         await cancel_and_wait(self._background)
+        await cancel_and_wait(list(self._admissions))
         await self.scheduler.stop()
         await self.deliverer.stop()
         await cancel_and_wait(list(self._drivers.values()))
@@ -322,15 +362,34 @@ class Worker:
         wanted = {fields.get(b"run_id", b"").decode() for _, fields in entries} - {""}
         wanted -= self._drivers.keys()
         if wanted:
-            for run, steps in await self._take_leases(sorted(wanted)):
-                task = asyncio.create_task(self._drive(run, steps), name=f"run {run.id}")
-                self._drivers[run.id] = task
+            rows = await self._pool.fetch(
+                _TAKE_LEASES, sorted(wanted), self.id, self.settings.lease_ttl_s
+            )
+            self._start([row for row in rows if row["id"] is not None])
+            for workflow_id in rows[0]["limited"]:
+                await self._admit(workflow_id)
         await self._redis.xack(
             keys.RUN_STREAM, keys.WORKER_GROUP, *(entry_id for entry_id, _ in entries)
         )
 
-    async def _take_leases(self, run_ids: list[str]) -> list[tuple[LeasedRun, list[StepState]]]:
-        rows = await self._pool.fetch(_TAKE_LEASES, run_ids, self.id, self.settings.lease_ttl_s)
+    async def _admit(self, workflow_id: uuid.UUID) -> None:
+        """Lease and drive the oldest waiting runs of a workflow with a concurrency limit,
+        as many as it has room for; one worker at a time per workflow."""
+        self._limited.add(workflow_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", str(workflow_id)
+            )
+            rows = await conn.fetch(_ADMIT, workflow_id, self.id, self.settings.lease_ttl_s)
+        self._start(rows)
+
+    def _start(self, rows: list[asyncpg.Record]) -> None:
+        for run, steps in self._leased(rows):
+            task = asyncio.create_task(self._drive(run, steps), name=f"run {run.id}")
+            self._drivers[run.id] = task
+
+    @staticmethod
+    def _leased(rows: list[asyncpg.Record]) -> list[tuple[LeasedRun, list[StepState]]]:
         return [
             (
                 LeasedRun(
@@ -339,6 +398,9 @@ class Worker:
                     definition_id=row["definition_id"],
                     input_data=json.loads(row["input_data"]),
                     project_id=row["project_id"],
+                    deadline_at=row["deadline_at"],
+                    timeout_seconds=row["timeout_seconds"],
+                    workflow_id=row["workflow_id"],
                 ),
                 [
                     StepState(
@@ -371,6 +433,18 @@ class Worker:
             log.exception("driver of run %s crashed; the run will be resumed", run.id)
         finally:
             self._drivers.pop(run.id, None)
+            if run.workflow_id in self._limited and not self._stopping:
+                # Its room goes to the workflow's next waiting run at once.
+                admission = asyncio.create_task(self._admit_next(run.workflow_id))
+                self._admissions.add(admission)
+                admission.add_done_callback(self._admissions.discard)
+
+    async def _admit_next(self, workflow_id: uuid.UUID) -> None:
+        try:
+            await self._admit(workflow_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # The reconciler enqueues waiting runs again; they are admitted then.
+            log.warning("could not admit the next run of workflow %s: %s", workflow_id, error)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -391,14 +465,19 @@ class Worker:
                     task.cancel()
 
     async def _reconcile(self) -> None:
+        """One worker at a time: re-enqueue runs nobody drives, and fail those past their
+        deadline that nobody drives (a driver times out its own run)."""
         while True:
+            lost: list[str] = []
+            timed_out: list[tuple[Run, list[RunEvent]]] = []
             async with self._pool.acquire() as conn, conn.transaction():
                 if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RECONCILER_LOCK):
                     lost = [
                         r["id"] for r in await conn.fetch(_RECONCILE, self.settings.enqueue_grace_s)
                     ]
-                else:
-                    lost = []
+                    timed_out = await run_store.time_out_overdue(conn, limit=100)
+            for run, written in timed_out:
+                self._publisher.publish([(event, str(run.workflow_id)) for event in written])
             if lost:
                 log.info("reconciler re-enqueues %d run(s)", len(lost))
                 await self._dispatcher.enqueue(lost)

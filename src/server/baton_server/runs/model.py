@@ -65,6 +65,9 @@ class Run:
     project_id: uuid.UUID
     #: Where the run's end is reported (its signing secret is in ``run_callbacks``).
     callback_url: str | None = None
+    #: The run's time limit, and when it runs out.
+    timeout_seconds: int | None = None
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ class RunService:
         request_id: str | None,
         triggered_by: str | None,
         callback: store.Callback | None = None,
+        timeout_seconds: int | None = None,
     ) -> tuple[Run, bool]:
         """The run, and whether this call started it (False: the idempotency key's)."""
         async with self._pool.acquire() as conn:
@@ -122,6 +123,7 @@ class RunService:
                 request_id,
                 triggered_by or DEFAULT_ACTOR,
                 callback,
+                timeout_seconds,
             )
         await self.announce_started(run, written)
         return run, bool(written)
@@ -140,7 +142,7 @@ class RunService:
         calls :meth:`announce_started` once it has committed. No events: the
         idempotency key's run already existed."""
         return await self._create(
-            conn, project_id, workflow_id, input_data, request_id, triggered_by, None
+            conn, project_id, workflow_id, input_data, request_id, triggered_by, None, None
         )
 
     async def announce_started(self, run: Run, written: tuple[RunEvent, ...]) -> None:
@@ -159,6 +161,7 @@ class RunService:
         request_id: str | None,
         triggered_by: str,
         callback: store.Callback | None,
+        timeout_seconds: int | None,
     ) -> tuple[Run, tuple[RunEvent, ...]]:
         """The new run and its first events, or the run an idempotency key already
         started (and no events)."""
@@ -184,6 +187,7 @@ class RunService:
                 triggered_by=triggered_by,
                 request_id=request_id,
                 callback=callback,
+                timeout_seconds=timeout_seconds,
             )
             if created.run is not None:
                 return created.run, created.written

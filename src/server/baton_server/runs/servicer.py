@@ -51,6 +51,16 @@ def _seconds(duration: duration_pb2.Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
 
 
+def _wait_seconds(request: runs_pb2.ExecuteWorkflowRequest) -> float | None:
+    """How long ExecuteWorkflow waits for the run to finish (None: not at all)."""
+    if request.HasField("wait_timeout"):
+        return _seconds(request.wait_timeout)
+    options = request.execution_options
+    if options.wait_for_completion:
+        return float(min(present(options, "timeout_seconds") or 60, 300))
+    return None
+
+
 def json_value(value: Any) -> struct_pb2.Value:
     message = struct_pb2.Value()
     struct = struct_pb2.Struct()
@@ -84,6 +94,9 @@ def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
         message.completed_at.CopyFrom(timestamp(run.completed_at))
     if run.cancelled_at:
         message.cancelled_at.CopyFrom(timestamp(run.cancelled_at))
+    if run.deadline_at:
+        message.timeout_seconds = run.timeout_seconds or 0
+        message.deadline.CopyFrom(timestamp(run.deadline_at))
     if run.output is not None:
         message.output.CopyFrom(json_value(run.output))
     return message
@@ -200,6 +213,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         triggered_by: str | None,
         callback_url: str,
         callback_secret: str,
+        timeout_seconds: int | None = None,
     ) -> tuple[Run, str | None]:
         """Start a run; with a callback, also the secret Baton generated for it."""
         callback, generated = (
@@ -214,6 +228,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             request_id=request_id or None,
             triggered_by=triggered_by,
             callback=callback,
+            timeout_seconds=timeout_seconds,
         )
         # A repeated request (same request_id) gets the first run, whose callback keeps
         # the secret of the first request: a secret generated now would sign nothing.
@@ -229,10 +244,12 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             triggered_by=_actor(request.triggered_by),
             callback_url=request.callback_url,
             callback_secret=request.callback_secret,
+            timeout_seconds=present(request.execution_options, "timeout_seconds"),
         )
-        if request.HasField("wait_timeout"):
+        wait_s = _wait_seconds(request)
+        if wait_s is not None:
             run = await self._watcher.wait_run(
-                caller().project_id, run.id, timeout_s=_seconds(request.wait_timeout), known=run
+                caller().project_id, run.id, timeout_s=wait_s, known=run
             )
             if run.status in TERMINAL_RUN_STATUSES:
                 return run_to_proto(run, secret)  # done: REST 200, not 202 Accepted

@@ -92,9 +92,10 @@ WITH wf AS (
 ), new_run AS (
     INSERT INTO runs (id, workflow_id, workflow_name, definition_id, workflow_version, status,
                       input_data, triggered_by, request_id, enqueued_at, event_seq, project_id,
-                      callback_url)
+                      callback_url, timeout_seconds, deadline_at)
     SELECT $2::text, wf.id, wf.name, wf.definition_id, wf.version, 'PENDING', $3::jsonb,
-           $4::text, $5::text, now(), 1, wf.project_id, $11::text
+           $4::text, $5::text, now(), 1, wf.project_id, $11::text, $13::int,
+           now() + make_interval(secs => $13::int)
     FROM wf
     WHERE wf.status = 'active' AND wf.definition_id = $6::uuid
     ON CONFLICT (workflow_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
@@ -167,6 +168,7 @@ async def create(
     triggered_by: str,
     request_id: str | None,
     callback: Callback | None = None,
+    timeout_seconds: int | None = None,
 ) -> Created:
     """Insert a run (PENDING), its steps in order, its callback and its first event,
     atomically."""
@@ -184,6 +186,7 @@ async def create(
         project_id,
         callback.url if callback else None,
         callback.sealed_secret if callback else None,
+        timeout_seconds,
     )
     if row is None:
         return Created(workflow_status=None, current_definition_id=None)
@@ -434,33 +437,69 @@ async def cancel(
     )
     if row is None:
         return None
+    return await _abandon_steps(
+        conn, to_run(row), message, f"Run cancelled by {cancelled_by}: {reason}", "warning"
+    )
+
+
+async def _abandon_steps(
+    conn: Connection, run: Run, error: str, line: str, level: str
+) -> tuple[Run, list[RunEvent]]:
+    """After a run was ended from outside its driver: its steps in flight fail with
+    ``error``, and the events say so, the last carrying the log ``line``."""
     abandoned = await conn.fetch(
         f"""
         UPDATE run_steps SET status = '{FAILED}', error_message = $2, completed_at = now()
         WHERE run_id = $1 AND status = '{RUNNING}'
         RETURNING step_id
         """,
-        run_id,
-        message,
+        run.id,
+        error,
     )
-    run = to_run(row)
     written = await append_events(
         conn,
-        run_id,
+        run.id,
         [
-            *(events.step_failed(s["step_id"], error=message) for s in abandoned),
+            *(events.step_failed(s["step_id"], error=error) for s in abandoned),
             events.run_status(
-                "CANCELLED",
-                progress=run.progress,
-                error_message=message,
-                message=f"Run cancelled by {cancelled_by}: {reason}",
-                level="warning",
+                run.status, progress=run.progress, error_message=error, message=line, level=level
             ),
         ],
         status=run.status,
         progress=run.progress,
     )
     return run, written
+
+
+async def time_out_overdue(conn: Connection, *, limit: int) -> list[tuple[Run, list[RunEvent]]]:
+    """Fail up to ``limit`` runs past their deadline that no live worker drives (waiting
+    for a worker, paused and given back, or left by a dead worker); a driven run's
+    driver times it out itself. Call inside a transaction."""
+    rows = await conn.fetch(
+        f"""
+        WITH overdue AS (
+            SELECT id FROM runs
+            WHERE deadline_at < now() AND status IN ('{PENDING}', '{RUNNING}', '{PAUSED}')
+              AND (lease_owner IS NULL OR lease_expires_at < now())
+            ORDER BY deadline_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE runs r SET status = '{FAILED}',
+                          error_message = format('Run timed out after %s s', r.timeout_seconds),
+                          completed_at = now(), updated_at = now(),
+                          lease_owner = NULL, lease_expires_at = NULL
+        FROM overdue WHERE r.id = overdue.id
+        RETURNING {", ".join(f"r.{name}" for name in _RUN_FIELDS)}
+        """,
+        limit,
+    )
+    ended = []
+    for row in rows:
+        run = to_run(row)
+        message = run.error_message or "Run timed out"
+        ended.append(await _abandon_steps(conn, run, message, message, "error"))
+    return ended
 
 
 async def reset_for_retry(

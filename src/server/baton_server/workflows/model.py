@@ -22,6 +22,8 @@ class Workflow:
     created_at: datetime
     updated_at: datetime
     project_id: uuid.UUID
+    #: At most this many runs execute at once (None: no limit).
+    max_concurrent_runs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class WorkflowSpec:
     description: str
     start_step: str
     steps: dict[str, dict[str, Any]]
+    max_concurrent_runs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class WorkflowChanges:
 
     name: str | None = None
     description: str | None = None
+    #: 0 removes the limit.
+    max_concurrent_runs: int | None = None
     start_step: str | None = None
     steps: dict[str, dict[str, Any]] | None = None
     status: str | None = None
@@ -71,6 +76,8 @@ def workflow_data(start_step: str, steps: dict[str, dict[str, Any]]) -> dict[str
             entry["next_step"] = step["next_step"]
         if step.get("depends_on"):
             entry["depends_on"] = list(step["depends_on"])
+        if step.get("timeout_ms"):
+            entry["timeout_ms"] = step["timeout_ms"]
         if step.get("routes"):
             entry["routes"] = [
                 {"when": r["when"], "next_step": r["next_step"]} for r in step["routes"]

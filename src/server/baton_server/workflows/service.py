@@ -121,6 +121,7 @@ class WorkflowService:
                     "name": spec.name,
                     "description": spec.description,
                     "status": "active",
+                    "max_concurrent_runs": spec.max_concurrent_runs,
                 }
                 workflow = await store.insert(conn, values, data)
                 await _announce(conn, "workflow.created", workflow)
@@ -163,6 +164,10 @@ class WorkflowService:
                     value = getattr(changes, name)
                     if value is not None and value != getattr(current, name):
                         values[name] = value
+                if changes.max_concurrent_runs is not None:
+                    limit = changes.max_concurrent_runs or None  # 0: no limit
+                    if limit != current.max_concurrent_runs:
+                        values["max_concurrent_runs"] = limit
                 if changes.start_step is not None or changes.steps is not None:
                     data = workflow_data(
                         changes.start_step or current.workflow_data["start_step"],

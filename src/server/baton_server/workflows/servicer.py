@@ -36,6 +36,7 @@ def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[
             "input_mapping": struct_to_dict(step.input_mapping),
             "depends_on": list(step.depends_on),
             "routes": [{"when": r.when, "next_step": r.next_step} for r in step.routes],
+            "timeout_ms": step.timeout_ms if step.HasField("timeout_ms") else None,
         }
         for key, step in steps.items()
     }
@@ -56,6 +57,7 @@ def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowDat
                 input_mapping=dict_to_struct(step["input_mapping"]),
                 depends_on=step.get("depends_on", []),
                 routes=[workflows_pb2.Route(**route) for route in step.get("routes", [])],
+                timeout_ms=step.get("timeout_ms"),
             )
             for key, step in data["steps"].items()
         },
@@ -74,6 +76,7 @@ def workflow_to_proto(workflow: Workflow) -> workflows_pb2.Workflow:
         updated_at=timestamp(workflow.updated_at),
         definition_id=str(workflow.definition_id),
         project_id=str(workflow.project_id),
+        max_concurrent_runs=workflow.max_concurrent_runs,
     )
 
 
@@ -106,6 +109,7 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
                 description=request.description,
                 start_step=request.start_step,
                 steps=steps_from_proto(request.steps),
+                max_concurrent_runs=present(request, "max_concurrent_runs"),
             ),
         )
         await send_headers(context, (("x-http-code", "201"),))
@@ -143,6 +147,7 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
             start_step=present(request, "start_step"),
             steps=steps_from_proto(request.steps) if request.steps else None,
             status=_Status.Name(request.status) if request.HasField("status") else None,
+            max_concurrent_runs=present(request, "max_concurrent_runs"),
         )
         workflow = await self._service.update(
             caller().project_id, parse_uuid(request.workflow_id, "workflow_id"), changes

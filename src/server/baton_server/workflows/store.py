@@ -47,6 +47,7 @@ def _to_workflow(row: Any) -> Workflow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         project_id=row.project_id,
+        max_concurrent_runs=row.max_concurrent_runs,
     )
 
 

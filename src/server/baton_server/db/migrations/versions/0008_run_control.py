@@ -7,6 +7,8 @@
   events ``execution.paused`` and ``execution.resumed``.
 * ``ix_runs_finished_at`` lets retention find the runs that finished long ago, oldest
   first, without reading the others.
+* Runs may have a time limit (``timeout_seconds``, ``deadline_at``); workflows may
+  limit how many of their runs execute at once (``max_concurrent_runs``).
 
 Revision ID: 0008
 Revises: 0007
@@ -63,9 +65,31 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('COMPLETED', 'FAILED', 'CANCELLED')"),
     )
     op.execute(_RUN_EVENT_DELIVERIES)
+    op.add_column("workflows", sa.Column("max_concurrent_runs", sa.Integer, nullable=True))
+    op.add_column("runs", sa.Column("timeout_seconds", sa.Integer, nullable=True))
+    op.add_column("runs", sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_runs_deadline_at",
+        "runs",
+        ["deadline_at"],
+        postgresql_where=sa.text(
+            "deadline_at IS NOT NULL AND status IN ('PENDING', 'RUNNING', 'PAUSED')"
+        ),
+    )
+    op.create_index(
+        "ix_runs_workflow_id_unfinished",
+        "runs",
+        ["workflow_id", "created_at"],
+        postgresql_where=sa.text("status IN ('PENDING', 'RUNNING', 'PAUSED')"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_workflow_id_unfinished", table_name="runs")
+    op.drop_index("ix_runs_deadline_at", table_name="runs")
+    op.drop_column("runs", "deadline_at")
+    op.drop_column("runs", "timeout_seconds")
+    op.drop_column("workflows", "max_concurrent_runs")
     op.execute(_OUTBOX._RUN_EVENT_DELIVERIES)
     op.drop_index("ix_runs_finished_at", table_name="runs")
     op.execute("UPDATE runs SET status = 'PENDING' WHERE status = 'PAUSED'")
