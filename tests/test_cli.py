@@ -538,3 +538,30 @@ async def test_schedules_commands(
     assert "exactly one of --cron, --every or --at" in both.err
     assert (await baton("schedules", "delete", schedule["id"])).code == 0
     assert len((await baton("schedules", "list", "--json")).json()) == 1
+
+
+async def test_test_step_command(baton: Baton, tmp_path: Path, echo_agent_url: str) -> None:
+    body = {
+        "name": "two",
+        "start_step": "a",
+        "max_concurrent_runs": 4,
+        "steps": {
+            "a": {"agent_name": "echo", "next_step": "b", "input_mapping": {"x": 1}},
+            "b": {"agent_name": "echo", "input_mapping": {"y": "${a.output.x}"}},
+        },
+    }
+    assert (
+        await baton(
+            "agents", "create", "-f", "-", stdin=json.dumps({"name": "echo", "url": echo_agent_url})
+        )
+    ).code == 0
+    assert (await baton("workflows", "create", "-f", write(tmp_path / "two.json", body))).code == 0
+    assert (await baton("workflows", "get", "two", "--json")).json()["max_concurrent_runs"] == 4
+    outputs = write(tmp_path / "outputs.json", {"a": {"x": 41}})
+    tested = await baton("workflows", "test-step", "two", "b", "--outputs-file", outputs)
+    assert tested.code == 0, tested.err
+    assert "step b (echo): completed in " in tested.out
+    assert 'input: {"y": 41}' in tested.out
+    missing = await baton("workflows", "test-step", "two", "b")
+    assert missing.code != 0
+    assert "(STEP_INPUT_UNRESOLVED)" in missing.err

@@ -368,3 +368,16 @@ async def test_routes_and_limits_in_the_typed_sdk(client: BatonClient, echo_agen
     assert steps == {"a": StepStatus.COMPLETED, "x": StepStatus.COMPLETED, "y": StepStatus.SKIPPED}
     lifted = await client.workflows.update(workflow, max_concurrent_runs=0)
     assert lifted.max_concurrent_runs is None
+
+
+async def test_testing_one_step_makes_no_run(client: BatonClient, echo_agent_url: str) -> None:
+    await client.agents.create(name="echo", url=echo_agent_url)
+    workflow = await linear_workflow(
+        client, "echo", {"a": "${workflow.input.a}"}, {"b": "${s1.output.a}"}
+    )
+    tested = await client.workflows.test_step(workflow, "s2", step_outputs={"s1": {"a": 5}})
+    assert tested.completed
+    assert tested.input == {"b": 5}
+    assert tested.output["b"] == 5
+    assert [t.id async for t in client.workflows.step_tests(workflow, "s2")] == [tested.id]
+    assert [r async for r in client.runs.list()] == []

@@ -59,6 +59,12 @@ def optional_struct(message: Message, field: str) -> dict[str, Any] | None:
     return struct_dict(struct)
 
 
+def to_value(data: Any) -> struct_pb2.Value:
+    """Return any JSON-compatible value as a ``google.protobuf.Value``."""
+    struct = to_struct({"value": data})
+    return struct.fields["value"]
+
+
 def to_struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
     """Return ``data`` as a ``Struct``.
 

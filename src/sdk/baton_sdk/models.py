@@ -475,6 +475,67 @@ class Workflow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepTest:
+    """A saved test of one step (``client.workflows.test_step``); never a run.
+
+    Attributes:
+        id: Test id (UUID).
+        workflow_id: UUID of the workflow.
+        workflow_version: Version whose step was tested.
+        step_id: Id of the step.
+        agent_name: The agent called.
+        input: The resolved input sent to the agent.
+        output: The agent's output; ``None`` when the call failed.
+        error_message: Why the call failed, else ``None``.
+        duration_ms: How long the agent call took.
+        completed: Whether the agent answered (else ``error_message`` says why).
+        created_by: Who ran the test.
+        created_at: When it ran.
+        proto: The ``baton.v1.StepTest`` message.
+    """
+
+    id: str
+    workflow_id: str
+    workflow_version: int
+    step_id: str
+    agent_name: str
+    input: dict[str, Any]
+    output: Any
+    error_message: str | None
+    duration_ms: int
+    completed: bool
+    created_by: str
+    created_at: datetime
+    proto: workflows_pb2.StepTest = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: workflows_pb2.StepTest) -> StepTest:
+        """Build from the contract's message.
+
+        Args:
+            message: The message, as the generated stubs return it.
+
+        Returns:
+            The typed view; the message stays reachable as ``.proto``.
+        """
+        return cls(
+            id=message.id,
+            workflow_id=message.workflow_id,
+            workflow_version=message.workflow_version,
+            step_id=message.step_id,
+            agent_name=message.agent_name,
+            input=struct_dict(message.input),
+            output=optional_value(message, "output"),
+            error_message=optional_string(message, "error_message"),
+            duration_ms=message.duration_ms,
+            completed=message.status == workflows_pb2.StepTest.Status.completed,
+            created_by=message.created_by,
+            created_at=to_datetime(message.created_at),
+            proto=message,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class WorkflowVersion:
     """An immutable version of a workflow's step graph.
 

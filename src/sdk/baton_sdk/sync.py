@@ -38,6 +38,7 @@ from baton_sdk.models import (
     RunLog,
     RunStatus,
     RunStep,
+    StepTest,
     Workflow,
     WorkflowStatus,
     WorkflowVersion,
@@ -422,6 +423,7 @@ class SyncWorkflows:
         start_step: str,
         steps: Mapping[str, StepDefinition],
         description: str = "",
+        max_concurrent_runs: int | None = None,
         timeout: float | None = None,
     ) -> Workflow:
         """Create a workflow. See :meth:`Workflows.create
@@ -432,6 +434,7 @@ class SyncWorkflows:
                 start_step=start_step,
                 steps=steps,
                 description=description,
+                max_concurrent_runs=max_concurrent_runs,
                 timeout=timeout,
             )
         )
@@ -477,6 +480,7 @@ class SyncWorkflows:
         start_step: str | None = None,
         steps: Mapping[str, StepDefinition] | None = None,
         status: WorkflowStatus | None = None,
+        max_concurrent_runs: int | None = None,
         timeout: float | None = None,
     ) -> Workflow:
         """Change some fields of a workflow. See :meth:`Workflows.update
@@ -489,6 +493,7 @@ class SyncWorkflows:
                 start_step=start_step,
                 steps=steps,
                 status=status,
+                max_concurrent_runs=max_concurrent_runs,
                 timeout=timeout,
             )
         )
@@ -510,6 +515,45 @@ class SyncWorkflows:
         <baton_sdk.workflows.Workflows.versions>`."""
         pager = self._workflows.versions(
             workflow, page_size=page_size, limit=limit, timeout=timeout
+        )
+        return SyncPager(self._loop, pager, _same)
+
+    def test_step(
+        self,
+        workflow: str | Workflow,
+        step_id: str,
+        *,
+        input_data: Mapping[str, Any] | None = None,
+        step_outputs: Mapping[str, Any] | None = None,
+        from_run: str | None = None,
+        timeout: float | None = None,
+    ) -> StepTest:
+        """Test one step on its own. See :meth:`Workflows.test_step
+        <baton_sdk.workflows.Workflows.test_step>`."""
+        return self._loop.run(
+            self._workflows.test_step(
+                workflow,
+                step_id,
+                input_data=input_data,
+                step_outputs=step_outputs,
+                from_run=from_run,
+                timeout=timeout,
+            )
+        )
+
+    def step_tests(
+        self,
+        workflow: str | Workflow,
+        step_id: str,
+        *,
+        page_size: int = 20,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> SyncPager[StepTest]:
+        """List a step's saved tests. See :meth:`Workflows.step_tests
+        <baton_sdk.workflows.Workflows.step_tests>`."""
+        pager = self._workflows.step_tests(
+            workflow, step_id, page_size=page_size, limit=limit, timeout=timeout
         )
         return SyncPager(self._loop, pager, _same)
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from google.protobuf import wrappers_pb2
 
 from baton.v1 import workflows_pb2, workflows_pb2_grpc
-from baton_sdk._convert import parse_mapping, to_struct
+from baton_sdk._convert import parse_mapping, to_struct, to_value
 from baton_sdk._transport import Transport
-from baton_sdk.models import Step, Workflow, WorkflowStatus, WorkflowVersion
+from baton_sdk.models import Step, StepTest, Workflow, WorkflowStatus, WorkflowVersion
 from baton_sdk.paging import AsyncPager, Page, SortOrder, numbered_pages
 
 WorkflowSortField = Literal["name", "created_at", "updated_at", "version"]
@@ -307,6 +307,88 @@ class Workflows:
             )
 
         return AsyncPager(lambda: numbered_pages(fetch), key=lambda v: v.id, limit=limit)
+
+    async def test_step(
+        self,
+        workflow: str | Workflow,
+        step_id: str,
+        *,
+        input_data: Mapping[str, Any] | None = None,
+        step_outputs: Mapping[str, Any] | None = None,
+        from_run: str | None = None,
+        timeout: float | None = None,
+    ) -> StepTest:
+        """Call one step's agent once with its input resolved as a run would; no run.
+
+        Args:
+            workflow: The workflow or its id (its current version is tested).
+            step_id: The step.
+            input_data: The workflow input its mapping reads (default: ``from_run``'s).
+            step_outputs: Outputs of earlier steps its mapping reads, by step id.
+            from_run: Take earlier steps' outputs (and the input) from this run.
+            timeout: Deadline of this call in seconds.
+
+        Returns:
+            The saved test: the resolved input, the output or error, the duration. An
+            agent error is a test with ``completed=False``, not an exception.
+
+        Raises:
+            InvalidArgumentError: The mapping reads an output that was not given
+                (``STEP_INPUT_UNRESOLVED``).
+            NotFoundError: No such workflow, step (``STEP_NOT_FOUND``) or run.
+        """
+        request = workflows_pb2.TestStepRequest(
+            workflow_id=workflow_id(workflow), step_id=step_id, from_run_id=from_run or ""
+        )
+        if input_data is not None:
+            request.input_data.CopyFrom(to_struct(input_data))
+        for key, value in (step_outputs or {}).items():
+            request.step_outputs[key].CopyFrom(to_value(value))
+        reply = await self._transport.unary(
+            self._stub.TestStep, request, timeout=timeout, idempotent=False
+        )
+        return StepTest.from_proto(reply)
+
+    def step_tests(
+        self,
+        workflow: str | Workflow,
+        step_id: str,
+        *,
+        page_size: int = 20,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncPager[StepTest]:
+        """List the saved tests of a step, newest first.
+
+        Args:
+            workflow: The workflow or its id.
+            step_id: The step.
+            page_size: Tests fetched per call, 1-100.
+            limit: Stop after this many tests.
+            timeout: Deadline of each page's call in seconds.
+
+        Returns:
+            An async iterable over the tests, fetching pages as needed.
+        """
+        wanted = workflow_id(workflow)
+        size = min(page_size, limit) if limit else page_size
+
+        async def fetch(number: int) -> Page[StepTest]:
+            request = workflows_pb2.ListStepTestsRequest(
+                workflow_id=wanted, step_id=step_id, page=number, page_size=size
+            )
+            reply = await self._transport.unary(
+                self._stub.ListStepTests, request, timeout=timeout, idempotent=True
+            )
+            return Page(
+                items=tuple(StepTest.from_proto(item) for item in reply.items),
+                page=reply.page,
+                page_size=reply.page_size,
+                total=reply.total,
+                total_pages=reply.total_pages,
+            )
+
+        return AsyncPager(lambda: numbered_pages(fetch), key=lambda t: t.id, limit=limit)
 
     async def activate(self, workflow: str | Workflow, *, timeout: float | None = None) -> Workflow:
         """Make a workflow runnable again, after checking its agents are active.

@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+import aiohttp
 import asyncpg
 import grpc
 import httpx
@@ -38,6 +39,7 @@ from baton_server.access.rules import method_rules
 from baton_server.access.service import AccessService
 from baton_server.access.servicer import AccessServicer
 from baton_server.access.tokens import JwtVerifier
+from baton_server.agents.client import AgentClient
 from baton_server.agents.service import AgentService
 from baton_server.agents.servicer import AgentServicer
 from baton_server.config import AccessSettings
@@ -53,6 +55,7 @@ from baton_server.runs.watch import WatchService
 from baton_server.schedules.service import ScheduleService
 from baton_server.schedules.servicer import ScheduleServicer
 from baton_server.sealing import SecretBox
+from baton_server.step_tests.service import StepTestService
 from baton_server.system.service import SystemService
 from baton_server.system.servicer import SystemServicer
 from baton_server.webhooks.delivery import allow_private_default
@@ -101,6 +104,7 @@ class GrpcApp:
     port: int
     health: health.aio.HealthServicer
     http: httpx.AsyncClient
+    agent_http: aiohttp.ClientSession
     pool: asyncpg.Pool
     hub: EventHub
     publisher: EventPublisher
@@ -126,6 +130,7 @@ class GrpcApp:
         await self.audit.stop()
         await self.authenticator.stop()
         await self.http.aclose()
+        await self.agent_http.close()
         await self.pool.close()
 
 
@@ -167,8 +172,11 @@ async def start_grpc(
     agents_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentServicer(AgentService(engine, http, secrets)), server
     )
+    # Agent calls of step tests, over the same HTTP stack as the worker's.
+    agent_http = aiohttp.ClientSession()
+    step_tests = StepTestService(pool, secrets, AgentClient(agent_http))
     workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        WorkflowServicer(WorkflowService(engine)), server
+        WorkflowServicer(WorkflowService(engine), step_tests), server
     )
     hub = EventHub(redis_client)
     publisher = EventPublisher(redis_client)
@@ -196,6 +204,7 @@ async def start_grpc(
         port = server.add_insecure_port(address)
     except RuntimeError as error:
         await http.aclose()
+        await agent_http.close()
         await pool.close()
         raise PortInUseError(f"cannot listen on {address}: the port is in use") from error
     hub.start()
@@ -206,6 +215,7 @@ async def start_grpc(
         port=port,
         health=health_servicer,
         http=http,
+        agent_http=agent_http,
         pool=pool,
         hub=hub,
         publisher=publisher,

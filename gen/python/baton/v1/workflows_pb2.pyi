@@ -23,6 +23,253 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class TestStepRequest(_message.Message):
+    """Request of WorkflowService.TestStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class StepOutputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    INPUT_DATA_FIELD_NUMBER: _builtins.int
+    STEP_OUTPUTS_FIELD_NUMBER: _builtins.int
+    FROM_RUN_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """UUID of the workflow (path parameter)."""
+    step_id: _builtins.str
+    """Id of the step to test (path parameter)."""
+    from_run_id: _builtins.str
+    """Take the outputs of earlier steps (and, without `input_data`, the input) from
+    this run of the same workflow.
+    """
+    @_builtins.property
+    def input_data(self) -> _struct_pb2.Struct:
+        """The workflow input the mapping reads (`${workflow.input...}`); unset with
+        `from_run_id`: that run's input.
+        """
+
+    @_builtins.property
+    def step_outputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Outputs of earlier steps the mapping reads, by step id (`${extract.output...}`);
+        they override those taken from `from_run_id`.
+        """
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        input_data: _struct_pb2.Struct | None = ...,
+        step_outputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        from_run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_data", b"input_data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_run_id", b"from_run_id", "input_data", b"input_data", "step_id", b"step_id", "step_outputs", b"step_outputs", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestStepRequest: _TypeAlias = TestStepRequest  # noqa: Y015
+
+@_typing.final
+class StepTest(_message.Message):
+    """One saved test of a step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[StepTest._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: StepTest._Status.ValueType  # 0
+        """Not set. Never returned."""
+        completed: StepTest._Status.ValueType  # 1
+        """The agent answered; `output` holds its output."""
+        failed: StepTest._Status.ValueType  # 2
+        """The agent call failed; `error_message` says why."""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper):
+        """Outcome of the agent call. Values are lower-case, as in the REST API."""
+
+    STATUS_UNSPECIFIED: StepTest.Status.ValueType  # 0
+    """Not set. Never returned."""
+    completed: StepTest.Status.ValueType  # 1
+    """The agent answered; `output` holds its output."""
+    failed: StepTest.Status.ValueType  # 2
+    """The agent call failed; `error_message` says why."""
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_VERSION_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    AGENT_NAME_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Test id (UUID)."""
+    workflow_id: _builtins.str
+    """UUID of the workflow."""
+    workflow_version: _builtins.int
+    """Version of the workflow whose step was tested."""
+    step_id: _builtins.str
+    """Id of the step."""
+    agent_name: _builtins.str
+    """The agent called."""
+    error_message: _builtins.str
+    """Why the call failed; absent when it completed."""
+    duration_ms: _builtins.int
+    """How long the agent call took, in milliseconds."""
+    status: Global___StepTest.Status.ValueType
+    """Outcome of the call."""
+    created_by: _builtins.str
+    """Who ran the test."""
+    @_builtins.property
+    def input(self) -> _struct_pb2.Struct:
+        """The resolved input sent to the agent."""
+
+    @_builtins.property
+    def output(self) -> _struct_pb2.Value:
+        """The agent's output; absent when the call failed."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the test ran."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workflow_id: _builtins.str = ...,
+        workflow_version: _builtins.int = ...,
+        step_id: _builtins.str = ...,
+        agent_name: _builtins.str = ...,
+        input: _struct_pb2.Struct | None = ...,
+        output: _struct_pb2.Value | None = ...,
+        error_message: _builtins.str | None = ...,
+        duration_ms: _builtins.int = ...,
+        status: Global___StepTest.Status.ValueType = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "created_at", b"created_at", "error_message", b"error_message", "input", b"input", "output", b"output"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "agent_name", b"agent_name", "created_at", b"created_at", "created_by", b"created_by", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input", b"input", "output", b"output", "status", b"status", "step_id", b"step_id", "workflow_id", b"workflow_id", "workflow_version", b"workflow_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__error_message: _TypeAlias = _typing.Literal["error_message"]  # noqa: Y015
+    _WhichOneofArgType__error_message: _TypeAlias = _typing.Literal["_error_message", b"_error_message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_message) -> _WhichOneofReturnType__error_message | None: ...
+
+Global___StepTest: _TypeAlias = StepTest  # noqa: Y015
+
+@_typing.final
+class ListStepTestsRequest(_message.Message):
+    """Request of WorkflowService.ListStepTests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """UUID of the workflow (path parameter)."""
+    step_id: _builtins.str
+    """Id of the step (path parameter)."""
+    page: _builtins.int
+    """Page number, 1-indexed (default 1)."""
+    page_size: _builtins.int
+    """Items per page, 1-100 (default 20)."""
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        page: _builtins.int | None = ...,
+        page_size: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "page", b"page", "page_size", b"page_size", "step_id", b"step_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__page: _TypeAlias = _typing.Literal["page"]  # noqa: Y015
+    _WhichOneofArgType__page: _TypeAlias = _typing.Literal["_page", b"_page"]  # noqa: Y015
+    _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
+    _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page) -> _WhichOneofReturnType__page | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__page_size) -> _WhichOneofReturnType__page_size | None: ...
+
+Global___ListStepTestsRequest: _TypeAlias = ListStepTestsRequest  # noqa: Y015
+
+@_typing.final
+class ListStepTestsResponse(_message.Message):
+    """One page of a step's tests, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    TOTAL_PAGES_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Number of tests, over all pages."""
+    page: _builtins.int
+    """This page's number, 1-indexed."""
+    page_size: _builtins.int
+    """The page size used."""
+    total_pages: _builtins.int
+    """Number of pages for this page size."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepTest]:
+        """The tests on this page."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___StepTest] | None = ...,
+        total: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        total_pages: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "page", b"page", "page_size", b"page_size", "total", b"total", "total_pages", b"total_pages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStepTestsResponse: _TypeAlias = ListStepTestsResponse  # noqa: Y015
+
+@_typing.final
 class Workflow(_message.Message):
     """A workflow at its current version."""
 

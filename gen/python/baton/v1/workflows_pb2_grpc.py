@@ -83,6 +83,16 @@ class WorkflowServiceStub:
                 request_serializer=baton_dot_v1_dot_workflows__pb2.DeactivateWorkflowRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_workflows__pb2.Workflow.FromString,
                 _registered_method=True)
+        self.TestStep = channel.unary_unary(
+                '/baton.v1.WorkflowService/TestStep',
+                request_serializer=baton_dot_v1_dot_workflows__pb2.TestStepRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_workflows__pb2.StepTest.FromString,
+                _registered_method=True)
+        self.ListStepTests = channel.unary_unary(
+                '/baton.v1.WorkflowService/ListStepTests',
+                request_serializer=baton_dot_v1_dot_workflows__pb2.ListStepTestsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_workflows__pb2.ListStepTestsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -161,6 +171,27 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestStep(self, request, context):
+        """Runs one step of the workflow's current version on its own, once (no retries):
+        its input mapping is resolved from `input_data` and the given outputs of earlier
+        steps (or those of an earlier run), its agent is called, and the answer is the
+        resolved input, the agent's output or error, and the duration. No run is created;
+        the result is saved as a test of the step (ListStepTests). An agent error is a
+        result (`status: failed`), not an RPC error. INVALID_ARGUMENT (reason
+        `STEP_INPUT_UNRESOLVED`, field `step_outputs`) when the mapping reads an output
+        that was not given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStepTests(self, request, context):
+        """Lists the saved tests of a step, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +234,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.DeactivateWorkflow,
                     request_deserializer=baton_dot_v1_dot_workflows__pb2.DeactivateWorkflowRequest.FromString,
                     response_serializer=baton_dot_v1_dot_workflows__pb2.Workflow.SerializeToString,
+            ),
+            'TestStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestStep,
+                    request_deserializer=baton_dot_v1_dot_workflows__pb2.TestStepRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_workflows__pb2.StepTest.SerializeToString,
+            ),
+            'ListStepTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStepTests,
+                    request_deserializer=baton_dot_v1_dot_workflows__pb2.ListStepTestsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_workflows__pb2.ListStepTestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +471,60 @@ class WorkflowService:
             '/baton.v1.WorkflowService/DeactivateWorkflow',
             baton_dot_v1_dot_workflows__pb2.DeactivateWorkflowRequest.SerializeToString,
             baton_dot_v1_dot_workflows__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.WorkflowService/TestStep',
+            baton_dot_v1_dot_workflows__pb2.TestStepRequest.SerializeToString,
+            baton_dot_v1_dot_workflows__pb2.StepTest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStepTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.WorkflowService/ListStepTests',
+            baton_dot_v1_dot_workflows__pb2.ListStepTestsRequest.SerializeToString,
+            baton_dot_v1_dot_workflows__pb2.ListStepTestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,18 @@ class WorkflowServiceStub:
     """Stops new runs of a workflow; runs already started continue. Deactivating an
     inactive workflow changes nothing.
     """
+    TestStep: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.TestStepRequest, _workflows_pb2.StepTest]
+    """Runs one step of the workflow's current version on its own, once (no retries):
+    its input mapping is resolved from `input_data` and the given outputs of earlier
+    steps (or those of an earlier run), its agent is called, and the answer is the
+    resolved input, the agent's output or error, and the duration. No run is created;
+    the result is saved as a test of the step (ListStepTests). An agent error is a
+    result (`status: failed`), not an RPC error. INVALID_ARGUMENT (reason
+    `STEP_INPUT_UNRESOLVED`, field `step_outputs`) when the mapping reads an output
+    that was not given.
+    """
+    ListStepTests: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.ListStepTestsRequest, _workflows_pb2.ListStepTestsResponse]
+    """Lists the saved tests of a step, newest first."""
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -119,6 +131,18 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Stops new runs of a workflow; runs already started continue. Deactivating an
     inactive workflow changes nothing.
     """
+    TestStep: _aio.UnaryUnaryMultiCallable[_workflows_pb2.TestStepRequest, _workflows_pb2.StepTest]  # type: ignore[assignment]
+    """Runs one step of the workflow's current version on its own, once (no retries):
+    its input mapping is resolved from `input_data` and the given outputs of earlier
+    steps (or those of an earlier run), its agent is called, and the answer is the
+    resolved input, the agent's output or error, and the duration. No run is created;
+    the result is saved as a test of the step (ListStepTests). An agent error is a
+    result (`status: failed`), not an RPC error. INVALID_ARGUMENT (reason
+    `STEP_INPUT_UNRESOLVED`, field `step_outputs`) when the mapping reads an output
+    that was not given.
+    """
+    ListStepTests: _aio.UnaryUnaryMultiCallable[_workflows_pb2.ListStepTestsRequest, _workflows_pb2.ListStepTestsResponse]  # type: ignore[assignment]
+    """Lists the saved tests of a step, newest first."""
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     """Defines, versions and manages workflows: directed acyclic graphs of steps, each
@@ -210,5 +234,29 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Stops new runs of a workflow; runs already started continue. Deactivating an
         inactive workflow changes nothing.
         """
+
+    @_abc_1.abstractmethod
+    def TestStep(
+        self,
+        request: _workflows_pb2.TestStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflows_pb2.StepTest, _abc.Awaitable[_workflows_pb2.StepTest]]:
+        """Runs one step of the workflow's current version on its own, once (no retries):
+        its input mapping is resolved from `input_data` and the given outputs of earlier
+        steps (or those of an earlier run), its agent is called, and the answer is the
+        resolved input, the agent's output or error, and the duration. No run is created;
+        the result is saved as a test of the step (ListStepTests). An agent error is a
+        result (`status: failed`), not an RPC error. INVALID_ARGUMENT (reason
+        `STEP_INPUT_UNRESOLVED`, field `step_outputs`) when the mapping reads an output
+        that was not given.
+        """
+
+    @_abc_1.abstractmethod
+    def ListStepTests(
+        self,
+        request: _workflows_pb2.ListStepTestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflows_pb2.ListStepTestsResponse, _abc.Awaitable[_workflows_pb2.ListStepTestsResponse]]:
+        """Lists the saved tests of a step, newest first."""
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

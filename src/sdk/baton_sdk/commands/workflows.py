@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
 from baton_sdk.commands._common import (
+    EXIT_RUN_FAILED,
     Session,
     checked_fields,
     client_command,
@@ -15,7 +17,7 @@ from baton_sdk.commands._common import (
     resolve_workflow,
 )
 
-_FIELDS = {"name", "description", "start_step", "steps", "status"}
+_FIELDS = {"name", "description", "start_step", "steps", "status", "max_concurrent_runs"}
 _READ_ONLY = {"id", "version", "definition_id", "project_id", "created_at", "updated_at"}
 _STATUSES = click.Choice(["active", "inactive", "deleted"])
 
@@ -168,3 +170,45 @@ def deactivate_workflow(session: Session, workflow: str) -> None:
         session.print_json(message_json(deactivated))
     else:
         session.say(f"workflow {deactivated.name} is {deactivated.status.value}")
+
+
+@workflows.command("test-step")
+@click.argument("workflow")
+@click.argument("step_id")
+@click.option("--input-file", help="JSON or YAML file with the workflow input; - for stdin.")
+@click.option(
+    "--outputs-file", help="JSON or YAML file with earlier steps' outputs, keyed by step id."
+)
+@click.option("--from-run", help="Take earlier steps' outputs (and the input) from this run.")
+@client_command
+def test_step(
+    session: Session,
+    workflow: str,
+    step_id: str,
+    input_file: str | None,
+    outputs_file: str | None,
+    from_run: str | None,
+) -> None:
+    """Call one step's agent once with its resolved input; creates no run.
+
+    Exits with 1 when the agent call failed.
+    """
+    tested = session.client.workflows.test_step(
+        resolve_workflow(session, workflow),
+        step_id,
+        input_data=load_object(input_file) if input_file else None,
+        step_outputs=load_object(outputs_file) if outputs_file else None,
+        from_run=from_run,
+    )
+    if session.json_output:
+        session.print_json(message_json(tested))
+    else:
+        outcome = "completed" if tested.completed else "failed"
+        session.say(f"step {step_id} ({tested.agent_name}): {outcome} in {tested.duration_ms} ms")
+        session.say(f"input: {json.dumps(tested.input)}")
+        if tested.completed:
+            session.say(f"output: {json.dumps(tested.output)}")
+        else:
+            session.say(f"error: {tested.error_message}")
+    if not tested.completed:
+        raise SystemExit(EXIT_RUN_FAILED)

@@ -460,3 +460,29 @@ outbox_events = sa.Table(
     sa.Column("payload", JSONB, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+# Saved tests of one step (WorkflowService.TestStep): never runs (migration 0008).
+step_tests = sa.Table(
+    "step_tests",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
+    sa.Column(
+        "workflow_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("workflow_version", sa.Integer, nullable=False),
+    sa.Column("step_id", sa.Text, nullable=False),
+    sa.Column("agent_name", sa.Text, nullable=False),
+    sa.Column("input", JSONB, nullable=False),
+    sa.Column("output", JSONB, nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Index(
+        "ix_step_tests_workflow_id_step_id_created_at", "workflow_id", "step_id", "created_at"
+    ),
+)

@@ -86,18 +86,26 @@ class Catalog:
             n for n in names if (project_id, n) not in cache or cache[project_id, n][0] < current
         }
         if stale:
-            rows = await self._pool.fetch(_AGENTS, project_id, list(stale))
-            revision = rows[0]["agents_revision"] if rows else current
+            loaded, found = await load_agents(self._pool, self._secrets, project_id, stale)
+            revision = loaded if loaded is not None else current
             self.observe(project_id, revision)
-            found: dict[str, AgentTarget | None] = dict.fromkeys(stale)
-            found |= {row["name"]: self._target(row) for row in rows if row["name"] is not None}
             for name, target in found.items():
                 cache[project_id, name] = (revision, target)
         return {n: cache[project_id, n][1] for n in names}
 
-    def _target(self, row: asyncpg.Record) -> AgentTarget:
-        sealed = row["auth_config"]
-        return _target(row, self._secrets.open(sealed) if sealed else None)
+
+async def load_agents(
+    pool: asyncpg.Pool, secrets: SecretBox, project_id: uuid.UUID, names: set[str]
+) -> tuple[int | None, dict[str, AgentTarget | None]]:
+    """The project's agents revision and its active agents by name (None for a missing
+    or inactive one), read now; the revision is None for an unknown project."""
+    rows = await pool.fetch(_AGENTS, project_id, list(names))
+    found: dict[str, AgentTarget | None] = dict.fromkeys(names)
+    for row in rows:
+        if row["name"] is not None:
+            sealed = row["auth_config"]
+            found[row["name"]] = _target(row, secrets.open(sealed) if sealed else None)
+    return (rows[0]["agents_revision"] if rows else None), found
 
 
 def _target(row: asyncpg.Record, auth_config: dict[str, Any] | None) -> AgentTarget:

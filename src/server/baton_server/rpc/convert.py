@@ -40,6 +40,15 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     return result
 
 
+def json_value(value: Any) -> struct_pb2.Value:
+    """Any JSON value as a ``google.protobuf.Value``."""
+    message = struct_pb2.Value()
+    struct = struct_pb2.Struct()
+    struct.update({"v": value})
+    message.CopyFrom(struct.fields["v"])
+    return message
+
+
 def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(value)

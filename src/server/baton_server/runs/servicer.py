@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
 from baton_server.access.context import caller, send_headers
@@ -17,6 +17,7 @@ from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
     filter_uuid,
+    json_value,
     optional_datetime,
     page_fields,
     page_request,
@@ -59,14 +60,6 @@ def _wait_seconds(request: runs_pb2.ExecuteWorkflowRequest) -> float | None:
     if options.wait_for_completion:
         return float(min(present(options, "timeout_seconds") or 60, 300))
     return None
-
-
-def json_value(value: Any) -> struct_pb2.Value:
-    message = struct_pb2.Value()
-    struct = struct_pb2.Struct()
-    struct.update({"v": value})
-    message.CopyFrom(struct.fields["v"])
-    return message
 
 
 def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:

@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import wrappers_pb2
+from google.protobuf import json_format, wrappers_pb2
 
 from baton.v1 import workflows_pb2, workflows_pb2_grpc
 from baton_server.access.context import caller, send_headers
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
+    integral,
+    json_value,
     page_fields,
     page_request,
     parse_uuid,
@@ -20,6 +22,9 @@ from baton_server.rpc.convert import (
     struct_to_dict,
     timestamp,
 )
+from baton_server.runs.service import DEFAULT_ACTOR
+from baton_server.step_tests.model import StepTest
+from baton_server.step_tests.service import StepTestService
 from baton_server.workflows.model import Workflow, WorkflowChanges, WorkflowSpec, WorkflowVersion
 from baton_server.workflows.service import WorkflowService
 
@@ -93,11 +98,31 @@ def _version_to_proto(version: WorkflowVersion) -> workflows_pb2.WorkflowVersion
     )
 
 
+def _step_test_to_proto(test: StepTest) -> workflows_pb2.StepTest:
+    message = workflows_pb2.StepTest(
+        id=str(test.id),
+        workflow_id=str(test.workflow_id),
+        workflow_version=test.workflow_version,
+        step_id=test.step_id,
+        agent_name=test.agent_name,
+        input=dict_to_struct(test.input),
+        error_message=test.error_message,
+        duration_ms=test.duration_ms,
+        status=workflows_pb2.StepTest.Status.Value(test.status),
+        created_by=test.created_by,
+        created_at=timestamp(test.created_at),
+    )
+    if test.error_message is None:
+        message.output.CopyFrom(json_value(test.output))
+    return message
+
+
 class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
     """Translates WorkflowService RPCs to ``WorkflowService`` use cases."""
 
-    def __init__(self, service: WorkflowService) -> None:
+    def __init__(self, service: WorkflowService, step_tests: StepTestService) -> None:
         self._service = service
+        self._step_tests = step_tests
 
     async def CreateWorkflow(
         self, request: workflows_pb2.CreateWorkflowRequest, context: _Context
@@ -175,6 +200,39 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
         return workflows_pb2.ListWorkflowVersionsResponse(
             items=[_version_to_proto(v) for v in page.items],
             **page_fields(page),
+        )
+
+    async def TestStep(
+        self, request: workflows_pb2.TestStepRequest, context: _Context
+    ) -> workflows_pb2.StepTest:
+        identity = caller()
+        test = await self._step_tests.test(
+            identity.project_id,
+            parse_uuid(request.workflow_id, "workflow_id"),
+            request.step_id,
+            input_data=struct_to_dict(request.input_data)
+            if request.HasField("input_data")
+            else None,
+            step_outputs={
+                step_id: integral(json_format.MessageToDict(value))
+                for step_id, value in request.step_outputs.items()
+            },
+            from_run_id=request.from_run_id or None,
+            created_by=DEFAULT_ACTOR if identity.anonymous else identity.name,
+        )
+        return _step_test_to_proto(test)
+
+    async def ListStepTests(
+        self, request: workflows_pb2.ListStepTestsRequest, context: _Context
+    ) -> workflows_pb2.ListStepTestsResponse:
+        page = await self._step_tests.list_page(
+            caller().project_id,
+            parse_uuid(request.workflow_id, "workflow_id"),
+            request.step_id,
+            page_request(request),
+        )
+        return workflows_pb2.ListStepTestsResponse(
+            items=[_step_test_to_proto(t) for t in page.items], **page_fields(page)
         )
 
     async def ActivateWorkflow(

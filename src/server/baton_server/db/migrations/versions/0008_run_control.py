@@ -7,6 +7,7 @@
   events ``execution.paused`` and ``execution.resumed``.
 * ``ix_runs_finished_at`` lets retention find the runs that finished long ago, oldest
   first, without reading the others.
+* ``step_tests`` keeps the results of testing one step on its own (no run).
 * Runs may have a time limit (``timeout_seconds``, ``deadline_at``); workflows may
   limit how many of their runs execute at once (``max_concurrent_runs``).
 
@@ -22,12 +23,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+_DEFAULT_PROJECT_ID = "00000000-0000-0000-0000-000000000001"
 _OLD_STATUSES = "'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'"
 # The name 0002 gave it, after the naming convention prefixed it once more.
 _STATUS_CHECK = "ck_runs_ck_runs_status"
@@ -83,8 +86,46 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('PENDING', 'RUNNING', 'PAUSED')"),
     )
 
+    op.create_table(
+        "step_tests",
+        sa.Column("id", UUID(as_uuid=True), primary_key=True),
+        sa.Column(
+            "project_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("projects.id"),
+            nullable=False,
+            server_default=sa.text(f"'{_DEFAULT_PROJECT_ID}'::uuid"),
+        ),
+        sa.Column(
+            "workflow_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("workflows.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("workflow_version", sa.Integer, nullable=False),
+        sa.Column("step_id", sa.Text, nullable=False),
+        sa.Column("agent_name", sa.Text, nullable=False),
+        sa.Column("input", JSONB, nullable=False),
+        sa.Column("output", JSONB, nullable=True),
+        sa.Column("error_message", sa.Text, nullable=True),
+        sa.Column("duration_ms", sa.BigInteger, nullable=False),
+        sa.Column("created_by", sa.Text, nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
+    )
+    op.create_index(
+        "ix_step_tests_workflow_id_step_id_created_at",
+        "step_tests",
+        ["workflow_id", "step_id", "created_at"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("step_tests")
     op.drop_index("ix_runs_workflow_id_unfinished", table_name="runs")
     op.drop_index("ix_runs_deadline_at", table_name="runs")
     op.drop_column("runs", "deadline_at")
