@@ -232,6 +232,8 @@ class RunStep(_message.Message):
         """Failed after its retries (or was abandoned by a cancellation)."""
         SKIPPED: RunStep._Status.ValueType  # 5
         """Will not run: a conditional route chose another branch."""
+        WAITING: RunStep._Status.ValueType  # 6
+        """A wait step waiting for its signal (or its timeout); holds no worker."""
 
     class Status(_Status, metaclass=_StatusEnumTypeWrapper):
         """Status of a step. Values are upper-case, as in the REST API."""
@@ -248,6 +250,8 @@ class RunStep(_message.Message):
     """Failed after its retries (or was abandoned by a cancellation)."""
     SKIPPED: RunStep.Status.ValueType  # 5
     """Will not run: a conditional route chose another branch."""
+    WAITING: RunStep.Status.ValueType  # 6
+    """A wait step waiting for its signal (or its timeout); holds no worker."""
 
     ID_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
@@ -424,6 +428,8 @@ class RunEvent(_message.Message):
         """Only over REST: the stream failed and ends (`error_message`)."""
         step_skipped: RunEvent._Type.ValueType  # 10
         """A step will not run: the branch leading to it was not taken (`step_id`)."""
+        step_waiting: RunEvent._Type.ValueType  # 11
+        """A wait step started waiting for its signal (`step_id`)."""
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper):
         """What happened. Values are lower-case, like the event names of the REST API."""
@@ -454,6 +460,8 @@ class RunEvent(_message.Message):
     """Only over REST: the stream failed and ends (`error_message`)."""
     step_skipped: RunEvent.Type.ValueType  # 10
     """A step will not run: the branch leading to it was not taken (`step_id`)."""
+    step_waiting: RunEvent.Type.ValueType  # 11
+    """A wait step started waiting for its signal (`step_id`)."""
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
@@ -1102,6 +1110,74 @@ class DeleteRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteRunResponse: _TypeAlias = DeleteRunResponse  # noqa: Y015
+
+@_typing.final
+class SignalRunRequest(_message.Message):
+    """Request of RunService.SignalRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Run id."""
+    name: _builtins.str
+    """Name of the signal (Wait.signal)."""
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Value:
+        """The signal's payload: the wait step's output (null when absent)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        payload: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRunRequest: _TypeAlias = SignalRunRequest  # noqa: Y015
+
+@_typing.final
+class SignalRunResponse(_message.Message):
+    """Response of RunService.SignalRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Id of the run."""
+    name: _builtins.str
+    """Name of the signal."""
+    duplicate: _builtins.bool
+    """True when the run had already received this signal: nothing changed."""
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp:
+        """When the run received the signal (the first time)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "name", b"name", "received_at", b"received_at", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRunResponse: _TypeAlias = SignalRunResponse  # noqa: Y015
 
 @_typing.final
 class GetRunStepRequest(_message.Message):

@@ -95,6 +95,11 @@ class RunServiceStub:
                 request_serializer=baton_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
                 _registered_method=True)
+        self.SignalRun = channel.unary_unary(
+                '/baton.v1.RunService/SignalRun',
+                request_serializer=baton_dot_v1_dot_runs__pb2.SignalRunRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_runs__pb2.SignalRunResponse.FromString,
+                _registered_method=True)
         self.GetRunStep = channel.unary_unary(
                 '/baton.v1.RunService/GetRunStep',
                 request_serializer=baton_dot_v1_dot_runs__pb2.GetRunStepRequest.SerializeToString,
@@ -230,6 +235,17 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalRun(self, request, context):
+        """Sends a named signal to a run, with an optional JSON payload: the run's wait step
+        for that signal completes with the payload as its output (a signal sent before
+        the step waits is kept for it). Idempotent: a signal name counts once per run; a
+        repeat changes nothing and answers `duplicate: true`. FAILED_PRECONDITION (reason
+        `RUN_FINISHED`) once the run has finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRunStep(self, request, context):
         """Returns one step of a run, with its mapped input and its output.
         """
@@ -325,6 +341,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.DeleteRun,
                     request_deserializer=baton_dot_v1_dot_runs__pb2.DeleteRunRequest.FromString,
                     response_serializer=baton_dot_v1_dot_runs__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'SignalRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalRun,
+                    request_deserializer=baton_dot_v1_dot_runs__pb2.SignalRunRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_runs__pb2.SignalRunResponse.SerializeToString,
             ),
             'GetRunStep': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRunStep,
@@ -650,6 +671,33 @@ class RunService:
             '/baton.v1.RunService/DeleteRun',
             baton_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
             baton_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RunService/SignalRun',
+            baton_dot_v1_dot_runs__pb2.SignalRunRequest.SerializeToString,
+            baton_dot_v1_dot_runs__pb2.SignalRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -97,6 +97,13 @@ class RunServiceStub:
     `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
     away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
     """
+    SignalRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.SignalRunRequest, _runs_pb2.SignalRunResponse]
+    """Sends a named signal to a run, with an optional JSON payload: the run's wait step
+    for that signal completes with the payload as its output (a signal sent before
+    the step waits is kept for it). Idempotent: a signal name counts once per run; a
+    repeat changes nothing and answers `duplicate: true`. FAILED_PRECONDITION (reason
+    `RUN_FINISHED`) once the run has finished.
+    """
     GetRunStep: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunStepRequest, _runs_pb2.RunStep]
     """Returns one step of a run, with its mapped input and its output."""
     GetRunLogs: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunLogsRequest, _runs_pb2.GetRunLogsResponse]
@@ -187,6 +194,13 @@ class RunServiceAsyncStub(RunServiceStub):
     events and logs; it is NOT_FOUND afterwards. FAILED_PRECONDITION (REST 400, reason
     `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
     away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
+    """
+    SignalRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.SignalRunRequest, _runs_pb2.SignalRunResponse]  # type: ignore[assignment]
+    """Sends a named signal to a run, with an optional JSON payload: the run's wait step
+    for that signal completes with the payload as its output (a signal sent before
+    the step waits is kept for it). Idempotent: a signal name counts once per run; a
+    repeat changes nothing and answers `duplicate: true`. FAILED_PRECONDITION (reason
+    `RUN_FINISHED`) once the run has finished.
     """
     GetRunStep: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunStepRequest, _runs_pb2.RunStep]  # type: ignore[assignment]
     """Returns one step of a run, with its mapped input and its output."""
@@ -341,6 +355,19 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         events and logs; it is NOT_FOUND afterwards. FAILED_PRECONDITION (REST 400, reason
         `RUN_NOT_FINISHED`) for a run that has not finished: cancel it first. Runs also go
         away by themselves `BATON_RUN_RETENTION_DAYS` after they finished, when that is set.
+        """
+
+    @_abc_1.abstractmethod
+    def SignalRun(
+        self,
+        request: _runs_pb2.SignalRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.SignalRunResponse, _abc.Awaitable[_runs_pb2.SignalRunResponse]]:
+        """Sends a named signal to a run, with an optional JSON payload: the run's wait step
+        for that signal completes with the payload as its output (a signal sent before
+        the step waits is kept for it). Idempotent: a signal name counts once per run; a
+        repeat changes nothing and answers `duplicate: true`. FAILED_PRECONDITION (reason
+        `RUN_FINISHED`) once the run has finished.
         """
 
     @_abc_1.abstractmethod

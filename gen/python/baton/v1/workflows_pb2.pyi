@@ -436,11 +436,14 @@ class Step(_message.Message):
     INPUT_MAPPING_FIELD_NUMBER: _builtins.int
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
     ROUTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step id; equals its key in `steps` (filled from the key when omitted)."""
     agent_name: _builtins.str
-    """Name of the agent that executes the step; it must exist and be active."""
+    """Name of the agent that executes the step; it must exist and be active. Required,
+    except for a wait step (`wait`), which calls no agent and must leave it empty.
+    """
     timeout_ms: _builtins.int
     """Longest wait for one agent call of this step, 1-3600000 ms; overrides the agent's
     `timeout_ms` for this step only. Unset: the agent's.
@@ -464,6 +467,14 @@ class Step(_message.Message):
         """Ids of further steps that must complete before this one starts (fan-in)."""
 
     @_builtins.property
+    def wait(self) -> Global___Wait:
+        """Makes this a wait step: it calls no agent, waits (holding no worker) until the
+        run receives the named signal (RunService.SignalRun), and completes with the
+        signal's payload as its output; or its timeout passes, and then it does what
+        `on_timeout` says.
+        """
+
+    @_builtins.property
     def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Route]:
         """Conditional routes, tried in order once the step completes: the first whose `when`
         holds names the one step that follows; when none holds, `next_step` follows (or
@@ -481,17 +492,77 @@ class Step(_message.Message):
         input_mapping: _struct_pb2.Struct | None = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
         timeout_ms: _builtins.int | None = ...,
+        wait: Global___Wait | None = ...,
         routes: _abc.Iterable[Global___Route] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "input_mapping", b"input_mapping", "next_step", b"next_step", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "input_mapping", b"input_mapping", "next_step", b"next_step", "timeout_ms", b"timeout_ms", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step", "routes", b"routes", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step", "routes", b"routes", "timeout_ms", b"timeout_ms", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_ms) -> _WhichOneofReturnType__timeout_ms | None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
+
+@_typing.final
+class Wait(_message.Message):
+    """What a wait step waits for (see `Step.wait`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _TimeoutOutcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _TimeoutOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Wait._TimeoutOutcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        TIMEOUT_OUTCOME_UNSPECIFIED: Wait._TimeoutOutcome.ValueType  # 0
+        """Not set: `fail`."""
+        fail: Wait._TimeoutOutcome.ValueType  # 1
+        """The step fails (`Waited <n> s for signal '<name>'`), and with it the run."""
+
+    class TimeoutOutcome(_TimeoutOutcome, metaclass=_TimeoutOutcomeEnumTypeWrapper):
+        """What happens when the timeout passes before the signal."""
+
+    TIMEOUT_OUTCOME_UNSPECIFIED: Wait.TimeoutOutcome.ValueType  # 0
+    """Not set: `fail`."""
+    fail: Wait.TimeoutOutcome.ValueType  # 1
+    """The step fails (`Waited <n> s for signal '<name>'`), and with it the run."""
+
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    ON_TIMEOUT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_OUTPUT_FIELD_NUMBER: _builtins.int
+    signal: _builtins.str
+    """Name of the signal that completes the step: letters, digits, `_`, `-`, `.`
+    (at most 64). A signal sent before the step starts waiting is kept and counts.
+    """
+    timeout_seconds: _builtins.int
+    """How long to wait at most, 1-31536000 s (a year). Unset: until the signal comes."""
+    on_timeout: Global___Wait.TimeoutOutcome.ValueType
+    """What happens when the timeout passes."""
+    @_builtins.property
+    def timeout_output(self) -> _struct_pb2.Value:
+        """The step's output when it times out with `on_timeout: continue`."""
+
+    def __init__(
+        self,
+        *,
+        signal: _builtins.str = ...,
+        timeout_seconds: _builtins.int | None = ...,
+        on_timeout: Global___Wait.TimeoutOutcome.ValueType = ...,
+        timeout_output: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "timeout_output", b"timeout_output", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "on_timeout", b"on_timeout", "signal", b"signal", "timeout_output", b"timeout_output", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
+
+Global___Wait: _TypeAlias = Wait  # noqa: Y015
 
 @_typing.final
 class Route(_message.Message):

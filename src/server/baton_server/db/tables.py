@@ -174,7 +174,7 @@ workflow_versions = sa.Table(
 )
 
 RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "PAUSED")
-STEP_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED")
+STEP_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED", "WAITING")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -221,6 +221,9 @@ runs = sa.Table(
     # The run's time limit, and when it runs out (created_at + timeout_seconds).
     sa.Column("timeout_seconds", sa.Integer, nullable=True),
     sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True),
+    # A run given back while its wait steps wait: when the reconciler takes it up again
+    # (the earliest wait timeout; 'infinity' without one). NULL for any other run.
+    sa.Column("wake_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.Index("ix_runs_project_id_created_at", "project_id", "created_at"),
     sa.Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at"),
@@ -485,4 +488,16 @@ step_tests = sa.Table(
     sa.Index(
         "ix_step_tests_workflow_id_step_id_created_at", "workflow_id", "step_id", "created_at"
     ),
+)
+
+# Signals a run received (RunService.SignalRun): one per name, kept until a wait step
+# takes it (migration 0008).
+run_signals = sa.Table(
+    "run_signals",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("payload", JSONB, nullable=True),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )

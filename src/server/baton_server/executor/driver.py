@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -49,6 +49,7 @@ from baton_server.runs.model import (
     RUNNING,
     SKIPPED,
     TERMINAL_RUN_STATUSES,
+    WAITING,
     EventDraft,
 )
 from baton_server.workflows.graph import StepGraph
@@ -83,6 +84,8 @@ class StepState:
     status: str
     attempt: int
     output: Any = None
+    #: When the current attempt started (Unix time); a wait step's timeout counts from it.
+    started_at: float | None = None
 
 
 #: A step to call: its id, its agent (None if it went away), and its mapped input.
@@ -97,6 +100,8 @@ class _Outcome:
 
 
 _background: set[asyncio.Task[None]] = set()
+#: The wake time of a run whose steps wait without a timeout: only a signal wakes it.
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _in_background(work: Coroutine[Any, Any, None]) -> None:
@@ -145,6 +150,9 @@ class RunDriver:
         self._held: set[str] = set()
         # The step each completed routed step chose (None: none), evaluated once.
         self._chosen: dict[str, str | None] = {}
+        # Checks of the wait steps (a signal came, a timeout passed), and their timer.
+        self._checks: set[asyncio.Task[None]] = set()
+        self._wait_timer: asyncio.TimerHandle | None = None
 
     # -- the main loop -------------------------------------------------------------
 
@@ -170,9 +178,12 @@ class RunDriver:
         finally:
             if timer is not None:
                 timer.cancel()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._wait_timer is not None:
+                self._wait_timer.cancel()
+            for task in (*self._tasks, *self._checks):
+                if task is not asyncio.current_task():
+                    task.cancel()
+            await asyncio.gather(*self._tasks, *self._checks, return_exceptions=True)
 
     async def _time_out(self) -> None:
         """The run's deadline passed: abandon the steps in flight, and fail the run."""
@@ -186,7 +197,7 @@ class RunDriver:
                     task.cancel()
                 await asyncio.gather(*in_flight, return_exceptions=True)
                 self._tasks.clear()
-                abandoned = [s for s in self._steps.values() if s.status == RUNNING]
+                abandoned = [s for s in self._steps.values() if s.status in (RUNNING, WAITING)]
 
                 def timeout() -> RunChange:
                     change = self._change(
@@ -203,7 +214,7 @@ class RunDriver:
                         steps=[
                             StepOp(
                                 s.step_id,
-                                (RUNNING,),
+                                (s.status,),
                                 s.attempt,
                                 FAILED,
                                 s.attempt,
@@ -243,6 +254,8 @@ class RunDriver:
         if started is not None:
             for call in started:
                 self._spawn(call)
+            if any(s.status == WAITING for s in self._steps.values()):
+                self.signalled()  # resumed while waiting: a signal or timeout may be due
             await self._ended  # the step tasks carry the run on, and end it
 
     def _spawn(self, call: _Call) -> None:
@@ -272,6 +285,8 @@ class RunDriver:
                 if self._on_step_latency is not None:
                     self._on_step_latency(time.monotonic() - answered)
                 if not started:
+                    if any(s.status == WAITING for s in self._steps.values()):
+                        self.signalled()  # only waits may be left: give the run back
                     return  # what follows waits for other steps
                 call, *others = started
                 for other in others:
@@ -303,7 +318,7 @@ class RunDriver:
                 steps=[
                     StepOp(
                         step_id,
-                        (RUNNING,),
+                        (RUNNING, WAITING),
                         outcome.attempt,
                         COMPLETED,
                         outcome.attempt,
@@ -376,7 +391,8 @@ class RunDriver:
         await asyncio.gather(*in_flight, return_exceptions=True)
         error = outcome.error or "unknown error"
         message = f"Step '{step_id}' failed: {error}"
-        expected = (RUNNING,) if self._steps[step_id].status == RUNNING else (PENDING, RUNNING)
+        status = self._steps[step_id].status
+        expected = (status,) if status in (RUNNING, WAITING) else (PENDING, RUNNING)
         ops = [
             StepOp(step_id, expected, outcome.attempt, FAILED, outcome.attempt, error_message=error)
         ]
@@ -428,7 +444,7 @@ class RunDriver:
             step_id = pending.pop()
             if step_id in ready or step_id in skipping:
                 continue
-            if self._steps[step_id].status in (COMPLETED, SKIPPED):
+            if self._steps[step_id].status in (COMPLETED, SKIPPED, WAITING):
                 continue
             edges = [self._taken(p, step_id, skipping) for p in self._graph.predecessors[step_id]]
             if None in edges:
@@ -452,9 +468,11 @@ class RunDriver:
         is done: the run ended (or failed because a step could not even start: its agent
         is unavailable or its input does not resolve), or was given back.
         """
-        step_ids, skipped = self._decide(set(candidates) | self._held)
+        ready, skipped = self._decide(set(candidates) | self._held)
         for step_id in skipped:
             self._steps[step_id].status = SKIPPED
+        waits = [s for s in ready if self._wait_of(s)]
+        step_ids = [s for s in ready if not self._wait_of(s)]
         targets = await self._catalog.agents(
             self._run.project_id, {self._steps[s].agent_name for s in step_ids}
         )
@@ -511,18 +529,29 @@ class RunDriver:
                     )
                 )
                 change.events += self._attempt_events(step_id, attempt + 1)
+            for step_id in waits:
+                attempt = self._steps[step_id].attempt
+                change.steps.append(
+                    StepOp(step_id, (PENDING,), attempt, WAITING, attempt + 1, starting=True)
+                )
+                change.events.append(events.step_waiting(step_id, self._wait_of(step_id)))
             return change
 
         change = await self._commit(with_starts)
         if change.status in TERMINAL_RUN_STATUSES or change.release:
             return None
         if change.status == PAUSED:
-            self._held.update(step_ids)
+            self._held.update(ready)
             return []
         self._held.clear()
         for step_id, _ in planned:
             step = self._steps[step_id]
             step.status, step.attempt = RUNNING, step.attempt + 1
+        for step_id in waits:
+            step = self._steps[step_id]
+            step.status, step.attempt, step.started_at = WAITING, step.attempt + 1, time.time()
+        if waits:
+            self.signalled()  # a signal sent before the step waited counts
         # The write read the project's agents revision: an agent changed since the
         # lookup above is loaded again here, so the call goes to what it is now.
         current = await self._catalog.agents(self._run.project_id, set(targets))
@@ -535,6 +564,99 @@ class RunDriver:
         if target is None or not timeout_ms:
             return target
         return replace(target, endpoint=replace(target.endpoint, timeout_ms=timeout_ms))
+
+    # -- wait steps ------------------------------------------------------------------
+
+    def _wait_of(self, step_id: str) -> dict[str, Any] | None:
+        wait: dict[str, Any] | None = self._definitions[step_id].get("wait")
+        return wait
+
+    def _wait_deadline(self, step: StepState) -> float | None:
+        timeout = (self._wait_of(step.step_id) or {}).get("timeout_seconds")
+        return None if timeout is None else (step.started_at or time.time()) + timeout
+
+    def signalled(self) -> None:
+        """A signal may have come, or a wait timed out: check the waiting steps."""
+        if not self._ended.done():
+            check = asyncio.create_task(self._check_waits())
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
+
+    async def _check_waits(self) -> None:
+        """Complete the waiting steps whose signal came (or fail or continue those whose
+        timeout passed); give the run back when only waits are left."""
+        try:
+            async with self._transition:
+                if self._ended.done():
+                    return
+                waiting = [s for s in self._steps.values() if s.status == WAITING]
+                if not waiting:
+                    return
+                names = {self._wait_of(s.step_id)["signal"] for s in waiting}  # type: ignore[index]
+                signals = await self._journal.signals(self._run.id, names)
+                for step in waiting:
+                    outcome = self._wait_outcome(step, signals)
+                    if outcome is None:
+                        continue
+                    if outcome.error is not None:
+                        await self._fail(step.step_id, outcome)
+                        self._end()
+                        return
+                    started = await self._complete(step.step_id, self._route(step.step_id, outcome))
+                    if started is None:
+                        self._end()
+                        return
+                    for call in started:
+                        self._spawn(call)
+                await self._wait_or_give_back()
+        except Exception as error:  # RunInterrupted, or a bug: the driver stops
+            self._end(error)
+
+    def _wait_outcome(self, step: StepState, signals: dict[str, Any]) -> _Outcome | None:
+        wait = self._wait_of(step.step_id) or {}
+        if wait["signal"] in signals:
+            return _Outcome(attempt=step.attempt, output=signals[wait["signal"]])
+        deadline = self._wait_deadline(step)
+        if deadline is None or time.time() < deadline:
+            return None
+        if wait.get("on_timeout") == "continue":
+            return _Outcome(attempt=step.attempt, output=wait.get("timeout_output"))
+        return _Outcome(
+            attempt=step.attempt,
+            error=f"Waited {wait['timeout_seconds']} s for signal '{wait['signal']}'",
+        )
+
+    async def _wait_or_give_back(self) -> None:
+        """With steps still waiting: while other steps are in flight, keep the run and a
+        timer for the next timeout; else give it back, due again at that timeout."""
+        waiting = [s for s in self._steps.values() if s.status == WAITING]
+        if not waiting or self._status == PAUSED:
+            return
+        deadlines = [d for d in map(self._wait_deadline, waiting) if d is not None]
+        if self._tasks:
+            if self._wait_timer is not None:
+                self._wait_timer.cancel()
+            if deadlines:
+                self._wait_timer = asyncio.get_running_loop().call_later(
+                    max(0.0, min(deadlines) - time.time()), self.signalled
+                )
+            return
+        names = ", ".join(f"'{(self._wait_of(s.step_id) or {})['signal']}'" for s in waiting)
+
+        def give_back() -> RunChange:
+            change = self._change(
+                [
+                    events.log_line(
+                        f"Run waiting for signal {names}; worker {self._worker_id} gave it back"
+                    )
+                ]
+            )
+            change.release = True
+            change.wake_at = datetime.fromtimestamp(min(deadlines), UTC) if deadlines else _NEVER
+            return change
+
+        await self._commit(give_back)
+        self._end()
 
     def _in_flight(self) -> bool:
         """Whether a step other than the caller's is being called (or waits to retry)."""

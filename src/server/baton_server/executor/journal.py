@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -39,8 +40,9 @@ log = logging.getLogger(__name__)
 _COMMIT = """
 WITH changes AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[],
-                         $6::text[], $7::int[], $26::bool[])
-        AS c(id, expected, status, progress, output, error_message, event_count, release)
+                         $6::text[], $7::int[], $26::bool[], $27::timestamptz[])
+        AS c(id, expected, status, progress, output, error_message, event_count, release,
+             wake_at)
 ), ops AS (
     SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
                          $13::int[], $14::jsonb[], $15::jsonb[], $16::text[], $17::bool[])
@@ -66,6 +68,9 @@ WITH changes AS (
                            ELSE r.lease_owner END,
         lease_expires_at = CASE WHEN c.status IN ('COMPLETED', 'FAILED') OR c.release THEN NULL
                                 ELSE r.lease_expires_at END,
+        -- Given back while waiting: due at the earliest wait timeout, unless a signal
+        -- already marked it due.
+        wake_at = CASE WHEN c.release THEN COALESCE(r.wake_at, c.wake_at) ELSE r.wake_at END,
         event_seq = r.event_seq + c.event_count,
         updated_at = now()
     FROM changes c
@@ -125,8 +130,11 @@ class RunChange:
     events: list[EventDraft] = field(default_factory=list)
     output: Any = None
     error_message: str | None = None
-    #: Give up the lease with this change (a paused run with nothing in flight).
+    #: Give up the lease with this change (a paused run with nothing in flight, or
+    #: one whose steps all wait for signals).
     release: bool = False
+    #: With ``release``: when the run is due again (its earliest wait timeout).
+    wake_at: datetime | None = None
 
     def absorb(self, later: RunChange) -> None:
         """Merge a later change of the same run into this one (same transaction)."""
@@ -139,6 +147,7 @@ class RunChange:
         if later.error_message is not None:
             self.error_message = later.error_message
         self.release = self.release or later.release
+        self.wake_at = later.wake_at or self.wake_at
 
 
 @dataclass
@@ -199,6 +208,18 @@ class Journal:
         )
         return status
 
+    async def signals(self, run_id: str, names: set[str]) -> dict[str, Any]:
+        """The payloads of the run's signals among ``names``, by name."""
+        rows = await self._pool.fetch(
+            "SELECT name, payload FROM run_signals WHERE run_id = $1 AND name = ANY($2::text[])",
+            run_id,
+            list(names),
+        )
+        return {
+            row["name"]: None if row["payload"] is None else json.loads(row["payload"])
+            for row in rows
+        }
+
     async def _run(self) -> None:
         # One commit at a time: what arrives meanwhile makes the next batch larger, which
         # measured cheaper per run than overlapping commits, at the same step latency.
@@ -236,6 +257,7 @@ class Journal:
                     output=change.output,
                     error_message=change.error_message,
                     release=change.release,
+                    wake_at=change.wake_at,
                 )
         accepted, committed = await self._apply(merged)
         if self._on_commit is not None:
@@ -294,6 +316,7 @@ class Journal:
             [d.message for _, _, d, _ in drafts],
             [_json(data) for _, _, _, data in drafts],
             [c.release for c in changes],
+            [c.wake_at for c in changes],
         )
         if self._on_commit_duration is not None:
             self._on_commit_duration(time.monotonic() - sent)

@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 _LEASED_COLUMNS = """r.id, r.status, r.definition_id, r.input_data, r.project_id,
     r.deadline_at, r.timeout_seconds, r.workflow_id"""
-_WITH_STEPS = """ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data)
+_WITH_STEPS = """ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data,
+                          extract(epoch FROM started_at))
              FROM run_steps WHERE run_id = leased.id) AS steps"""
 # Leases for a batch of runs and their steps, in one round trip. Runs that finished, or
 # that a live worker drives, are not returned. A PENDING run of a workflow that limits
@@ -62,7 +63,8 @@ _WITH_STEPS = """ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_d
 # ``_ADMIT`` leases in order. (One row even with nothing leased, for ``limited``.)
 _TAKE_LEASES = f"""
 WITH leased AS (
-    UPDATE runs r SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+    UPDATE runs r SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+                      wake_at = NULL
     WHERE r.id = ANY($1::text[]) AND r.status IN ('PENDING', 'RUNNING')
       AND (r.lease_owner IS NULL OR r.lease_expires_at < now())
       AND (r.status = 'RUNNING' OR NOT EXISTS (
@@ -94,7 +96,8 @@ WITH room AS (
     ORDER BY created_at
     LIMIT (SELECT COALESCE(max(n), 0) FROM room)
 ), leased AS (
-    UPDATE runs r SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+    UPDATE runs r SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+                      wake_at = NULL
     FROM next WHERE r.id = next.id
     RETURNING {_LEASED_COLUMNS}
 )
@@ -115,6 +118,8 @@ WITH lost AS (
     WHERE status IN ('PENDING', 'RUNNING')
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
       AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $1))
+      -- A run given back while its steps wait is due at its wake time (or a signal).
+      AND (wake_at IS NULL OR wake_at <= now())
     ORDER BY created_at
     LIMIT 1000
     FOR UPDATE SKIP LOCKED
@@ -191,6 +196,7 @@ class Worker:
         self._database_url = database_url
         self._redis_url = redis_url
         self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._driving: dict[str, RunDriver] = {}
         # Workflows seen with a concurrency limit, and admissions under way (_admit).
         self._limited: set[uuid.UUID] = set()
         self._admissions: set[asyncio.Task[None]] = set()
@@ -409,8 +415,9 @@ class Worker:
                         status=status,
                         attempt=attempt,
                         output=json.loads(output) if output is not None else None,
+                        started_at=float(started_at) if started_at is not None else None,
                     )
-                    for step_id, agent_name, status, attempt, output in row["steps"]
+                    for step_id, agent_name, status, attempt, output, started_at in row["steps"]
                 ],
             )
             for row in rows
@@ -428,11 +435,13 @@ class Worker:
                 worker_id=self.id,
                 on_step_latency=self._admission.observe,
             )
+            self._driving[run.id] = driver
             await driver.drive()
         except Exception:
             log.exception("driver of run %s crashed; the run will be resumed", run.id)
         finally:
             self._drivers.pop(run.id, None)
+            self._driving.pop(run.id, None)
             if run.workflow_id in self._limited and not self._stopping:
                 # Its room goes to the workflow's next waiting run at once.
                 admission = asyncio.create_task(self._admit_next(run.workflow_id))
@@ -495,6 +504,9 @@ class Worker:
                 task = self._drivers.get(run_id)
                 if command == "cancel" and task is not None:
                     task.cancel()
+                driver = self._driving.get(run_id)
+                if command == "signal" and driver is not None:
+                    driver.signalled()
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -41,7 +41,15 @@ class Dispatcher:
 
     async def broadcast_cancel(self, run_id: str) -> None:
         """Tell the worker driving ``run_id`` to stop now (it also notices by itself)."""
+        await self._broadcast("cancel", run_id)
+
+    async def broadcast_signal(self, run_id: str) -> None:
+        """Tell the worker driving ``run_id``, if any, that it received a signal (a
+        worker taking it later finds the signal by itself)."""
+        await self._broadcast("signal", run_id)
+
+    async def _broadcast(self, command: str, run_id: str) -> None:
         try:
-            await self._redis.publish(keys.RUN_CONTROL_CHANNEL, f"cancel:{run_id}")
+            await self._redis.publish(keys.RUN_CONTROL_CHANNEL, f"{command}:{run_id}")
         except (RedisError, OSError) as error:
-            log.warning("could not broadcast the cancellation of %s: %s", run_id, error)
+            log.warning("could not broadcast %s of %s: %s", command, run_id, error)

@@ -19,6 +19,7 @@ STEP_COMPLETED = "step_completed"
 STEP_FAILED = "step_failed"
 STEP_RETRYING = "step_retrying"
 STEP_SKIPPED = "step_skipped"
+STEP_WAITING = "step_waiting"
 LOG = "log"
 
 
@@ -93,6 +94,19 @@ def step_skipped(step_id: str) -> EventDraft:
         step_id=step_id,
         level="info",
         message=f"Step '{step_id}' skipped: no branch leading to it was taken",
+    )
+
+
+def step_waiting(step_id: str, wait: dict[str, Any] | None) -> EventDraft:
+    wait = wait or {}
+    timeout = wait.get("timeout_seconds")
+    limit = f" (at most {timeout} s)" if timeout else ""
+    return EventDraft(
+        type=STEP_WAITING,
+        step_id=step_id,
+        level="info",
+        message=f"Step '{step_id}' waiting for signal '{wait.get('signal')}'{limit}",
+        data={"signal": wait.get("signal"), "attempt": 1},
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED, PAUSED = (
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED, PAUSED, WAITING = (
     "PENDING",
     "RUNNING",
     "COMPLETED",
@@ -17,6 +17,7 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED, PAUSED = (
     "CANCELLED",
     "SKIPPED",
     "PAUSED",
+    "WAITING",
 )
 TERMINAL_RUN_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
 

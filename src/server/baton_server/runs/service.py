@@ -20,6 +20,7 @@ from baton_server.paging import Page, PageRequest, Sort
 from baton_server.runs import store
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.model import (
+    PAUSED,
     PENDING,
     TERMINAL_RUN_STATUSES,
     Run,
@@ -370,6 +371,36 @@ class RunService:
                 reason="RUN_NOT_FINISHED",
                 metadata={"run_id": run_id, "status": status},
             )
+
+    async def signal(
+        self,
+        project_id: uuid.UUID,
+        run_id: str,
+        name: str,
+        payload: Any,
+        *,
+        sent_by: str | None,
+    ) -> tuple[bool, datetime]:
+        """Deliver a signal; whether it was a repeat, and when it was first received."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await store.signal(
+                conn, project_id, run_id, name, payload, created_by=sent_by or DEFAULT_ACTOR
+            )
+        if found is None:
+            raise run_not_found(run_id)
+        status, duplicate, received_at, written = found
+        if status in TERMINAL_RUN_STATUSES and not duplicate:
+            raise FailedPrecondition(
+                f"Run '{run_id}' is {status}; a finished run takes no signals",
+                reason="RUN_FINISHED",
+                metadata={"run_id": run_id, "status": status},
+            )
+        if written:
+            self._publisher.publish(written)
+            await self._dispatcher.broadcast_signal(run_id)
+            if status != PAUSED:
+                await self._dispatcher.enqueue([run_id])
+        return duplicate, received_at
 
     async def step(self, project_id: uuid.UUID, run_id: str, step_id: str) -> RunStep:
         async with self._pool.acquire() as conn:

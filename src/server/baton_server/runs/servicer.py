@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
 from baton_server.access.context import caller, send_headers
@@ -17,6 +17,7 @@ from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
     filter_uuid,
+    integral,
     json_value,
     optional_datetime,
     page_fields,
@@ -332,6 +333,25 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         await self._service.delete(caller().project_id, request.run_id)
         return runs_pb2.DeleteRunResponse(
             run_id=request.run_id, deleted=True, message="Execution deleted successfully"
+        )
+
+    async def SignalRun(
+        self, request: runs_pb2.SignalRunRequest, context: _Context
+    ) -> runs_pb2.SignalRunResponse:
+        duplicate, received_at = await self._service.signal(
+            caller().project_id,
+            request.run_id,
+            request.name,
+            integral(json_format.MessageToDict(request.payload))
+            if request.HasField("payload")
+            else None,
+            sent_by=_actor(""),
+        )
+        return runs_pb2.SignalRunResponse(
+            run_id=request.run_id,
+            name=request.name,
+            duplicate=duplicate,
+            received_at=timestamp(received_at),
         )
 
     async def GetRunStep(

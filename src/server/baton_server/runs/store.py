@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -28,6 +28,7 @@ from baton_server.runs.model import (
     PAUSED,
     PENDING,
     RUNNING,
+    WAITING,
     EventDraft,
     Run,
     RunEvent,
@@ -450,7 +451,7 @@ async def _abandon_steps(
     abandoned = await conn.fetch(
         f"""
         UPDATE run_steps SET status = '{FAILED}', error_message = $2, completed_at = now()
-        WHERE run_id = $1 AND status = '{RUNNING}'
+        WHERE run_id = $1 AND status IN ('{RUNNING}', '{WAITING}')
         RETURNING step_id
         """,
         run.id,
@@ -662,3 +663,63 @@ async def purge_finished(conn: Connection, *, older_than_days: float, limit: int
         limit,
     )
     return deleted
+
+
+async def signal(
+    conn: Connection,
+    project_id: uuid.UUID,
+    run_id: str,
+    name: str,
+    payload: Any,
+    *,
+    created_by: str,
+) -> tuple[str, bool, datetime, list[tuple[RunEvent, str]]] | None:
+    """Record a signal of an unfinished run: the run's status, whether the signal was a
+    repeat (nothing changed), when it was first received, and the events written (with
+    the run's workflow id). None for an unknown run. Call inside a transaction.
+
+    A new signal marks the run due (``wake_at``), so a run given back while waiting is
+    taken up again; a driver giving it back keeps a mark already there.
+    """
+    row = await conn.fetchrow(
+        "SELECT status, workflow_id FROM runs WHERE id = $1 AND project_id = $2 FOR UPDATE",
+        run_id,
+        project_id,
+    )
+    if row is None:
+        return None
+    status: str = row["status"]
+    if status in (COMPLETED, FAILED, CANCELLED):
+        # A repeat of a signal the run had is still a repeat (retries stay safe).
+        first: datetime | None = await conn.fetchval(
+            "SELECT created_at FROM run_signals WHERE run_id = $1 AND name = $2", run_id, name
+        )
+        return status, first is not None, first or datetime.now(UTC), []
+    received: datetime | None = await conn.fetchval(
+        """
+        INSERT INTO run_signals (run_id, name, payload, created_by)
+        VALUES ($1, $2, $3::jsonb, $4)
+        ON CONFLICT (run_id, name) DO NOTHING
+        RETURNING created_at
+        """,
+        run_id,
+        name,
+        _dumps(payload),
+        created_by,
+    )
+    if received is None:
+        first = await conn.fetchval(
+            "SELECT created_at FROM run_signals WHERE run_id = $1 AND name = $2", run_id, name
+        )
+        return status, True, first, []
+    progress: int = await conn.fetchval(
+        "UPDATE runs SET wake_at = now() WHERE id = $1 RETURNING progress", run_id
+    )
+    written = await append_events(
+        conn,
+        run_id,
+        [events.log_line(f"Signal '{name}' received from {created_by}")],
+        status=status,
+        progress=progress,
+    )
+    return status, False, received, [(event, str(row["workflow_id"])) for event in written]

@@ -3,6 +3,7 @@
 Checks run in a fixed order and the first failing check raises, with every violation
 of that kind, so a client sees one coherent reason (``ErrorInfo.reason``) at a time:
 
+0. ``WORKFLOW_INVALID_STEP``: a step has neither an agent nor a wait, or both.
 1. ``WORKFLOW_UNKNOWN_STEP``: ``start_step``, a ``next_step``, a ``depends_on`` entry or
    a route's ``next_step`` names no step (or a step names itself); a step's ``id``
    differs from its key.
@@ -147,6 +148,18 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
     """Validate the graph of ``workflow_data``; return it, or raise ``InvalidArgument``."""
     steps: Mapping[str, Mapping[str, Any]] = workflow_data["steps"]
     start = workflow_data["start_step"]
+    invalid = [
+        FieldViolation(
+            f"steps.{step_id}.agent_name",
+            "must be empty: a wait step calls no agent"
+            if step.get("wait")
+            else "is required (or `wait`, for a step that waits for a signal)",
+        )
+        for step_id, step in steps.items()
+        if bool(step.get("wait")) == bool(step.get("agent_name"))
+    ]
+    if invalid:
+        raise _fail("WORKFLOW_INVALID_STEP", _summary("invalid step", invalid), invalid)
     unknown: list[FieldViolation] = []
     if start not in steps:
         unknown.append(FieldViolation("start_step", f"no step has id '{start}'"))

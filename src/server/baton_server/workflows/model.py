@@ -78,6 +78,8 @@ def workflow_data(start_step: str, steps: dict[str, dict[str, Any]]) -> dict[str
             entry["depends_on"] = list(step["depends_on"])
         if step.get("timeout_ms"):
             entry["timeout_ms"] = step["timeout_ms"]
+        if step.get("wait"):
+            entry["wait"] = step["wait"]
         if step.get("routes"):
             entry["routes"] = [
                 {"when": r["when"], "next_step": r["next_step"]} for r in step["routes"]

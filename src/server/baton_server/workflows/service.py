@@ -47,12 +47,9 @@ async def _check_agents(
     """Every step's agent must exist in the project and be active (checked inside the
     transaction)."""
     steps: Mapping[str, Mapping[str, Any]] = data["steps"]
-    statuses = await agent_store.statuses_by_name(
-        conn, project_id, {s["agent_name"] for s in steps.values()}
-    )
-    unavailable = {
-        name for name in {s["agent_name"] for s in steps.values()} if statuses.get(name) != "active"
-    }
+    names = {s["agent_name"] for s in steps.values() if s["agent_name"]}  # wait steps: none
+    statuses = await agent_store.statuses_by_name(conn, project_id, names)
+    unavailable = {name for name in names if statuses.get(name) != "active"}
     if not unavailable:
         return
     raise FailedPrecondition(

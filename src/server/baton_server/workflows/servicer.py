@@ -32,6 +32,31 @@ _Context = grpc.aio.ServicerContext[Any, Any]
 _Status = workflows_pb2.Workflow.Status
 
 
+def _wait_from_proto(wait: workflows_pb2.Wait) -> dict[str, Any]:
+    """The stored form of a wait: the outcome by name, optional fields only when set."""
+    outcome = wait.on_timeout or workflows_pb2.Wait.TimeoutOutcome.Value("fail")
+    found: dict[str, Any] = {
+        "signal": wait.signal,
+        "on_timeout": workflows_pb2.Wait.TimeoutOutcome.Name(outcome),
+    }
+    if wait.HasField("timeout_seconds"):
+        found["timeout_seconds"] = wait.timeout_seconds
+    if wait.HasField("timeout_output"):
+        found["timeout_output"] = integral(json_format.MessageToDict(wait.timeout_output))
+    return found
+
+
+def _wait_to_proto(wait: Mapping[str, Any]) -> workflows_pb2.Wait:
+    message = workflows_pb2.Wait(
+        signal=wait["signal"],
+        timeout_seconds=wait.get("timeout_seconds"),
+        on_timeout=workflows_pb2.Wait.TimeoutOutcome.Value(wait["on_timeout"]),
+    )
+    if "timeout_output" in wait:
+        message.timeout_output.CopyFrom(json_value(wait["timeout_output"]))
+    return message
+
+
 def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[str, Any]]:
     return {
         key: {
@@ -42,6 +67,7 @@ def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[
             "depends_on": list(step.depends_on),
             "routes": [{"when": r.when, "next_step": r.next_step} for r in step.routes],
             "timeout_ms": step.timeout_ms if step.HasField("timeout_ms") else None,
+            "wait": _wait_from_proto(step.wait) if step.HasField("wait") else None,
         }
         for key, step in steps.items()
     }
@@ -63,6 +89,7 @@ def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowDat
                 depends_on=step.get("depends_on", []),
                 routes=[workflows_pb2.Route(**route) for route in step.get("routes", [])],
                 timeout_ms=step.get("timeout_ms"),
+                wait=_wait_to_proto(step["wait"]) if step.get("wait") else None,
             )
             for key, step in data["steps"].items()
         },

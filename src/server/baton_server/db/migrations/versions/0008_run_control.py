@@ -7,6 +7,8 @@
   events ``execution.paused`` and ``execution.resumed``.
 * ``ix_runs_finished_at`` lets retention find the runs that finished long ago, oldest
   first, without reading the others.
+* Wait steps: run steps may be ``WAITING``; ``run_signals`` keeps the signals runs
+  received; ``runs.wake_at`` says when a run given back while waiting is due again.
 * ``step_tests`` keeps the results of testing one step on its own (no run).
 * Runs may have a time limit (``timeout_seconds``, ``deadline_at``); workflows may
   limit how many of their runs execute at once (``max_concurrent_runs``).
@@ -34,6 +36,8 @@ _DEFAULT_PROJECT_ID = "00000000-0000-0000-0000-000000000001"
 _OLD_STATUSES = "'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'"
 # The name 0002 gave it, after the naming convention prefixed it once more.
 _STATUS_CHECK = "ck_runs_ck_runs_status"
+_STEP_STATUS_CHECK = "ck_run_steps_ck_run_steps_status"
+_OLD_STEP_STATUSES = "'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'SKIPPED'"
 _OUTBOX: Any = importlib.import_module("baton_server.db.migrations.versions.0007_outbox_events")
 
 # 0007's function with two more run events mapped: a `run_status` PAUSED is
@@ -122,9 +126,36 @@ def upgrade() -> None:
         "step_tests",
         ["workflow_id", "step_id", "created_at"],
     )
+    op.drop_constraint(op.f(_STEP_STATUS_CHECK), "run_steps")
+    op.create_check_constraint(
+        op.f(_STEP_STATUS_CHECK), "run_steps", f"status IN ({_OLD_STEP_STATUSES}, 'WAITING')"
+    )
+    op.add_column("runs", sa.Column("wake_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "run_signals",
+        sa.Column(
+            "run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("payload", JSONB, nullable=True),
+        sa.Column("created_by", sa.Text, nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("run_signals")
+    op.drop_column("runs", "wake_at")
+    op.execute("UPDATE run_steps SET status = 'PENDING' WHERE status = 'WAITING'")
+    op.drop_constraint(op.f(_STEP_STATUS_CHECK), "run_steps")
+    op.create_check_constraint(
+        op.f(_STEP_STATUS_CHECK), "run_steps", f"status IN ({_OLD_STEP_STATUSES})"
+    )
     op.drop_table("step_tests")
     op.drop_index("ix_runs_workflow_id_unfinished", table_name="runs")
     op.drop_index("ix_runs_deadline_at", table_name="runs")
