@@ -428,6 +428,10 @@ async def test_pause_and_resume_commands(
     again = await baton("runs", "pause", run_id)
     assert again.code == 3
     assert "(RUN_NOT_PAUSABLE)" in again.err
+    signalled = await baton("runs", "signal", run_id, "nudge", "--payload", '{"a": 1}')
+    assert signalled.out.strip() == f"signal nudge sent to {run_id}", signalled.err
+    again = await baton("runs", "signal", run_id, "nudge")
+    assert again.out.strip() == f"signal nudge was already sent to {run_id}"
     resumed = await baton("runs", "resume", run_id)
     assert resumed.code == 0, resumed.err
     assert resumed.out.startswith(f"run {run_id} is ")

@@ -21,6 +21,7 @@ from baton_sdk import (
     RunStatus,
     Step,
     StepStatus,
+    Wait,
     WaitTimeoutError,
 )
 from baton_server.app import GrpcApp
@@ -381,3 +382,27 @@ async def test_testing_one_step_makes_no_run(client: BatonClient, echo_agent_url
     assert tested.output["b"] == 5
     assert [t.id async for t in client.workflows.step_tests(workflow, "s2")] == [tested.id]
     assert [r async for r in client.runs.list()] == []
+
+
+async def test_wait_steps_and_signals(client: BatonClient, echo_agent_url: str) -> None:
+    await client.agents.create(name="echo", url=echo_agent_url)
+    gate = Step(wait=Wait(signal="go", timeout_seconds=60), next_step="after")
+    workflow = await client.workflows.create(
+        name="gate",
+        start_step="gate",
+        steps={
+            "gate": gate,
+            "after": Step(agent_name="echo", input_mapping={"got": "${gate.output.n}"}),
+        },
+    )
+    assert workflow.workflow_data.steps["gate"].wait == Wait(signal="go", timeout_seconds=60)
+    run = await client.runs.execute(workflow)
+    async for event in client.runs.watch(run):
+        if event.type is RunEventType.STEP_WAITING:
+            break
+    assert (await client.runs.step(run, "gate")).status is StepStatus.WAITING
+    assert await client.runs.signal(run, "go", {"n": 3}) is False
+    assert await client.runs.signal(run, "go", {"n": 4}) is True  # a repeat
+    done = await client.runs.wait(run, timeout=30)
+    assert done.status is RunStatus.COMPLETED
+    assert done.output["got"] == 3

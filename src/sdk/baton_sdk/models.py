@@ -13,7 +13,7 @@ import enum
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar
 
 from google.protobuf.descriptor import EnumDescriptor
 
@@ -26,6 +26,7 @@ from baton_sdk._convert import (
     optional_value,
     struct_dict,
     to_datetime,
+    to_value,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +133,9 @@ class StepStatus(enum.StrEnum):
     FAILED = "FAILED"
     """Failed after its retries, or abandoned by a cancellation."""
     SKIPPED = "SKIPPED"
-    """Will not run."""
+    """Will not run: a conditional route chose another branch."""
+    WAITING = "WAITING"
+    """A wait step waiting for its signal (or its timeout)."""
 
 
 class LogLevel(enum.StrEnum):
@@ -163,6 +166,8 @@ class RunEventType(enum.StrEnum):
     """A step attempt failed and will be retried after ``delay_ms``."""
     STEP_SKIPPED = "step_skipped"
     """A step will not run: no branch leading to it was taken."""
+    STEP_WAITING = "step_waiting"
+    """A wait step started waiting for its signal."""
     LOG = "log"
     """A log line (``level``, ``message``)."""
     LAGGED = "lagged"
@@ -324,6 +329,48 @@ class AgentHealth:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Wait:
+    """What a wait step waits for: a signal (``client.runs.signal``) or its timeout.
+
+    Attributes:
+        signal: Name of the signal that completes the step (its payload is the output).
+        timeout_seconds: How long to wait at most; ``None``: until the signal comes.
+        on_timeout: ``"fail"`` (the step and the run fail) or ``"continue"`` (the step
+            completes with ``timeout_output``).
+        timeout_output: The step's output when it times out with ``"continue"``.
+    """
+
+    signal: str
+    timeout_seconds: int | None = None
+    on_timeout: Literal["fail", "continue"] = "fail"
+    timeout_output: Any = None
+
+    @classmethod
+    def from_proto(cls, message: workflows_pb2.Wait) -> Wait:
+        """Build from the contract's message."""
+        keep_going = message.on_timeout == workflows_pb2.Wait.TimeoutOutcome.Value("continue")
+        return cls(
+            signal=message.signal,
+            timeout_seconds=(
+                message.timeout_seconds if message.HasField("timeout_seconds") else None
+            ),
+            on_timeout="continue" if keep_going else "fail",
+            timeout_output=optional_value(message, "timeout_output"),
+        )
+
+    def to_proto(self) -> workflows_pb2.Wait:
+        """The contract's message."""
+        message = workflows_pb2.Wait(
+            signal=self.signal,
+            timeout_seconds=self.timeout_seconds,
+            on_timeout=workflows_pb2.Wait.TimeoutOutcome.Value(self.on_timeout),
+        )
+        if self.timeout_output is not None:
+            message.timeout_output.CopyFrom(to_value(self.timeout_output))
+        return message
+
+
+@dataclass(frozen=True, kw_only=True)
 class Route:
     """A conditional route of a step: when ``when`` holds, ``next_step`` follows.
 
@@ -354,15 +401,18 @@ class Step:
             branches are skipped.
         timeout_ms: Longest wait for one agent call of this step; ``None``: the
             agent's ``timeout_ms``.
+        wait: Makes this a wait step (``agent_name`` then stays empty): it completes
+            with the payload of a signal sent to the run.
         id: The step's id; when defining a workflow it defaults to its key.
     """
 
-    agent_name: str
+    agent_name: str = ""
     next_step: str | None = None
     input_mapping: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     routes: tuple[Route, ...] = ()
     timeout_ms: int | None = None
+    wait: Wait | None = None
     id: str | None = None
 
     @classmethod
@@ -383,6 +433,7 @@ class Step:
             depends_on=tuple(message.depends_on),
             routes=tuple(Route(when=r.when, next_step=r.next_step) for r in message.routes),
             timeout_ms=message.timeout_ms if message.HasField("timeout_ms") else None,
+            wait=Wait.from_proto(message.wait) if message.HasField("wait") else None,
         )
 
 

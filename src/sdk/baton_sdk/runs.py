@@ -14,7 +14,7 @@ from typing import Any, Literal
 import grpc
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
-from baton_sdk._convert import to_struct, to_timestamp
+from baton_sdk._convert import to_struct, to_timestamp, to_value
 from baton_sdk._transport import Transport
 from baton_sdk.errors import UnavailableError, WaitTimeoutError, error_from_rpc
 from baton_sdk.models import (
@@ -443,6 +443,40 @@ class Runs:
         await self._transport.unary(
             self._stub.DeleteRun, request, timeout=timeout, idempotent=False
         )
+
+    async def signal(
+        self,
+        run: str | RunData,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """Send a named signal to a run: its wait step for ``name`` completes with
+        ``payload`` as its output (a signal sent before the step waits is kept).
+
+        Safe to repeat: a name counts once per run.
+
+        Args:
+            run: The run or its id.
+            name: The signal's name (``Wait.signal``).
+            payload: Any JSON value; the wait step's output.
+            timeout: Deadline of this call in seconds.
+
+        Returns:
+            False for a new signal, True for a repeat (nothing changed).
+
+        Raises:
+            FailedPreconditionError: The run has finished (``RUN_FINISHED``).
+            NotFoundError: No run has this id.
+        """
+        request = runs_pb2.SignalRunRequest(run_id=_run_id(run), name=name)
+        if payload is not None:
+            request.payload.CopyFrom(to_value(payload))
+        reply = await self._transport.unary(
+            self._stub.SignalRun, request, timeout=timeout, idempotent=True
+        )
+        return reply.duplicate
 
     async def step(
         self, run: str | RunData, step_id: str, *, timeout: float | None = None

@@ -708,6 +708,12 @@ class SyncRuns:
         """Delete a finished run. See :meth:`Runs.delete <baton_sdk.runs.Runs.delete>`."""
         self._loop.run(self._runs.delete(run, timeout=timeout))
 
+    def signal(
+        self, run: str | RunData, name: str, payload: Any = None, *, timeout: float | None = None
+    ) -> bool:
+        """Send a signal to a run. See :meth:`Runs.signal <baton_sdk.runs.Runs.signal>`."""
+        return self._loop.run(self._runs.signal(run, name, payload, timeout=timeout))
+
     def step(self, run: str | RunData, step_id: str, *, timeout: float | None = None) -> RunStep:
         """Fetch one step of a run. See :meth:`Runs.step <baton_sdk.runs.Runs.step>`."""
         return self._loop.run(self._runs.step(run, step_id, timeout=timeout))

@@ -46,6 +46,7 @@ def _step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
             depends_on=list(step.depends_on),
             routes=[workflows_pb2.Route(when=r.when, next_step=r.next_step) for r in step.routes],
             timeout_ms=step.timeout_ms,
+            wait=step.wait.to_proto() if step.wait else None,
         )
         if step.next_step is not None:
             message.next_step.CopyFrom(wrappers_pb2.StringValue(value=step.next_step))

@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -328,3 +328,23 @@ def run_step(session: Session, run_id: str, step_id: str) -> None:
     session.say(f"output: {json.dumps(step.output_data)}")
     if step.error_message:
         session.say(f"error: {step.error_message}")
+
+
+@runs.command("signal")
+@click.argument("run_id")
+@click.argument("name")
+@click.option("--payload", help="The signal's payload: JSON, else taken as a string.")
+@client_command
+def signal_run(session: Session, run_id: str, name: str, payload: str | None) -> None:
+    """Send a named signal to a run (completes its wait step for NAME)."""
+    value: Any = None
+    if payload is not None:
+        try:
+            value = json.loads(payload)
+        except json.JSONDecodeError:
+            value = payload
+    duplicate = session.client.runs.signal(run_id, name, value)
+    if session.json_output:
+        session.print_json({"run_id": run_id, "name": name, "duplicate": duplicate})
+    else:
+        session.say(f"signal {name} {'was already sent to' if duplicate else 'sent to'} {run_id}")
