@@ -265,6 +265,8 @@ class RunStep(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
+    ITEM_INDEX_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step execution id (`step-exec-<uuid>`)."""
     run_id: _builtins.str
@@ -281,6 +283,12 @@ class RunStep(_message.Message):
     """Why the step failed; absent otherwise."""
     attempt: _builtins.int
     """Number of agent calls made for this step so far (retries included)."""
+    parent_step_id: _builtins.str
+    """For one item of a fan-out step (`Step.for_each`): that step's id; its own
+    `step_id` is `<parent_step_id>[<item_index>]`. Empty for a step of the graph.
+    """
+    item_index: _builtins.int
+    """For one item of a fan-out step: its position in the list, from 0."""
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The mapped input sent to the agent; absent until the step starts."""
@@ -312,14 +320,21 @@ class RunStep(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         error_message: _builtins.str | None = ...,
         attempt: _builtins.int = ...,
+        parent_step_id: _builtins.str = ...,
+        item_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "completed_at", b"completed_at", "error_message", b"error_message", "input_data", b"input_data", "output_data", b"output_data", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "_item_index", b"_item_index", "completed_at", b"completed_at", "error_message", b"error_message", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "agent_name", b"agent_name", "attempt", b"attempt", "completed_at", b"completed_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output_data", b"output_data", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "_item_index", b"_item_index", "agent_name", b"agent_name", "attempt", b"attempt", "completed_at", b"completed_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "parent_step_id", b"parent_step_id", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__error_message: _TypeAlias = _typing.Literal["error_message"]  # noqa: Y015
     _WhichOneofArgType__error_message: _TypeAlias = _typing.Literal["_error_message", b"_error_message"]  # noqa: Y015
+    _WhichOneofReturnType__item_index: _TypeAlias = _typing.Literal["item_index"]  # noqa: Y015
+    _WhichOneofArgType__item_index: _TypeAlias = _typing.Literal["_item_index", b"_item_index"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_message) -> _WhichOneofReturnType__error_message | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__item_index) -> _WhichOneofReturnType__item_index | None: ...
 
 Global___RunStep: _TypeAlias = RunStep  # noqa: Y015
 
@@ -1190,7 +1205,9 @@ class GetRunStepRequest(_message.Message):
     run_id: _builtins.str
     """Run id."""
     step_id: _builtins.str
-    """Id of the step in the workflow."""
+    """Id of the step in the workflow, or of one item of a fan-out step:
+    `<step_id>[<index>]` (in a URL path: `<step_id>%5B<index>%5D`).
+    """
     def __init__(
         self,
         *,

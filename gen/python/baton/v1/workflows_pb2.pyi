@@ -430,6 +430,37 @@ class Step(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    class _ItemFailure:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ItemFailureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Step._ItemFailure.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ITEM_FAILURE_UNSPECIFIED: Step._ItemFailure.ValueType  # 0
+        """Not set: `fail_step`."""
+        fail_step: Step._ItemFailure.ValueType  # 1
+        """The step fails at the first failed item (the items in flight are abandoned),
+        and with it the run.
+        """
+        collect: Step._ItemFailure.ValueType  # 2
+        """The step completes once every item is done; a failed item's place in the
+        output holds `{"error": "<why it failed>"}`.
+        """
+
+    class ItemFailure(_ItemFailure, metaclass=_ItemFailureEnumTypeWrapper):
+        """What a failed item of a fan-out step does (see `Step.on_item_failure`)."""
+
+    ITEM_FAILURE_UNSPECIFIED: Step.ItemFailure.ValueType  # 0
+    """Not set: `fail_step`."""
+    fail_step: Step.ItemFailure.ValueType  # 1
+    """The step fails at the first failed item (the items in flight are abandoned),
+    and with it the run.
+    """
+    collect: Step.ItemFailure.ValueType  # 2
+    """The step completes once every item is done; a failed item's place in the
+    output holds `{"error": "<why it failed>"}`.
+    """
+
     ID_FIELD_NUMBER: _builtins.int
     AGENT_NAME_FIELD_NUMBER: _builtins.int
     NEXT_STEP_FIELD_NUMBER: _builtins.int
@@ -438,6 +469,9 @@ class Step(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
     ROUTES_FIELD_NUMBER: _builtins.int
+    FOR_EACH_FIELD_NUMBER: _builtins.int
+    MAX_PARALLEL_FIELD_NUMBER: _builtins.int
+    ON_ITEM_FAILURE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step id; equals its key in `steps` (filled from the key when omitted)."""
     agent_name: _builtins.str
@@ -448,6 +482,17 @@ class Step(_message.Message):
     """Longest wait for one agent call of this step, 1-3600000 ms; overrides the agent's
     `timeout_ms` for this step only. Unset: the agent's.
     """
+    for_each: _builtins.str
+    """Makes this a fan-out step: a `${...}` reference to a JSON list (at most 10,000
+    items), e.g. `${extract.output.documents}`. The agent is called once per item, with
+    `${item}` (the item, or `${item.field}`) and `${item_index}` (from 0) in
+    `input_mapping`; the step's output is the list of the calls' outputs in item
+    order. Each item is a step of the run, `<step_id>[<index>]`.
+    """
+    max_parallel: _builtins.int
+    """With `for_each`: at most this many items are called at once, 1-1000. Unset: 10."""
+    on_item_failure: Global___Step.ItemFailure.ValueType
+    """With `for_each`: what an item that fails (after its agent's retries) does."""
     @_builtins.property
     def next_step(self) -> _wrappers_pb2.StringValue:
         """Id of the step that follows this one; absent or null for a final step. (A wrapper
@@ -494,13 +539,21 @@ class Step(_message.Message):
         timeout_ms: _builtins.int | None = ...,
         wait: Global___Wait | None = ...,
         routes: _abc.Iterable[Global___Route] | None = ...,
+        for_each: _builtins.str = ...,
+        max_parallel: _builtins.int | None = ...,
+        on_item_failure: Global___Step.ItemFailure.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "input_mapping", b"input_mapping", "next_step", b"next_step", "timeout_ms", b"timeout_ms", "wait", b"wait"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_parallel", b"_max_parallel", "_timeout_ms", b"_timeout_ms", "input_mapping", b"input_mapping", "max_parallel", b"max_parallel", "next_step", b"next_step", "timeout_ms", b"timeout_ms", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms", "agent_name", b"agent_name", "depends_on", b"depends_on", "id", b"id", "input_mapping", b"input_mapping", "next_step", b"next_step", "routes", b"routes", "timeout_ms", b"timeout_ms", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_parallel", b"_max_parallel", "_timeout_ms", b"_timeout_ms", "agent_name", b"agent_name", "depends_on", b"depends_on", "for_each", b"for_each", "id", b"id", "input_mapping", b"input_mapping", "max_parallel", b"max_parallel", "next_step", b"next_step", "on_item_failure", b"on_item_failure", "routes", b"routes", "timeout_ms", b"timeout_ms", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_parallel: _TypeAlias = _typing.Literal["max_parallel"]  # noqa: Y015
+    _WhichOneofArgType__max_parallel: _TypeAlias = _typing.Literal["_max_parallel", b"_max_parallel"]  # noqa: Y015
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_parallel) -> _WhichOneofReturnType__max_parallel | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_ms) -> _WhichOneofReturnType__timeout_ms | None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015

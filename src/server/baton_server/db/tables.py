@@ -281,6 +281,9 @@ run_steps = sa.Table(
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    # One item of a fan-out step: that step's id, and the item's place in its list.
+    sa.Column("parent_step_id", sa.Text, nullable=True),
+    sa.Column("item_index", sa.Integer, nullable=True),
     sa.UniqueConstraint("run_id", "step_id"),
     sa.CheckConstraint(_in("status", STEP_STATUSES), name="status"),
     postgresql_with={"fillfactor": 70},

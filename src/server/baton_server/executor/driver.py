@@ -15,6 +15,11 @@ A step starts once every edge into it is decided and at least one was taken. The
 choice is not stored: after a crash it is evaluated again on the stored output, which
 gives the same answer (CEL has no side effects or clocks).
 
+A fan-out step (``for_each``) starts by creating its items (see
+:mod:`baton_server.executor.fanout`); each item is then called like a step, and the
+write that records an item's end starts the next item, or, for the last one, completes
+the step with the list of the items' outputs (and starts what follows it).
+
 A pause (the API sets the run PAUSED and leaves the lease) makes the driver's next
 write void. The driver then reads the run's status once, writes the same change again
 without starting anything, lets the steps in flight finish, and gives the run back
@@ -26,6 +31,7 @@ worker to take it starts the steps the pause held back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -38,8 +44,16 @@ from typing import Any
 from baton_server.agents.client import AgentCallError, AgentClient
 from baton_server.executor.backoff import retry_delay_ms
 from baton_server.executor.catalog import AgentTarget, Catalog
+from baton_server.executor.fanout import FanOut
 from baton_server.executor.journal import Journal, RunChange, StepOp
-from baton_server.executor.mapping import SKIPPED_OUTPUT, MappingError, resolve_input
+from baton_server.executor.mapping import (
+    SKIPPED_OUTPUT,
+    Item,
+    MappingError,
+    resolve_input,
+    resolve_items,
+)
+from baton_server.executor.state import StepState
 from baton_server.runs import events
 from baton_server.runs.model import (
     COMPLETED,
@@ -73,19 +87,6 @@ class LeasedRun:
     timeout_seconds: int | None = None
     #: Its workflow (whose concurrency limit, if any, it counts against).
     workflow_id: uuid.UUID | None = None
-
-
-@dataclass
-class StepState:
-    """The driver's view of one step."""
-
-    step_id: str
-    agent_name: str
-    status: str
-    attempt: int
-    output: Any = None
-    #: When the current attempt started (Unix time); a wait step's timeout counts from it.
-    started_at: float | None = None
 
 
 #: A step to call: its id, its agent (None if it went away), and its mapped input.
@@ -132,7 +133,14 @@ class RunDriver:
         on_step_latency: Callable[[float], None] | None = None,
     ) -> None:
         self._run = run
-        self._steps = {s.step_id: s for s in steps}
+        # The steps of the graph; the items of fan-out steps are apart (_items), by id
+        # and, until their step starts again, by step and index (_loaded).
+        self._steps = {s.step_id: s for s in steps if s.parent_step_id is None}
+        self._items = {s.step_id: s for s in steps if s.parent_step_id is not None}
+        self._loaded: dict[str, dict[int, StepState]] = {}
+        for item in self._items.values():
+            self._loaded.setdefault(item.parent_step_id or "", {})[item.item_index or 0] = item
+        self._fan_outs: dict[str, FanOut] = {}
         self._definitions: dict[str, dict[str, Any]] = workflow_data["steps"]
         self._graph = StepGraph.of(workflow_data)
         self._journal = journal
@@ -197,7 +205,11 @@ class RunDriver:
                     task.cancel()
                 await asyncio.gather(*in_flight, return_exceptions=True)
                 self._tasks.clear()
-                abandoned = [s for s in self._steps.values() if s.status in (RUNNING, WAITING)]
+                abandoned = [
+                    s
+                    for s in (*self._steps.values(), *self._items.values())
+                    if s.status in (RUNNING, WAITING)
+                ]
 
                 def timeout() -> RunChange:
                     change = self._change(
@@ -269,16 +281,15 @@ class RunDriver:
         try:
             while True:
                 step_id = call[0]
-                outcome = self._route(step_id, await self._call(*call))
+                outcome = await self._call(*call)
                 answered = time.monotonic()
                 # Transitions of one run one at a time, so two branches that finish
                 # together cannot both start the step that joins them.
                 async with self._transition:
-                    if outcome.error is not None:
-                        await self._fail(step_id, outcome)
-                        self._end()
-                        return
-                    started = await self._complete(step_id, outcome)
+                    if step_id in self._items:
+                        started = await self._item_done(step_id, outcome)
+                    else:
+                        started = await self._settle(step_id, outcome)
                 if started is None:
                     self._end()
                     return
@@ -306,16 +317,73 @@ class RunDriver:
         else:
             self._ended.set_exception(error)
 
-    async def _complete(self, step_id: str, outcome: _Outcome) -> list[_Call] | None:
+    async def _settle(
+        self,
+        step_id: str,
+        outcome: _Outcome,
+        ops: Sequence[StepOp] = (),
+        drafts: Sequence[EventDraft] = (),
+    ) -> list[_Call] | None:
+        """A step's call (or wait) ended: route it, then record its failure or its
+        success, with ``ops`` and ``drafts`` before; return the calls it starts, or
+        None if the driver is done."""
+        outcome = self._route(step_id, outcome)
+        if outcome.error is not None:
+            await self._fail(step_id, outcome, ops, drafts)
+            return None
+        return await self._complete(step_id, outcome, ops, drafts)
+
+    async def _item_done(self, item_id: str, outcome: _Outcome) -> list[_Call] | None:
+        """An item's call ended: record it and start the next item in one write; the
+        last item's write completes its step."""
+        item = self._items[item_id]
+        fan_out = self._fan_outs[item.parent_step_id or ""]
+        if outcome.error is not None and not fan_out.collect:
+            fan_out.calling.discard(item_id)
+            await self._fail(item_id, outcome)
+            return None
+        fan_out.finished(item, outcome.output, outcome.error)
+        op = StepOp(
+            item_id,
+            (RUNNING,),
+            outcome.attempt,
+            item.status,
+            outcome.attempt,
+            output_data=outcome.output,
+            error_message=outcome.error,
+        )
+        draft = (
+            events.step_completed(item_id, attempt=outcome.attempt, output=outcome.output)
+            if outcome.error is None
+            else events.step_failed(item_id, attempt=outcome.attempt, error=outcome.error)
+        )
+        if fan_out.done():
+            parent = self._steps[fan_out.parent]
+            done = _Outcome(attempt=parent.attempt, output=fan_out.output())
+            return await self._settle(fan_out.parent, done, [op], [draft])
+        return await self._advance(partial(self._change, [draft], steps=[op]), ())
+
+    async def _complete(
+        self,
+        step_id: str,
+        outcome: _Outcome,
+        ops: Sequence[StepOp] = (),
+        drafts: Sequence[EventDraft] = (),
+    ) -> list[_Call] | None:
         """Record a step's success and start what it unblocks (returned, for the caller
         to call); None if the driver is done."""
         step = self._steps[step_id]
         step.status, step.output = COMPLETED, outcome.output
+        self._fan_outs.pop(step_id, None)
 
         def completion() -> RunChange:
             change = self._change(
-                [events.step_completed(step_id, attempt=outcome.attempt, output=outcome.output)],
+                [
+                    *drafts,
+                    events.step_completed(step_id, attempt=outcome.attempt, output=outcome.output),
+                ],
                 steps=[
+                    *ops,
                     StepOp(
                         step_id,
                         (RUNNING, WAITING),
@@ -323,7 +391,7 @@ class RunDriver:
                         COMPLETED,
                         outcome.attempt,
                         output_data=outcome.output,
-                    )
+                    ),
                 ],
             )
             if self._all_done():
@@ -382,33 +450,66 @@ class RunDriver:
             )
         )
 
-    async def _fail(self, step_id: str, outcome: _Outcome) -> None:
-        """The run fails with this step's error; steps still in flight are abandoned."""
+    async def _fail(
+        self,
+        step_id: str,
+        outcome: _Outcome,
+        prior_ops: Sequence[StepOp] = (),
+        prior_drafts: Sequence[EventDraft] = (),
+    ) -> None:
+        """The run fails with this step's (or item's) error; steps still in flight are
+        abandoned."""
         current = asyncio.current_task()
         in_flight = {task: step for task, step in self._tasks.items() if task is not current}
         for task in in_flight:
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)
         error = outcome.error or "unknown error"
-        message = f"Step '{step_id}' failed: {error}"
-        status = self._steps[step_id].status
+        status = self._state(step_id).status
         expected = (status,) if status in (RUNNING, WAITING) else (PENDING, RUNNING)
         ops = [
-            StepOp(step_id, expected, outcome.attempt, FAILED, outcome.attempt, error_message=error)
+            *prior_ops,
+            StepOp(
+                step_id, expected, outcome.attempt, FAILED, outcome.attempt, error_message=error
+            ),
         ]
+        drafts = [*prior_drafts, events.step_failed(step_id, attempt=outcome.attempt, error=error)]
+        parent_id = self._state(step_id).parent_step_id
+        if parent_id is not None:  # an item: its fan-out step fails with it
+            item_error = f"item {self._state(step_id).item_index}: {error}"
+            parent = self._steps[parent_id]
+            ops.append(
+                StepOp(
+                    parent_id,
+                    (RUNNING,),
+                    parent.attempt,
+                    FAILED,
+                    parent.attempt,
+                    error_message=item_error,
+                )
+            )
+            drafts.append(events.step_failed(parent_id, attempt=parent.attempt, error=item_error))
+            step_id, error = parent_id, item_error
+        message = f"Step '{step_id}' failed: {error}"
         # In-flight siblings go back to PENDING: a retry of the run runs them again.
         ops += [
             StepOp(
-                other, (RUNNING,), self._steps[other].attempt, PENDING, self._steps[other].attempt
+                other, (RUNNING,), self._state(other).attempt, PENDING, self._state(other).attempt
             )
             for other in in_flight.values()
+        ]
+        # So do fan-out steps still running (their items in flight are among those).
+        ops += [
+            StepOp(f, (RUNNING,), self._steps[f].attempt, PENDING, self._steps[f].attempt)
+            for f in self._fan_outs
+            if f != step_id
         ]
         self._tasks.clear()
 
         def failure() -> RunChange:
             change = self._change(
                 [
-                    events.step_failed(step_id, attempt=outcome.attempt, error=error),
+                    *drafts,
                     events.run_status(FAILED, progress=self._progress(), error_message=message),
                 ],
                 steps=list(ops),
@@ -461,7 +562,8 @@ class RunDriver:
         self, build: Callable[[], RunChange], candidates: Collection[str]
     ) -> list[_Call] | None:
         """Write ``build()``'s change plus the start of the ready steps among
-        ``candidates`` (and those a pause held back); return their calls to make.
+        ``candidates`` (and those a pause held back), and of the items that fan-out
+        steps have room for; return their calls to make.
 
         While the run is paused the change is written without starts, and with the
         release of the run once no other step is in flight. Returns None when the driver
@@ -474,26 +576,52 @@ class RunDriver:
         waits = [s for s in ready if self._wait_of(s)]
         step_ids = [s for s in ready if not self._wait_of(s)]
         targets = await self._catalog.agents(
-            self._run.project_id, {self._steps[s].agent_name for s in step_ids}
+            self._run.project_id,
+            {self._steps[s].agent_name for s in (*step_ids, *self._fan_outs)},
         )
         outputs = {
             s.step_id: s.output if s.status == COMPLETED else SKIPPED_OUTPUT
             for s in self._steps.values()
             if s.status in (COMPLETED, SKIPPED)
         }
+
+        async def cannot_start(step_id: str, error: str) -> None:
+            if (await self._commit(build)).status not in TERMINAL_RUN_STATUSES:
+                attempt = self._steps[step_id].attempt
+                await self._fail(step_id, _Outcome(attempt=attempt, error=error))
+
         planned: list[tuple[str, dict[str, Any]]] = []
+        fanning: dict[str, FanOut] = {}  # fan-out steps that start now
         for step_id in step_ids:
             step = self._steps[step_id]
+            definition = self._definitions[step_id]
             try:
                 if targets[step.agent_name] is None:
                     raise MappingError(f"Agent '{step.agent_name}' not found or inactive")
-                mapping = self._definitions[step_id].get("input_mapping") or {}
+                if definition.get("for_each"):
+                    values = resolve_items(definition["for_each"], self._run.input_data, outputs)
+                    loaded = self._loaded.get(step_id, {})
+                    fan_out = FanOut.of(step_id, definition, step.agent_name, values, loaded)
+                    fanning[step_id] = fan_out
+                    self._items.update((item.step_id, item) for item in fan_out.items)
+                    continue
+                mapping = definition.get("input_mapping") or {}
                 planned.append((step_id, resolve_input(mapping, self._run.input_data, outputs)))
             except MappingError as error:
-                if (await self._commit(build)).status in TERMINAL_RUN_STATUSES:
-                    return None
-                await self._fail(step_id, _Outcome(attempt=step.attempt, error=str(error)))
+                await cannot_start(step_id, str(error))
                 return None
+        items: list[tuple[FanOut, StepState, dict[str, Any]]] = []
+        for fan_out in (*self._fan_outs.values(), *fanning.values()):
+            mapping = self._definitions[fan_out.parent].get("input_mapping") or {}
+            for item in fan_out.next_items():
+                index = item.item_index or 0
+                try:
+                    scope = Item(index, fan_out.values[index])
+                    payload = resolve_input(mapping, self._run.input_data, outputs, scope)
+                except MappingError as error:
+                    await cannot_start(fan_out.parent, f"item {index}: {error}")
+                    return None
+                items.append((fan_out, item, payload))
 
         def with_starts() -> RunChange:
             change = build()
@@ -516,19 +644,16 @@ class RunDriver:
                     )
                 return change
             for step_id, payload in planned:
-                attempt = self._steps[step_id].attempt
-                change.steps.append(
-                    StepOp(
-                        step_id,
-                        (PENDING, RUNNING),
-                        attempt,
-                        RUNNING,
-                        attempt + 1,
-                        input_data=payload,
-                        starting=True,
-                    )
-                )
-                change.events += self._attempt_events(step_id, attempt + 1)
+                self._start(change, step_id, payload)
+            for step_id, fan_out in fanning.items():
+                self._start(change, step_id, {"item_count": len(fan_out.items)})
+                starting = {item.step_id: payload for f, item, payload in items if f is fan_out}
+                change.items.extend(fan_out.new_rows(starting))
+            for fan_out, item, payload in items:
+                if fan_out.stored[item.item_index or 0]:
+                    self._start(change, item.step_id, payload)
+                else:  # a new row, written as started
+                    change.events += self._attempt_events(item.step_id, 1)
             for step_id in waits:
                 attempt = self._steps[step_id].attempt
                 change.steps.append(
@@ -544,23 +669,68 @@ class RunDriver:
             self._held.update(ready)
             return []
         self._held.clear()
-        for step_id, _ in planned:
+        for step_id in (*(s for s, _ in planned), *fanning):
             step = self._steps[step_id]
             step.status, step.attempt = RUNNING, step.attempt + 1
         for step_id in waits:
             step = self._steps[step_id]
             step.status, step.attempt, step.started_at = WAITING, step.attempt + 1, time.time()
+        for _, item, _ in items:
+            item.status, item.attempt = RUNNING, item.attempt + 1
+        for fan_out in {**self._fan_outs, **fanning}.values():
+            fan_out.started([item for f, item, _ in items if f is fan_out])
+        for step_id, fan_out in fanning.items():
+            self._fan_outs[step_id] = fan_out
+            self._loaded.pop(step_id, None)
         if waits:
             self.signalled()  # a signal sent before the step waited counts
         # The write read the project's agents revision: an agent changed since the
         # lookup above is loaded again here, so the call goes to what it is now.
         current = await self._catalog.agents(self._run.project_id, set(targets))
-        return [(s, self._target(s, current), payload) for s, payload in planned]
+        calls = [(s, self._target(s, current), payload) for s, payload in planned]
+        calls += [(i.step_id, self._target(i.step_id, current), p) for _, i, p in items]
+        empty = [f for f in fanning.values() if f.done()]
+        if not empty:
+            return calls
+        # A fan-out over no items (or whose items all completed before a restart)
+        # completes at once; what is started meanwhile is called already.
+        for call in calls:
+            self._spawn(call)
+        started: list[_Call] = []
+        for fan_out in empty:
+            outcome = _Outcome(self._steps[fan_out.parent].attempt, output=fan_out.output())
+            more = await self._settle(fan_out.parent, outcome)
+            if more is None:
+                return None
+            started += more
+        return started
+
+    def _start(self, change: RunChange, step_id: str, payload: dict[str, Any]) -> None:
+        """Add the start of a step's next attempt (with its input) to ``change``."""
+        attempt = self._state(step_id).attempt
+        change.steps.append(
+            StepOp(
+                step_id,
+                (PENDING, RUNNING),
+                attempt,
+                RUNNING,
+                attempt + 1,
+                input_data=payload,
+                starting=True,
+            )
+        )
+        change.events += self._attempt_events(step_id, attempt + 1)
+
+    def _state(self, step_id: str) -> StepState:
+        """A step of the graph, or an item of a fan-out step."""
+        return self._steps.get(step_id) or self._items[step_id]
 
     def _target(self, step_id: str, agents: dict[str, AgentTarget | None]) -> AgentTarget | None:
-        """The step's agent, with the step's own timeout if it has one."""
-        target = agents[self._steps[step_id].agent_name]
-        timeout_ms = self._definitions[step_id].get("timeout_ms")
+        """The step's agent, with the step's own timeout if it has one (an item: its
+        fan-out step's)."""
+        state = self._state(step_id)
+        target = agents[state.agent_name]
+        timeout_ms = self._definitions[state.parent_step_id or step_id].get("timeout_ms")
         if target is None or not timeout_ms:
             return target
         return replace(target, endpoint=replace(target.endpoint, timeout_ms=timeout_ms))
@@ -598,11 +768,7 @@ class RunDriver:
                     outcome = self._wait_outcome(step, signals)
                     if outcome is None:
                         continue
-                    if outcome.error is not None:
-                        await self._fail(step.step_id, outcome)
-                        self._end()
-                        return
-                    started = await self._complete(step.step_id, self._route(step.step_id, outcome))
+                    started = await self._settle(step.step_id, outcome)
                     if started is None:
                         self._end()
                         return
@@ -664,14 +830,16 @@ class RunDriver:
         return any(task is not current for task in self._tasks)
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
-        agent_name = self._steps[step_id].agent_name
+        agent_name = self._state(step_id).agent_name
         return [events.step_started(step_id, attempt=attempt, agent_name=agent_name)]
 
     async def _call(
         self, step_id: str, target: AgentTarget | None, payload: dict[str, Any]
     ) -> _Outcome:
         """Call the agent, retrying per its policy; every new attempt is written first."""
-        step = self._steps[step_id]
+        step = self._state(step_id)
+        # A fan-out step bounds its items' calls itself (max_parallel).
+        bound = self._parallel if step.parent_step_id is None else contextlib.nullcontext()
         retries = 0
         while True:
             attempt = step.attempt
@@ -681,7 +849,7 @@ class RunDriver:
                 )
             task_ids: list[str] = []
             try:
-                async with self._parallel:
+                async with bound:
                     output = await self._client.call(
                         target.endpoint,
                         payload,

@@ -97,6 +97,20 @@ WITH changes AS (
                 $25::jsonb[]) AS e(run_id, position, type, step_id, level, message, data)
     JOIN updated_runs u ON u.id = e.run_id
     JOIN changes c ON c.id = e.run_id
+), new_items AS (
+    -- The items of a fan-out step as it starts: rows of their own, under its agent and
+    -- position. Rows that exist already (a resumed run) are left as they are.
+    INSERT INTO run_steps (id, run_id, step_id, agent_name, position, status, attempt,
+                           input_data, started_at, parent_step_id, item_index)
+    SELECT n.id, n.run_id, n.step_id, p.agent_name, p.position, n.status, n.attempt,
+           n.input_data, CASE WHEN n.starting THEN now() END, n.parent_step_id, n.item_index
+    FROM unnest($28::text[], $29::text[], $30::text[], $31::text[], $32::int[], $33::text[],
+                $34::int[], $35::jsonb[], $36::bool[])
+        AS n(id, run_id, step_id, parent_step_id, item_index, status, attempt, input_data,
+             starting)
+    JOIN run_steps p ON p.run_id = n.run_id AND p.step_id = n.parent_step_id
+    WHERE n.run_id IN (SELECT id FROM updated_runs)
+    ON CONFLICT (run_id, step_id) DO NOTHING
 )
 SELECT u.id, u.event_seq, u.workflow_id, u.project_id, u.at, p.agents_revision
 FROM updated_runs u JOIN projects p ON p.id = u.project_id
@@ -118,6 +132,20 @@ class StepOp:
     starting: bool = False
 
 
+@dataclass(frozen=True)
+class NewItem:
+    """A row to insert for one item of a fan-out step (see :mod:`.fanout`)."""
+
+    id: str
+    step_id: str
+    parent_step_id: str
+    item_index: int
+    status: str
+    attempt: int
+    input_data: dict[str, Any] | None = None
+    starting: bool = False
+
+
 @dataclass
 class RunChange:
     """Everything one driver wants written about its run, atomically."""
@@ -135,6 +163,8 @@ class RunChange:
     release: bool = False
     #: With ``release``: when the run is due again (its earliest wait timeout).
     wake_at: datetime | None = None
+    #: Item rows of fan-out steps to create.
+    items: list[NewItem] = field(default_factory=list)
 
     def absorb(self, later: RunChange) -> None:
         """Merge a later change of the same run into this one (same transaction)."""
@@ -148,6 +178,7 @@ class RunChange:
             self.error_message = later.error_message
         self.release = self.release or later.release
         self.wake_at = later.wake_at or self.wake_at
+        self.items.extend(later.items)
 
 
 @dataclass
@@ -258,6 +289,7 @@ class Journal:
                     error_message=change.error_message,
                     release=change.release,
                     wake_at=change.wake_at,
+                    items=list(change.items),
                 )
         accepted, committed = await self._apply(merged)
         if self._on_commit is not None:
@@ -276,6 +308,7 @@ class Journal:
         """
         changes = list(merged.values())
         ops = [(c.run_id, op) for c in changes for op in c.steps]
+        items = [(c.run_id, item) for c in changes for item in c.items]
         # Every event records the run's status and progress after its change.
         drafts = [
             (
@@ -317,6 +350,15 @@ class Journal:
             [_json(data) for _, _, _, data in drafts],
             [c.release for c in changes],
             [c.wake_at for c in changes],
+            [item.id for _, item in items],
+            [run_id for run_id, _ in items],
+            [item.step_id for _, item in items],
+            [item.parent_step_id for _, item in items],
+            [item.item_index for _, item in items],
+            [item.status for _, item in items],
+            [item.attempt for _, item in items],
+            [_json(item.input_data) for _, item in items],
+            [item.starting for _, item in items],
         )
         if self._on_commit_duration is not None:
             self._on_commit_duration(time.monotonic() - sent)

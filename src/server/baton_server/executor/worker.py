@@ -37,9 +37,10 @@ from baton_server.db.pool import create_pool
 from baton_server.events.publisher import EventPublisher
 from baton_server.executor.admission import Admission
 from baton_server.executor.catalog import Catalog
-from baton_server.executor.driver import LeasedRun, RunDriver, StepState
+from baton_server.executor.driver import LeasedRun, RunDriver
 from baton_server.executor.journal import Journal
 from baton_server.executor.retention import Retention
+from baton_server.executor.state import StepState
 from baton_server.runs import store as run_store
 from baton_server.runs.dispatch import Dispatcher
 from baton_server.runs.model import Run, RunEvent
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 _LEASED_COLUMNS = """r.id, r.status, r.definition_id, r.input_data, r.project_id,
     r.deadline_at, r.timeout_seconds, r.workflow_id"""
 _WITH_STEPS = """ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data,
-                          extract(epoch FROM started_at))
+                          extract(epoch FROM started_at), parent_step_id, item_index,
+                          error_message)
              FROM run_steps WHERE run_id = leased.id) AS steps"""
 # Leases for a batch of runs and their steps, in one round trip. Runs that finished, or
 # that a live worker drives, are not returned. A PENDING run of a workflow that limits
@@ -416,8 +418,21 @@ class Worker:
                         attempt=attempt,
                         output=json.loads(output) if output is not None else None,
                         started_at=float(started_at) if started_at is not None else None,
+                        parent_step_id=parent_step_id,
+                        item_index=item_index,
+                        error=error,
                     )
-                    for step_id, agent_name, status, attempt, output, started_at in row["steps"]
+                    for (
+                        step_id,
+                        agent_name,
+                        status,
+                        attempt,
+                        output,
+                        started_at,
+                        parent_step_id,
+                        item_index,
+                        error,
+                    ) in row["steps"]
                 ],
             )
             for row in rows

@@ -87,6 +87,9 @@ class RunStep:
     error_message: str | None
     started_at: datetime | None
     completed_at: datetime | None
+    #: For one item of a fan-out step: that step's id, and the item's place in its list.
+    parent_step_id: str | None = None
+    item_index: int | None = None
 
 
 @dataclass(frozen=True)

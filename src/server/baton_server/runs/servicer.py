@@ -106,6 +106,8 @@ def step_to_proto(step: RunStep) -> runs_pb2.RunStep:
         status=runs_pb2.RunStep.Status.Value(step.status),
         error_message=step.error_message,
         attempt=step.attempt,
+        parent_step_id=step.parent_step_id or "",
+        item_index=step.item_index,
     )
     if step.input_data is not None:
         message.input_data.CopyFrom(dict_to_struct(step.input_data))

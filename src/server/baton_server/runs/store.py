@@ -300,7 +300,7 @@ async def list_page(
     return Page(items=[to_run(r) for r in rows], total=total, request=page)
 
 
-_STEP_ORDER = "ORDER BY started_at ASC NULLS LAST, position"
+_STEP_ORDER = "ORDER BY started_at ASC NULLS LAST, position, item_index NULLS FIRST"
 
 
 async def get_step(conn: Connection, run_id: str, step_id: str) -> RunStep | None:
@@ -527,6 +527,9 @@ async def reset_for_retry(
         f"""
         UPDATE run_steps SET status = '{PENDING}', error_message = NULL, completed_at = NULL
         WHERE run_id = $1 AND status <> 'COMPLETED'
+          -- The failed items of a fan-out step that collected them stay as they are.
+          AND (parent_step_id IS NULL OR parent_step_id NOT IN (
+              SELECT step_id FROM run_steps WHERE run_id = $1 AND status = 'COMPLETED'))
         """,
         run_id,
     )

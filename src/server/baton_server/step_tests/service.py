@@ -14,7 +14,7 @@ import asyncpg
 from baton_server.agents.client import AgentCallError, AgentClient
 from baton_server.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from baton_server.executor.catalog import load_agents
-from baton_server.executor.mapping import MappingError, resolve_input
+from baton_server.executor.mapping import Item, MappingError, resolve_input, resolve_items
 from baton_server.paging import Page, PageRequest
 from baton_server.runs.service import run_not_found
 from baton_server.sealing import SecretBox
@@ -69,8 +69,16 @@ class StepTestService:
                 if input_data is None:
                     input_data = run_input
         try:
+            available = outputs | step_outputs
+            # A fan-out step is tested on the first item of its list.
+            item = None
+            if step.get("for_each"):
+                items = resolve_items(step["for_each"], input_data or {}, available)
+                if not items:
+                    raise MappingError(f"for_each {step['for_each']} is an empty list")
+                item = Item(0, items[0])
             payload = resolve_input(
-                step.get("input_mapping") or {}, input_data or {}, outputs | step_outputs
+                step.get("input_mapping") or {}, input_data or {}, available, item
             )
         except MappingError as error:
             raise InvalidArgument(

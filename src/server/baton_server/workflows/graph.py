@@ -3,11 +3,14 @@
 Checks run in a fixed order and the first failing check raises, with every violation
 of that kind, so a client sees one coherent reason (``ErrorInfo.reason``) at a time:
 
-0. ``WORKFLOW_INVALID_STEP``: a step has neither an agent nor a wait, or both.
+0. ``WORKFLOW_INVALID_STEP``: a step has neither an agent nor a wait, or both; a wait
+   step has ``for_each``; ``max_parallel`` or ``on_item_failure`` without ``for_each``.
 1. ``WORKFLOW_UNKNOWN_STEP``: ``start_step``, a ``next_step``, a ``depends_on`` entry or
    a route's ``next_step`` names no step (or a step names itself); a step's ``id``
    differs from its key.
-2. ``WORKFLOW_INVALID_REFERENCE``: a ``${...}`` in an input mapping is malformed.
+2. ``WORKFLOW_INVALID_REFERENCE``: a ``${...}`` in an input mapping is malformed, or
+   reads ``${item}`` outside a fan-out step; ``for_each`` is not one step output or
+   run input reference.
 2b. ``WORKFLOW_INVALID_ROUTE``: a route's ``when`` is not a valid CEL expression.
 3. ``WORKFLOW_CYCLE``: the graph has a cycle.
 4. ``WORKFLOW_UNREACHABLE_STEP``: a step cannot be reached from ``start_step``.
@@ -158,6 +161,16 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
         for step_id, step in steps.items()
         if bool(step.get("wait")) == bool(step.get("agent_name"))
     ]
+    for step_id, step in steps.items():
+        if step.get("for_each") and step.get("wait"):
+            invalid.append(
+                FieldViolation(f"steps.{step_id}.for_each", "a wait step cannot fan out")
+            )
+        for name in ("max_parallel", "on_item_failure"):
+            if step.get(name) is not None and not step.get("for_each"):
+                invalid.append(
+                    FieldViolation(f"steps.{step_id}.{name}", "applies only with `for_each`")
+                )
     if invalid:
         raise _fail("WORKFLOW_INVALID_STEP", _summary("invalid step", invalid), invalid)
     unknown: list[FieldViolation] = []
@@ -194,9 +207,33 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
             step.get("input_mapping") or {}, f"steps.{step_id}.input_mapping"
         ):
             try:
-                found.extend((path, ref) for ref in references.references_in(text))
+                for ref in references.references_in(text):
+                    if ref.is_item and not step.get("for_each"):
+                        malformed.append(
+                            FieldViolation(
+                                path, f"{ref.text}: only a step with `for_each` has an item"
+                            )
+                        )
+                    found.append((path, ref))
             except ReferenceSyntaxError as error:
                 malformed.append(FieldViolation(path, str(error)))
+        if step.get("for_each"):
+            path = f"steps.{step_id}.for_each"
+            try:
+                whole = references.whole_reference(step["for_each"])
+            except ReferenceSyntaxError as error:
+                malformed.append(FieldViolation(path, str(error)))
+                continue
+            if whole is None or whole.is_item:
+                malformed.append(
+                    FieldViolation(
+                        path,
+                        "must be one reference to a list: `${<step_id>.output...}` or"
+                        " `${workflow.input...}`",
+                    )
+                )
+            else:
+                found.append((path, whole))
     if malformed:
         raise _fail(
             "WORKFLOW_INVALID_REFERENCE", _summary("invalid reference", malformed), malformed
@@ -240,7 +277,7 @@ def validate_structure(workflow_data: Mapping[str, Any]) -> StepGraph:
     for step_id, found in parsed.items():
         ancestors = graph.ancestors(step_id)
         for path, ref in found:
-            if ref.is_workflow_input:
+            if ref.is_workflow_input or ref.is_item:
                 continue
             if ref.source not in steps:
                 out_of_order.append(FieldViolation(path, f"{ref.text} names no step"))

@@ -80,6 +80,9 @@ def workflow_data(start_step: str, steps: dict[str, dict[str, Any]]) -> dict[str
             entry["timeout_ms"] = step["timeout_ms"]
         if step.get("wait"):
             entry["wait"] = step["wait"]
+        for name in ("for_each", "max_parallel", "on_item_failure"):
+            if step.get(name) is not None:
+                entry[name] = step[name]
         if step.get("routes"):
             entry["routes"] = [
                 {"when": r["when"], "next_step": r["next_step"]} for r in step["routes"]

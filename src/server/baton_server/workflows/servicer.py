@@ -30,6 +30,7 @@ from baton_server.workflows.service import WorkflowService
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 _Status = workflows_pb2.Workflow.Status
+_ItemFailure = workflows_pb2.Step.ItemFailure
 
 
 def _wait_from_proto(wait: workflows_pb2.Wait) -> dict[str, Any]:
@@ -68,6 +69,11 @@ def steps_from_proto(steps: Mapping[str, workflows_pb2.Step]) -> dict[str, dict[
             "routes": [{"when": r.when, "next_step": r.next_step} for r in step.routes],
             "timeout_ms": step.timeout_ms if step.HasField("timeout_ms") else None,
             "wait": _wait_from_proto(step.wait) if step.HasField("wait") else None,
+            "for_each": step.for_each or None,
+            "max_parallel": step.max_parallel if step.HasField("max_parallel") else None,
+            "on_item_failure": (
+                _ItemFailure.Name(step.on_item_failure) if step.on_item_failure else None
+            ),
         }
         for key, step in steps.items()
     }
@@ -90,6 +96,11 @@ def workflow_data_to_proto(data: Mapping[str, Any]) -> workflows_pb2.WorkflowDat
                 routes=[workflows_pb2.Route(**route) for route in step.get("routes", [])],
                 timeout_ms=step.get("timeout_ms"),
                 wait=_wait_to_proto(step["wait"]) if step.get("wait") else None,
+                for_each=step.get("for_each") or "",
+                max_parallel=step.get("max_parallel"),
+                on_item_failure=_ItemFailure.Value(
+                    step.get("on_item_failure") or "ITEM_FAILURE_UNSPECIFIED"
+                ),
             )
             for key, step in data["steps"].items()
         },
