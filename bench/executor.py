@@ -1,19 +1,29 @@
-"""Executor benchmark: Baton against DBOS Transact on the same three-step agent workflow.
+"""Executor benchmark: Baton against DBOS Transact on the same agent workloads.
 
 Run::
 
-    .venv/bin/python bench/executor.py [--runs 2000] [--in-flight 50] [--warmup 500]
-        [--systems baton,dbos] [--repeat 1] [--workers 1]
+    .venv/bin/python bench/executor.py [--workloads steps,fan-out] [--runs 2000]
+        [--in-flight 50] [--warmup 500] [--items 1000] [--max-parallel 50]
+        [--fan-out-runs 3] [--systems baton,dbos] [--repeat 1] [--workers 1]
         [--worker-mode separate|in-server] [--completion wait|watch|feed|poll]
         [--json PATH] [--py-spy DIR]
 
 DBOS comes with the ``bench`` extra (``pip install -e ".[bench]"``); without it only
 Baton is measured.
 
-Workload: a linear workflow of three steps; each step is one A2A ``SendMessage`` to the
-lean echo agent (``bench/lean_agent.py``), and each step's input is mapped from the
-previous step's output. ``--runs`` runs are measured, ``--in-flight`` at a time, after
-``--warmup`` runs that are not.
+Workloads (both by default, one after the other, in one run of the benchmark):
+
+* ``steps``: a linear workflow of three steps; each step is one A2A ``SendMessage`` to
+  the lean echo agent (``bench/lean_agent.py``), and each step's input is mapped from
+  the previous step's output. ``--runs`` runs are measured, ``--in-flight`` at a time,
+  after ``--warmup`` runs that are not.
+* ``fan-out``: one step over a list of ``--items`` items (``for_each``), at most
+  ``--max-parallel`` calls at once, its output the list of the calls' outputs in order.
+  ``--fan-out-runs`` runs are measured one at a time after one that is not; the
+  figure is items/s. DBOS runs the same calls as a queue of steps: a workflow that
+  enqueues one ``@DBOS.step`` per item on a queue (``DBOS.register_queue``) with ``concurrency`` =
+  ``--max-parallel`` (polled every 50 ms instead of its default 1 s, which would
+  otherwise bound it) and gathers their results in order.
 
 Everything is a real process on loopback, started here, stopped at the end (the
 temporary directory is deleted), and killed by the kernel if this process dies:
@@ -89,6 +99,7 @@ for _path in (ROOT, ROOT / "src" / "server"):
         sys.path.insert(0, str(_path))
 
 SYSTEMS: Final = ("baton", "dbos")
+WORKLOADS: Final = ("steps", "fan-out")
 COMPLETIONS: Final = ("wait", "watch", "feed", "poll")
 WORKER_MODES: Final = ("separate", "in-server")
 STEPS: Final = ("first", "second", "third")
@@ -130,6 +141,34 @@ def baton_workflow(name: str, agent: str) -> dict[str, Any]:
         if index + 1 < len(STEPS):
             steps[step]["next_step"] = STEPS[index + 1]
     return {"name": name, "start_step": STEPS[0], "steps": steps}
+
+
+def fan_out_input(items: int) -> dict[str, Any]:
+    """The fan-out run's input: ``items`` small documents."""
+    return {"items": [{"n": n, "text": f"document {n}"} for n in range(items)]}
+
+
+def fan_out_workflow(name: str, agent: str, max_parallel: int) -> dict[str, Any]:
+    """One step over the run's items; each call sends what DBOS's step sends."""
+    step = {
+        "agent_name": agent,
+        "for_each": "${workflow.input.items}",
+        "max_parallel": max_parallel,
+        "input_mapping": {"data": "${item}", "step": "each"},
+    }
+    return {"name": name, "start_step": "each", "steps": {"each": step}}
+
+
+def check_fan_out_output(output: Any, items: int) -> None:
+    """The items' echoes, in item order: proves one call per item, gathered in order."""
+    if not (
+        isinstance(output, list)
+        and len(output) == items
+        and all(
+            isinstance(o, dict) and o.get("data", {}).get("n") == n for n, o in enumerate(output)
+        )
+    ):
+        raise RuntimeError(f"unexpected fan-out output {str(output)[:200]}")
 
 
 def check_output(output: Any) -> None:
@@ -193,10 +232,16 @@ class SystemResult:
     wal_bytes: int
     others_cores: float
     first_error: str = ""
+    #: Agent calls per run beyond one step each: the items of a fan-out run (else 0).
+    items_per_run: int = 0
 
     @property
     def runs_per_s(self) -> float:
         return self.runs / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def items_per_s(self) -> float:
+        return self.runs_per_s * self.items_per_run
 
     def cpu_ms_per_run(self, role: str) -> float | None:
         seconds = self.cpu_s.get(role)
@@ -497,6 +542,7 @@ class Window:
     wal_bytes: int
     dispatch_ms: list[float]
     profiles: dict[str, Path] = field(default_factory=dict)
+    items_per_run: int = 0
 
 
 def phase_timeout(runs: int) -> float:
@@ -540,6 +586,7 @@ async def measure(
         wal_bytes=wal_after - wal_before,
         dispatch_ms=dispatch,
         profiles=profiles,
+        items_per_run=args.items if getattr(args, "workload", "steps") == "fan-out" else 0,
     )
 
 
@@ -559,6 +606,7 @@ def result_of(system: str, label: str, window: Window, cpu_labels: dict[str, str
         wal_bytes=window.wal_bytes,
         others_cores=window.others_cores,
         first_error=report.get("first_error", ""),
+        items_per_run=window.items_per_run,
     )
 
 
@@ -575,6 +623,12 @@ def load_options(env: Environment) -> list[str]:
         str(args.in_flight),
         "--pace-ms",
         str(getattr(args, "pace_ms", 0)),
+        "--workload",
+        getattr(args, "workload", "steps"),
+        "--items",
+        str(getattr(args, "items", 0)),
+        "--max-parallel",
+        str(getattr(args, "max_parallel", 1)),
     ]
 
 
@@ -825,6 +879,8 @@ def table(results: Sequence[SystemResult]) -> list[str]:
     def row(label: str, cells: Sequence[str]) -> None:
         lines.append(f"{label:<{width}}" + "".join(f"{c:>{column}}" for c in cells))
 
+    if any(r.items_per_run for r in results):
+        row("items/s", [f"{r.items_per_s:.1f}" for r in results])
     row("runs/s", [f"{r.runs_per_s:.1f}" for r in results])
     row(
         "latency p50 / p99 ms",
@@ -865,6 +921,14 @@ def table(results: Sequence[SystemResult]) -> list[str]:
 
 def verdicts(baton: SystemResult | None, dbos: SystemResult | None) -> list[str]:
     lines = []
+    if baton is not None and baton.items_per_run:
+        if dbos is not None:
+            ratio = baton.items_per_s / dbos.items_per_s
+            lines.append(
+                f"Baton/DBOS fan-out items/s: {ratio:.2f}x "
+                f"({baton.items_per_s:.0f} vs {dbos.items_per_s:.0f})"
+            )
+        return lines
     if baton is not None and dbos is not None:
         ratio = baton.runs_per_s / dbos.runs_per_s
         met = "met" if ratio >= TARGET_RATIO else "MISSED"
@@ -952,51 +1016,84 @@ async def main_async(args: argparse.Namespace) -> int:
         systems = [s for s in systems if s != "dbos"]
     load = os.getloadavg()
     print(
-        f"Executor benchmark: 3-step workflow, one A2A call to the lean echo agent per step; "
-        f"{args.runs} runs, {args.in_flight} in flight, {args.warmup} warm-up runs"
-    )
-    print(
         f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
         "at start; PostgreSQL and Redis embedded (one server for both systems)"
     )
-    repetitions: list[dict[str, SystemResult]] = []
+    failed = 0
     async with environment(args) as env:
-        for repetition in range(args.repeat):
-            # Alternate the order so that drift on a noisy machine favours neither.
-            order = systems if repetition % 2 == 0 else list(reversed(systems))
-            results: dict[str, SystemResult] = {}
-            windows: dict[str, Window] = {}
-            for system in order:
-                bench = bench_baton if system == "baton" else bench_dbos
-                results[system], windows[system] = await bench(env, repetition)
-            repetitions.append(results)
-            ordered = [results[s] for s in SYSTEMS if s in results]
-            print()
-            print(f"--- repetition {repetition + 1} of {args.repeat} ---")
-            for result in ordered:
-                print(f"{result.system}: {result.label}")
-                if result.first_error:
-                    print(f"  first failure: {result.first_error}")
-            for line in table(ordered):
-                print(line)
-            for line in verdicts(results.get("baton"), results.get("dbos")):
-                print(line)
-            for system in SYSTEMS:
-                for role, path in windows[system].profiles.items() if system in windows else ():
-                    print(f"\nprofile of {system} {role} ({path}):")
-                    for line in summarize_profile(path):
-                        print(line)
-            sys.stdout.flush()
+        for workload in args.workloads:
+            env.args = workload_args(args, workload)
+            failed += await bench_workload(env, systems)
+    return 1 if failed else 0
+
+
+def workload_args(args: argparse.Namespace, workload: str) -> argparse.Namespace:
+    """The options of one workload: a fan-out run is measured one at a time."""
+    if workload == "steps":
+        return argparse.Namespace(**{**vars(args), "workload": workload})
+    return argparse.Namespace(
+        **{
+            **vars(args),
+            "workload": workload,
+            "runs": args.fan_out_runs,
+            "warmup": 1,
+            "in_flight": 1,
+        }
+    )
+
+
+async def bench_workload(env: Environment, systems: list[str]) -> int:
+    """Measure one workload on every system; print its figures; return failed runs."""
+    args = env.args
+    print()
+    if args.workload == "steps":
+        print(
+            f"=== 3-step workflow, one A2A call to the lean echo agent per step; "
+            f"{args.runs} runs, {args.in_flight} in flight, {args.warmup} warm-up runs ==="
+        )
+    else:
+        print(
+            f"=== fan-out: one step over {args.items} items, max_parallel {args.max_parallel}, "
+            f"one A2A call to the lean echo agent per item; {args.runs} runs one at a time, "
+            "1 warm-up run ==="
+        )
+    repetitions: list[dict[str, SystemResult]] = []
+    for repetition in range(args.repeat):
+        # Alternate the order so that drift on a noisy machine favours neither.
+        order = systems if repetition % 2 == 0 else list(reversed(systems))
+        results: dict[str, SystemResult] = {}
+        windows: dict[str, Window] = {}
+        for system in order:
+            bench = bench_baton if system == "baton" else bench_dbos
+            results[system], windows[system] = await bench(env, repetition)
+        repetitions.append(results)
+        ordered = [results[s] for s in SYSTEMS if s in results]
+        print()
+        print(f"--- repetition {repetition + 1} of {args.repeat} ---")
+        for result in ordered:
+            print(f"{result.system}: {result.label}")
+            if result.first_error:
+                print(f"  first failure: {result.first_error}")
+        for line in table(ordered):
+            print(line)
+        for line in verdicts(results.get("baton"), results.get("dbos")):
+            print(line)
+        for system in SYSTEMS:
+            for role, path in windows[system].profiles.items() if system in windows else ():
+                print(f"\nprofile of {system} {role} ({path}):")
+                for line in summarize_profile(path):
+                    print(line)
+        sys.stdout.flush()
     if args.repeat > 1:
         print()
         for line in summary(repetitions):
             print(line)
     if args.json is not None:
-        args.json.write_text(
+        path = args.json.with_suffix(f".{args.workload}{args.json.suffix}")
+        path.write_text(
             json.dumps([{s: asdict(r) for s, r in rep.items()} for rep in repetitions], indent=1)
         )
-    failed = sum(r.failed for rep in repetitions for r in rep.values())
-    return 1 if failed else 0
+    return sum(r.failed for rep in repetitions for r in rep.values())
 
 
 # --- the load generators (child processes) ---------------------------------------------
@@ -1101,14 +1198,17 @@ async def baton_load(args: argparse.Namespace) -> None:
         await agents.CreateAgent(
             agents_pb2.CreateAgentRequest(name=agent_name, url=args.agent_url, timeout_ms=60_000)
         )
+        fan_out = args.workload == "fan-out"
+        definition = (
+            fan_out_workflow(f"bench-{args.suffix}", agent_name, args.max_parallel)
+            if fan_out
+            else baton_workflow(f"bench-{args.suffix}", agent_name)
+        )
         workflow = await workflows.CreateWorkflow(
-            json_format.ParseDict(
-                baton_workflow(f"bench-{args.suffix}", agent_name),
-                workflows_pb2.CreateWorkflowRequest(),
-            )
+            json_format.ParseDict(definition, workflows_pb2.CreateWorkflowRequest())
         )
         input_data = struct_pb2.Struct()
-        input_data.update(RUN_INPUT)
+        input_data.update(fan_out_input(args.items) if fan_out else RUN_INPUT)
         # One request object for every run: the load generator should cost little.
         request = runs_pb2.ExecuteWorkflowRequest(workflow_id=workflow.id, input_data=input_data)
         if args.completion == "wait":
@@ -1178,7 +1278,11 @@ async def baton_load(args: argparse.Namespace) -> None:
             announce("error", f"first run failed: {probe.error}")
             raise SystemExit(1)
         finished = await runs.GetRun(runs_pb2.GetRunRequest(run_id=probe.run_id))
-        check_output(json_format.MessageToDict(finished.output))
+        output = json_format.MessageToDict(finished.output)
+        if fan_out:
+            check_fan_out_output(output, args.items)
+        else:
+            check_output(output)
         await measured_phase(one_run, args)
         if feed_task is not None:
             feed_task.cancel()
@@ -1197,13 +1301,21 @@ def dbos_app(args: argparse.Namespace) -> None:
     }
     DBOS(config=config)
     endpoint = AgentEndpoint(url=args.agent_url, protocol="a2a", timeout_ms=60_000, headers={})
-    clients: list[AgentClient] = []
+    # One client per event loop: DBOS runs queued steps on a loop of its own.
+    clients: dict[asyncio.AbstractEventLoop, AgentClient] = {}
+
+    def client() -> AgentClient:
+        loop = asyncio.get_running_loop()
+        if loop not in clients:
+            connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=4)
+            clients[loop] = AgentClient(aiohttp.ClientSession(connector=connector))
+        return clients[loop]
 
     @DBOS.step()
     async def call_agent(step: str, payload: dict[str, Any]) -> Any:
         task_ids: list[str] = []
         # Exactly the call Baton's driver makes (it also passes on_task).
-        return await clients[0].call(
+        return await client().call(
             endpoint,
             payload,
             idempotency_key=f"{DBOS.workflow_id}/{step}/1",
@@ -1217,20 +1329,43 @@ def dbos_app(args: argparse.Namespace) -> None:
             output = await call_agent(step, step_input(step, output["data"]))
         return output
 
+    # DBOS's fan-out: a queue of steps with the same concurrency as Baton's max_parallel.
+    # (Registered once DBOS is launched: queues live in its system database.)
+    queues: list[Any] = []
+
+    @DBOS.workflow()
+    async def fan_out(run_input: dict[str, Any]) -> Any:
+        handles = [
+            await queues[0].enqueue_async(call_agent, f"each[{n}]", {"data": item, "step": "each"})
+            for n, item in enumerate(run_input["items"])
+        ]
+        return [await handle.get_result() for handle in handles]
+
+    workflow, run_input, check = (
+        (fan_out, fan_out_input(args.items), lambda o: check_fan_out_output(o, args.items))
+        if args.workload == "fan-out"
+        else (three_steps, RUN_INPUT, check_output)
+    )
+
     async def main() -> None:
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=4)
         async with aiohttp.ClientSession(connector=connector) as session:
-            clients.append(AgentClient(session))
+            clients[asyncio.get_running_loop()] = AgentClient(session)
+            queues.append(
+                await DBOS.register_queue_async(
+                    "items", concurrency=args.max_parallel, polling_interval_sec=0.05
+                )
+            )
 
             async def one_run() -> Outcome:
                 started = time.perf_counter()
                 run_id = ""
                 try:
                     async with asyncio.timeout(RUN_DEADLINE_S):
-                        handle = await DBOS.start_workflow_async(three_steps, RUN_INPUT)
+                        handle = await DBOS.start_workflow_async(workflow, run_input)
                         run_id = handle.get_workflow_id()
                         output = await handle.get_result()
-                    check_output(output)
+                    check(output)
                 except Exception as error:
                     return Outcome(run_id, 0.0, False, f"{type(error).__name__}: {error}")
                 return Outcome(run_id, (time.perf_counter() - started) * 1000, True)
@@ -1268,6 +1403,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument(
+        "--workloads",
+        type=lambda text: _choices(text, WORKLOADS),
+        default=",".join(WORKLOADS),
+        help="comma-separated, of: steps, fan-out",
+    )
+    parser.add_argument("--items", type=_positive, default=1000, help="items per fan-out run")
+    parser.add_argument("--max-parallel", type=_positive, default=50, help="fan-out calls at once")
+    parser.add_argument(
+        "--fan-out-runs", type=_positive, default=3, help="measured fan-out runs per system"
+    )
     parser.add_argument("--runs", type=_positive, default=2000, help="measured runs per system")
     parser.add_argument("--in-flight", type=_positive, default=50, help="runs at a time")
     parser.add_argument("--warmup", type=_positive, default=500, help="unmeasured runs first")
@@ -1300,6 +1446,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--suffix", help=argparse.SUPPRESS)
     parser.add_argument("--pace-ms", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=WORKLOADS, default="steps", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

@@ -262,7 +262,9 @@ async def test_a_paused_fan_out_finishes_the_items_in_flight_and_starts_no_other
     with agent.serving() as url:
         workflow, docs = await counting_workflow(rest, url, max_parallel=2)
         run_id = assert_plain_json(await execute(rest, workflow["id"], docs[:6]), 202)["run_id"]
-        while sum(agent.calls.values()) < 3:
+        for _ in range(500):
+            if sum(agent.calls.values()) >= 3:
+                break
             await asyncio.sleep(0.02)
         assert_plain_json(await rest.post(f"/api/v1/runs/{run_id}/pause", json={}), 200)
         for _ in range(200):  # the items in flight finish, and the run is given back

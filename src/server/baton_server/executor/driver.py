@@ -100,6 +100,10 @@ class _Outcome:
     error: str | None = None
 
 
+#: Items that end within this long of the first share its write (or this many).
+_ITEM_LINGER_S = 0.005
+_ITEM_BATCH = 32
+
 _background: set[asyncio.Task[None]] = set()
 #: The wake time of a run whose steps wait without a timeout: only a signal wakes it.
 _NEVER = datetime(9999, 1, 1, tzinfo=UTC)
@@ -141,6 +145,10 @@ class RunDriver:
         for item in self._items.values():
             self._loaded.setdefault(item.parent_step_id or "", {})[item.item_index or 0] = item
         self._fan_outs: dict[str, FanOut] = {}
+        # Items whose call ended, waiting to be written together (_item_done).
+        self._ended_items: list[tuple[str, _Outcome, asyncio.Future[list[_Call] | None]]] = []
+        self._item_timer: asyncio.TimerHandle | None = None
+        self._recording: set[str] = set()  # the items of the batch being written
         self._definitions: dict[str, dict[str, Any]] = workflow_data["steps"]
         self._graph = StepGraph.of(workflow_data)
         self._journal = journal
@@ -186,8 +194,9 @@ class RunDriver:
         finally:
             if timer is not None:
                 timer.cancel()
-            if self._wait_timer is not None:
-                self._wait_timer.cancel()
+            for handle in (self._wait_timer, self._item_timer):
+                if handle is not None:
+                    handle.cancel()
             for task in (*self._tasks, *self._checks):
                 if task is not asyncio.current_task():
                     task.cancel()
@@ -283,12 +292,12 @@ class RunDriver:
                 step_id = call[0]
                 outcome = await self._call(*call)
                 answered = time.monotonic()
-                # Transitions of one run one at a time, so two branches that finish
-                # together cannot both start the step that joins them.
-                async with self._transition:
-                    if step_id in self._items:
-                        started = await self._item_done(step_id, outcome)
-                    else:
+                if step_id in self._items:
+                    started = await self._item_done(step_id, outcome)
+                else:
+                    # Transitions of one run one at a time, so two branches that finish
+                    # together cannot both start the step that joins them.
+                    async with self._transition:
                         started = await self._settle(step_id, outcome)
                 if started is None:
                     self._end()
@@ -334,34 +343,105 @@ class RunDriver:
         return await self._complete(step_id, outcome, ops, drafts)
 
     async def _item_done(self, item_id: str, outcome: _Outcome) -> list[_Call] | None:
-        """An item's call ended: record it and start the next item in one write; the
-        last item's write completes its step."""
-        item = self._items[item_id]
-        fan_out = self._fan_outs[item.parent_step_id or ""]
-        if outcome.error is not None and not fan_out.collect:
-            fan_out.calling.discard(item_id)
-            await self._fail(item_id, outcome)
-            return None
-        fan_out.finished(item, outcome.output, outcome.error)
-        op = StepOp(
-            item_id,
-            (RUNNING,),
-            outcome.attempt,
-            item.status,
-            outcome.attempt,
-            output_data=outcome.output,
-            error_message=outcome.error,
-        )
-        draft = (
-            events.step_completed(item_id, attempt=outcome.attempt, output=outcome.output)
-            if outcome.error is None
-            else events.step_failed(item_id, attempt=outcome.attempt, error=outcome.error)
-        )
-        if fan_out.done():
+        """An item's call ended: wait until its end is written (with those of the items
+        that end meanwhile, see _write_items); return the calls to make next."""
+        written: asyncio.Future[list[_Call] | None] = asyncio.get_running_loop().create_future()
+        self._ended_items.append((item_id, outcome, written))
+        if len(self._ended_items) >= _ITEM_BATCH:
+            self._flush_items()
+        elif len(self._ended_items) == 1:
+            self._item_timer = asyncio.get_running_loop().call_later(
+                _ITEM_LINGER_S, self._flush_items
+            )
+        return await written
+
+    def _flush_items(self) -> None:
+        if self._item_timer is not None:
+            self._item_timer.cancel()
+            self._item_timer = None
+        batch, self._ended_items = self._ended_items, []
+        if batch and not self._ended.done():
+            flush = asyncio.create_task(self._write_items(batch))
+            self._checks.add(flush)
+            flush.add_done_callback(self._checks.discard)
+
+    async def _write_items(
+        self, batch: list[tuple[str, _Outcome, asyncio.Future[list[_Call] | None]]]
+    ) -> None:
+        """Record the ends of the items in ``batch`` and start the items they make room
+        for, in one write; the write with a fan-out's last item completes its step.
+
+        Items that end within a few milliseconds of each other share the write, so a
+        fan-out does not cost one transaction per item; each item's task waits for it
+        (its item is in flight until then), so none is called again after a crash.
+        """
+        started: list[_Call] | None = None
+        try:
+            async with self._transition:
+                self._recording = {item_id for item_id, _, _ in batch}
+                started = await self._record_items([(i, o) for i, o, _ in batch])
+        except Exception as error:  # RunInterrupted, or a bug: the driver stops
+            self._end(error)
+        finally:
+            self._recording = set()
+            # One call for each waiting task to go on with (extras to the first).
+            calls = list(started or [])
+            for index, (_, _, written) in enumerate(batch):
+                if written.done():
+                    continue
+                if started is None:
+                    written.set_result(None)
+                elif index == 0:
+                    extra = max(0, len(calls) - len(batch))
+                    written.set_result(calls[: 1 + extra])
+                    del calls[: 1 + extra]
+                else:
+                    written.set_result(calls[:1])
+                    del calls[:1]
+
+    async def _record_items(self, ended: list[tuple[str, _Outcome]]) -> list[_Call] | None:
+        ops: list[StepOp] = []
+        drafts: list[EventDraft] = []
+        done: list[FanOut] = []
+        for item_id, outcome in ended:
+            item = self._items[item_id]
+            fan_out = self._fan_outs[item.parent_step_id or ""]
+            if outcome.error is not None and not fan_out.collect:
+                fan_out.calling.discard(item_id)
+                await self._fail(item_id, outcome, ops, drafts)
+                return None
+            fan_out.finished(item, outcome.output, outcome.error)
+            ops.append(
+                StepOp(
+                    item_id,
+                    (RUNNING,),
+                    outcome.attempt,
+                    item.status,
+                    outcome.attempt,
+                    output_data=outcome.output,
+                    error_message=outcome.error,
+                )
+            )
+            drafts.append(
+                events.step_completed(item_id, attempt=outcome.attempt, output=outcome.output)
+                if outcome.error is None
+                else events.step_failed(item_id, attempt=outcome.attempt, error=outcome.error)
+            )
+            if fan_out.done():
+                done.append(fan_out)
+        if not done:
+            return await self._advance(partial(self._change, drafts, steps=ops), ())
+        calls: list[_Call] = []
+        for index, fan_out in enumerate(done):
             parent = self._steps[fan_out.parent]
-            done = _Outcome(attempt=parent.attempt, output=fan_out.output())
-            return await self._settle(fan_out.parent, done, [op], [draft])
-        return await self._advance(partial(self._change, [draft], steps=[op]), ())
+            outcome = _Outcome(attempt=parent.attempt, output=fan_out.output())
+            more = await self._settle(
+                fan_out.parent, outcome, *((ops, drafts) if index == 0 else ((), ()))
+            )
+            if more is None:
+                return None
+            calls += more
+        return calls
 
     async def _complete(
         self,
@@ -492,11 +572,13 @@ class RunDriver:
             step_id, error = parent_id, item_error
         message = f"Step '{step_id}' failed: {error}"
         # In-flight siblings go back to PENDING: a retry of the run runs them again.
+        recorded = {op.step_id for op in ops}
         ops += [
             StepOp(
                 other, (RUNNING,), self._state(other).attempt, PENDING, self._state(other).attempt
             )
             for other in in_flight.values()
+            if other not in recorded
         ]
         # So do fan-out steps still running (their items in flight are among those).
         ops += [
@@ -825,9 +907,13 @@ class RunDriver:
         self._end()
 
     def _in_flight(self) -> bool:
-        """Whether a step other than the caller's is being called (or waits to retry)."""
+        """Whether a step other than the caller's is being called (or waits to retry);
+        items whose end is being written are not."""
         current = asyncio.current_task()
-        return any(task is not current for task in self._tasks)
+        return any(
+            task is not current and step_id not in self._recording
+            for task, step_id in self._tasks.items()
+        )
 
     def _attempt_events(self, step_id: str, attempt: int) -> list[EventDraft]:
         agent_name = self._state(step_id).agent_name
