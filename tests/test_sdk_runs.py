@@ -406,3 +406,26 @@ async def test_wait_steps_and_signals(client: BatonClient, echo_agent_url: str) 
     done = await client.runs.wait(run, timeout=30)
     assert done.status is RunStatus.COMPLETED
     assert done.output["got"] == 3
+
+
+async def test_fan_out_steps_in_the_typed_sdk(client: BatonClient, echo_agent_url: str) -> None:
+    await client.agents.create(name="echo", url=echo_agent_url)
+    each = Step(
+        agent_name="echo",
+        for_each="${workflow.input.docs}",
+        max_parallel=2,
+        on_item_failure="collect",
+        input_mapping={"doc": "${item}", "n": "${item_index}"},
+    )
+    workflow = await client.workflows.create(name="fan", start_step="each", steps={"each": each})
+    assert workflow.workflow_data.steps["each"] == Step(**{**each.__dict__, "id": "each"})
+    done = await client.runs.execute(workflow, input_data={"docs": ["a", "b", "c"]}, wait=True)
+    assert done.status is RunStatus.COMPLETED
+    assert [o["doc"] for o in done.output] == ["a", "b", "c"]
+    items = [s for s in await client.runs.steps(done) if s.parent_step_id == "each"]
+    assert sorted((s.item_index, s.step_id) for s in items) == [
+        (0, "each[0]"),
+        (1, "each[1]"),
+        (2, "each[2]"),
+    ]
+    assert (await client.runs.step(done, "each[1]")).output_data["doc"] == "b"

@@ -26,6 +26,7 @@ from baton_sdk._convert import (
     optional_value,
     struct_dict,
     to_datetime,
+    to_struct,
     to_value,
 )
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from baton_sdk.runs import Runs
 
 _E = TypeVar("_E", bound=enum.Enum)
+_ItemFailure = workflows_pb2.Step.ItemFailure
 
 
 class _ProtoEnum(Protocol):
@@ -403,6 +405,14 @@ class Step:
             agent's ``timeout_ms``.
         wait: Makes this a wait step (``agent_name`` then stays empty): it completes
             with the payload of a signal sent to the run.
+        for_each: Makes this a fan-out step: a ``${...}`` reference to a list (at most
+            10,000 items); the agent is called once per item (``${item}``,
+            ``${item_index}`` in ``input_mapping``), and the step's output is the list
+            of outputs in item order. Each item is a run step ``<id>[<index>]``.
+        max_parallel: With ``for_each``: items called at once; ``None``: 10.
+        on_item_failure: With ``for_each``: ``"fail_step"`` (a failed item fails the
+            step) or ``"collect"`` (its place in the output is ``{"error": ...}``);
+            ``None``: ``"fail_step"``.
         id: The step's id; when defining a workflow it defaults to its key.
     """
 
@@ -413,6 +423,9 @@ class Step:
     routes: tuple[Route, ...] = ()
     timeout_ms: int | None = None
     wait: Wait | None = None
+    for_each: str | None = None
+    max_parallel: int | None = None
+    on_item_failure: Literal["fail_step", "collect"] | None = None
     id: str | None = None
 
     @classmethod
@@ -434,7 +447,34 @@ class Step:
             routes=tuple(Route(when=r.when, next_step=r.next_step) for r in message.routes),
             timeout_ms=message.timeout_ms if message.HasField("timeout_ms") else None,
             wait=Wait.from_proto(message.wait) if message.HasField("wait") else None,
+            for_each=message.for_each or None,
+            max_parallel=message.max_parallel if message.HasField("max_parallel") else None,
+            on_item_failure=(
+                "collect"
+                if message.on_item_failure == _ItemFailure.Value("collect")
+                else "fail_step"
+                if message.on_item_failure
+                else None
+            ),
         )
+
+    def to_proto(self, key: str) -> workflows_pb2.Step:
+        """The contract's message (``key``: the step's id when ``id`` is not set)."""
+        message = workflows_pb2.Step(
+            id=self.id or key,
+            agent_name=self.agent_name,
+            input_mapping=to_struct(self.input_mapping),
+            depends_on=list(self.depends_on),
+            routes=[workflows_pb2.Route(when=r.when, next_step=r.next_step) for r in self.routes],
+            timeout_ms=self.timeout_ms,
+            wait=self.wait.to_proto() if self.wait else None,
+            for_each=self.for_each or "",
+            max_parallel=self.max_parallel,
+            on_item_failure=_ItemFailure.Value(self.on_item_failure or "ITEM_FAILURE_UNSPECIFIED"),
+        )
+        if self.next_step is not None:
+            message.next_step.value = self.next_step
+        return message
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -825,6 +865,8 @@ class RunStep:
         started_at: When the current attempt started, else ``None``.
         completed_at: When the step completed or failed, else ``None``.
         error_message: Why the step failed, else ``None``.
+        parent_step_id: For one item of a fan-out step: that step's id, else ``None``.
+        item_index: For one item of a fan-out step: its place in the list, else ``None``.
         proto: The ``baton.v1.RunStep`` message.
     """
 
@@ -840,6 +882,8 @@ class RunStep:
     started_at: datetime | None
     completed_at: datetime | None
     error_message: str | None
+    parent_step_id: str | None
+    item_index: int | None
     proto: runs_pb2.RunStep = field(repr=False, compare=False)
 
     @classmethod
@@ -865,6 +909,8 @@ class RunStep:
             started_at=optional_datetime(message, "started_at"),
             completed_at=optional_datetime(message, "completed_at"),
             error_message=optional_string(message, "error_message"),
+            parent_step_id=message.parent_step_id or None,
+            item_index=message.item_index if message.HasField("item_index") else None,
             proto=message,
         )
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from google.protobuf import wrappers_pb2
-
 from baton.v1 import workflows_pb2, workflows_pb2_grpc
 from baton_sdk._convert import parse_mapping, to_struct, to_value
 from baton_sdk._transport import Transport
@@ -39,18 +37,7 @@ def _step_proto(key: str, step: StepDefinition) -> workflows_pb2.Step:
         ValueError: A mapping has an unknown field or a value of the wrong type.
     """
     if isinstance(step, Step):
-        message = workflows_pb2.Step(
-            id=step.id or key,
-            agent_name=step.agent_name,
-            input_mapping=to_struct(step.input_mapping),
-            depends_on=list(step.depends_on),
-            routes=[workflows_pb2.Route(when=r.when, next_step=r.next_step) for r in step.routes],
-            timeout_ms=step.timeout_ms,
-            wait=step.wait.to_proto() if step.wait else None,
-        )
-        if step.next_step is not None:
-            message.next_step.CopyFrom(wrappers_pb2.StringValue(value=step.next_step))
-        return message
+        return step.to_proto(key)
     message = parse_mapping(step, workflows_pb2.Step(), f"steps.{key}")
     message.id = message.id or key
     return message
