@@ -431,16 +431,25 @@ class RunDriver:
                 done.append(fan_out)
         if not done:
             return await self._advance(partial(self._change, drafts, steps=ops), ())
+        return await self._complete_fan_outs(done, ops, drafts)
+
+    async def _complete_fan_outs(
+        self,
+        done: Sequence[FanOut],
+        ops: Sequence[StepOp] = (),
+        drafts: Sequence[EventDraft] = (),
+    ) -> list[_Call] | None:
+        """Complete the fan-out steps whose items are all done, each with the list of
+        its items' outputs (the first write with ``ops`` and ``drafts``)."""
         calls: list[_Call] = []
-        for index, fan_out in enumerate(done):
+        for fan_out in done:
             parent = self._steps[fan_out.parent]
             outcome = _Outcome(attempt=parent.attempt, output=fan_out.output())
-            more = await self._settle(
-                fan_out.parent, outcome, *((ops, drafts) if index == 0 else ((), ()))
-            )
+            more = await self._settle(fan_out.parent, outcome, ops, drafts)
             if more is None:
                 return None
             calls += more
+            ops, drafts = (), ()
         return calls
 
     async def _complete(
@@ -778,14 +787,7 @@ class RunDriver:
         # completes at once; what is started meanwhile is called already.
         for call in calls:
             self._spawn(call)
-        started: list[_Call] = []
-        for fan_out in empty:
-            outcome = _Outcome(self._steps[fan_out.parent].attempt, output=fan_out.output())
-            more = await self._settle(fan_out.parent, outcome)
-            if more is None:
-                return None
-            started += more
-        return started
+        return await self._complete_fan_outs(empty)
 
     def _start(self, change: RunChange, step_id: str, payload: dict[str, Any]) -> None:
         """Add the start of a step's next attempt (with its input) to ``change``."""

@@ -5,8 +5,8 @@ step starts (one statement for all of them, in the same commit as the start) and
 driven like any step afterwards: started, retried, completed or failed by the
 driver's compare-and-set writes. At most ``max_parallel`` are called at once, in
 index order; a finished item's slot goes to the next item in the write that records
-it, so a fan-out costs no transaction of its own per item beyond the step's own
-writes, which the journal commits in groups.
+it, and items that end within a few milliseconds share that write (see
+``RunDriver._write_items``), so a fan-out does not cost one transaction per item.
 
 After a restart the items are read back with the run: completed ones keep their
 output, and the others (an item in flight at the crash among them) start again.
