@@ -151,6 +151,7 @@ class RunDriver:
         self._recording: set[str] = set()  # the items of the batch being written
         self._definitions: dict[str, dict[str, Any]] = workflow_data["steps"]
         self._graph = StepGraph.of(workflow_data)
+        self._order = self._graph.topological_order()
         self._journal = journal
         self._catalog = catalog
         self._client = client
@@ -519,7 +520,7 @@ class RunDriver:
         # step whose routes chose no successor.
         sinks = [
             s
-            for s in self._graph.topological_order()
+            for s in self._order
             if self._steps[s].status == COMPLETED
             and not any(self._steps[n].status == COMPLETED for n in self._graph.successors[s])
         ]
@@ -646,8 +647,7 @@ class RunDriver:
                 pending.extend(self._graph.successors[step_id])
             else:
                 ready.add(step_id)
-        order = self._graph.topological_order()
-        return [s for s in order if s in ready], [s for s in order if s in skipping]
+        return [s for s in self._order if s in ready], [s for s in self._order if s in skipping]
 
     async def _advance(
         self, build: Callable[[], RunChange], candidates: Collection[str]

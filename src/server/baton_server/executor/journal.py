@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # the statement's snapshot; that is enough because only the lease holder changes the
 # steps of a RUNNING or PENDING run, and anyone else (a cancellation) changes the run's
 # status first, under the row lock the run update takes and re-checks.
-_COMMIT = """
+_COMMIT_TEMPLATE = """
 WITH changes AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[],
                          $6::text[], $7::int[], $26::bool[], $27::timestamptz[])
@@ -97,7 +97,14 @@ WITH changes AS (
                 $25::jsonb[]) AS e(run_id, position, type, step_id, level, message, data)
     JOIN updated_runs u ON u.id = e.run_id
     JOIN changes c ON c.id = e.run_id
-), new_items AS (
+){new_items}
+SELECT u.id, u.event_seq, u.workflow_id, u.project_id, u.at, p.agents_revision
+FROM updated_runs u JOIN projects p ON p.id = u.project_id
+"""
+
+# Only a batch that starts fan-out steps carries item rows; the others use the statement
+# without this part, so the common batch neither sends nor plans it.
+_NEW_ITEMS = """, new_items AS (
     -- The items of a fan-out step as it starts: rows of their own, under its agent and
     -- position. Rows that exist already (a resumed run) are left as they are.
     INSERT INTO run_steps (id, run_id, step_id, agent_name, position, status, attempt,
@@ -112,9 +119,9 @@ WITH changes AS (
     WHERE n.run_id IN (SELECT id FROM updated_runs)
     ON CONFLICT (run_id, step_id) DO NOTHING
 )
-SELECT u.id, u.event_seq, u.workflow_id, u.project_id, u.at, p.agents_revision
-FROM updated_runs u JOIN projects p ON p.id = u.project_id
 """
+_COMMIT = _COMMIT_TEMPLATE.format(new_items="")
+_COMMIT_WITH_ITEMS = _COMMIT_TEMPLATE.format(new_items=_NEW_ITEMS.rstrip())
 
 
 @dataclass(frozen=True)
@@ -321,8 +328,23 @@ class Journal:
             for position, draft in enumerate(c.events, start=1)
         ]
         sent = time.monotonic()
+        item_columns = (
+            [
+                [item.id for _, item in items],
+                [run_id for run_id, _ in items],
+                [item.step_id for _, item in items],
+                [item.parent_step_id for _, item in items],
+                [item.item_index for _, item in items],
+                [item.status for _, item in items],
+                [item.attempt for _, item in items],
+                [_json(item.input_data) for _, item in items],
+                [item.starting for _, item in items],
+            ]
+            if items
+            else []
+        )
         rows = await self._pool.fetch(
-            _COMMIT,
+            _COMMIT_WITH_ITEMS if items else _COMMIT,
             [c.run_id for c in changes],
             [c.expected_status for c in changes],
             [c.status for c in changes],
@@ -350,15 +372,7 @@ class Journal:
             [_json(data) for _, _, _, data in drafts],
             [c.release for c in changes],
             [c.wake_at for c in changes],
-            [item.id for _, item in items],
-            [run_id for run_id, _ in items],
-            [item.step_id for _, item in items],
-            [item.parent_step_id for _, item in items],
-            [item.item_index for _, item in items],
-            [item.status for _, item in items],
-            [item.attempt for _, item in items],
-            [_json(item.input_data) for _, item in items],
-            [item.starting for _, item in items],
+            *item_columns,
         )
         if self._on_commit_duration is not None:
             self._on_commit_duration(time.monotonic() - sent)
