@@ -12,7 +12,6 @@ local GRPC_CODE = {
   [404] = 5, -- NOT_FOUND: no method for this path
   [405] = 12,
   [409] = 6,
-  [413] = 8, -- RESOURCE_EXHAUSTED: body too large
   [429] = 8,
   [500] = 13,
   [501] = 12,
@@ -20,6 +19,13 @@ local GRPC_CODE = {
   [503] = 14, -- UNAVAILABLE: the API server is down or restarting
   [504] = 4,
 }
+
+-- The error body of a request over the size limit (baton_server.limits.MAX_REQUEST_BYTES,
+-- filled in when the configuration is rendered), in the shape of the server's errors.
+local TOO_LARGE = '{"code":3,"message":"invalid request: the request is larger than the '
+  .. '{{max_request}} limit of a request","details":[{"@type":'
+  .. '"type.googleapis.com/google.rpc.ErrorInfo","reason":"REQUEST_TOO_LARGE",'
+  .. '"domain":"baton","metadata":{}}]}'
 
 local function json_string(text)
   local escaped = text:gsub('[%c"\\]', function(char)
@@ -66,12 +72,33 @@ local function plain_error_to_json(handle, status)
   if body == nil then
     return
   end
-  local message = text:gsub("%s+$", "")
-  body:setBytes(
-    '{"code":' .. (GRPC_CODE[status] or 2) .. ',"message":' .. json_string(message)
-      .. ',"details":[]}'
-  )
+  if status == 413 then
+    -- The transcoder's buffer overflowed: its message does not say what the limit is.
+    body:setBytes(TOO_LARGE)
+  else
+    local message = text:gsub("%s+$", "")
+    body:setBytes(
+      '{"code":' .. (GRPC_CODE[status] or 2) .. ',"message":' .. json_string(message)
+        .. ',"details":[]}'
+    )
+  end
   handle:headers():replace("content-type", "application/json")
+end
+
+-- A request over the size limit is a 413, whoever noticed: the server (reason
+-- REQUEST_TOO_LARGE, a 400 from the transcoder), or gRPC itself for a message beyond what
+-- the server reads at all (RESOURCE_EXHAUSTED, a 429 that is no rate limit).
+local function too_large(handle, status)
+  local body, text = whole_body(handle)
+  if body == nil then
+    return
+  end
+  if status == 400 and text:find('"reason":"REQUEST_TOO_LARGE"', 1, true) then
+    handle:headers():replace(":status", "413")
+  elseif status == 429 and text:find("Received message larger than max", 1, true) then
+    handle:headers():replace(":status", "413")
+    body:setBytes(TOO_LARGE)
+  end
 end
 
 function envoy_on_response(handle)
@@ -104,5 +131,7 @@ function envoy_on_response(handle)
   end
   if status ~= nil and status >= 400 and content_type:find("^text/plain") then
     plain_error_to_json(handle, status)
+  elseif status == 400 or status == 429 then
+    too_large(handle, status)
   end
 end

@@ -32,6 +32,7 @@ from google.protobuf import json_format, struct_pb2
 from baton_server.agents.client import (
     IDEMPOTENCY_METADATA_KEY,
     REASON_AGENT_CARD,
+    REASON_BAD_RESPONSE,
     REASON_CONNECTION,
     REASON_HTTP_STATUS,
     REASON_INPUT_REQUIRED,
@@ -43,6 +44,7 @@ from baton_server.agents.client import (
     AgentClient,
     AgentEndpoint,
 )
+from baton_server.limits import MAX_AGENT_ANSWER_BYTES
 from bench.lean_agent import LeanAgentProcess
 from tests.agents.process import AgentProcess, ProtocolVersion, unused_loopback_port
 
@@ -88,6 +90,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    #: Sent in 64 KiB chunks without a Content-Length.
+    chunked: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,14 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json", **reply.headers}
         for name, value in headers.items():
             self.send_header(name, value)
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(payload), 65536):
+                chunk = payload[start : start + 65536]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -659,6 +671,28 @@ async def test_http_protocol_empty_answer_is_none(client: AgentClient) -> None:
         )
 
     assert output is None
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_answer_over_the_size_limit_is_a_permanent_error_naming_it(
+    client: AgentClient, chunked: bool
+) -> None:
+    # Just at the limit is an answer; one byte more is not (with or without a length).
+    at_limit = b'"' + b"x" * (MAX_AGENT_ANSWER_BYTES - 2) + b'"'
+    with ScriptedServer() as server:
+        server.routes["POST /fits"] = Reply(200, at_limit)
+        server.routes["POST /big"] = Reply(200, at_limit + b" ", chunked=chunked)
+        fits = await client.call(
+            AgentEndpoint(f"{server.url}/fits", "http", TIMEOUT_MS), {}, idempotency_key=key()
+        )
+        with pytest.raises(AgentCallError) as raised:
+            await client.call(
+                AgentEndpoint(f"{server.url}/big", "http", TIMEOUT_MS), {}, idempotency_key=key()
+            )
+
+    assert len(fits) == MAX_AGENT_ANSWER_BYTES - 2
+    assert "larger than the 1 MiB limit of an answer" in str(raised.value)
+    assert (raised.value.retryable, raised.value.reason) == (False, REASON_BAD_RESPONSE)
 
 
 # --- A2A wire details, against the scripted peer ----------------------------------------

@@ -89,3 +89,54 @@ async def test_bytes_that_are_not_the_request_message_are_invalid_argument(
         agents_pb2.ListAgentsRequest()
     )
     assert listed.total == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/agents", {"name": "x" * 5_000_000, "url": "http://a:1"}),
+        (f"/api/v1/workflows/{uuid.uuid4()}/execute", {"input_data": {"a": "x" * 20_000_000}}),
+        # Small as JSON, over 4 MiB as protobuf (every number is a Value of 11 bytes).
+        (f"/api/v1/workflows/{uuid.uuid4()}/execute", {"input_data": {"a": [1] * 1_900_000}}),
+        # Beyond what the gRPC server reads at all.
+        ("/api/v1/agents", {"name": "a", "url": "http://a:1", "description": "x" * 40_000_000}),
+    ],
+    ids=["5MB-name", "20MB-input", "expanding-input", "40MB-description"],
+)
+async def test_a_request_over_the_size_limit_is_a_413_naming_it_and_changes_nothing(
+    rest: httpx.AsyncClient, engine: AsyncEngine, path: str, body: dict[str, object]
+) -> None:
+    before = await _counts(engine)
+    response = await rest.post(path, json=body)
+    assert response.status_code == 413, response.text[:300]
+    found = error_of(response)
+    assert found["reason"] == "REQUEST_TOO_LARGE"
+    assert "the 4 MiB limit of a request" in found["message"]
+    assert await _counts(engine) == before
+
+
+async def test_a_json_value_over_its_limit_is_a_400_naming_the_field(
+    rest: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    before = await _counts(engine)
+    response = await rest.post(
+        f"/api/v1/workflows/{uuid.uuid4()}/execute",
+        json={"input_data": {"doc": "x" * 2_000_000}},
+    )
+    assert response.status_code == 400, response.text[:300]
+    found = error_of(response)
+    assert found["reason"] == "INVALID_FIELD"
+    assert "1 MiB limit of a JSON value" in found["fields"]["input_data"]
+    assert await _counts(engine) == before
+
+
+async def test_a_grpc_message_over_the_limit_is_invalid_argument_naming_it(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = agents_pb2_grpc.AgentServiceStub(channel)
+    request = agents_pb2.CreateAgentRequest(name="a", url="http://a:1", description="x" * 5_000_000)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateAgent(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure(raised.value).reason == "REQUEST_TOO_LARGE"
+    assert "4 MiB limit of a request" in (raised.value.details() or "")

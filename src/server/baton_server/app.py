@@ -46,6 +46,7 @@ from baton_server.config import AccessSettings
 from baton_server.db.pool import create_pool
 from baton_server.events.hub import EventHub
 from baton_server.events.publisher import EventPublisher
+from baton_server.limits import MAX_GRPC_RECEIVE_BYTES
 from baton_server.rpc.interceptor import ErrorMappingInterceptor
 from baton_server.rpc.metrics import MetricsInterceptor
 from baton_server.runs.dispatch import Dispatcher
@@ -89,6 +90,7 @@ _SERVER_OPTIONS = [
     # grpc.aio defaults to SO_REUSEPORT: a second server would bind the same port
     # silently and take half the calls. Fail instead.
     ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", MAX_GRPC_RECEIVE_BYTES),
 ]
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from baton_server.app import SERVICE_NAMES
 from baton_server.children import ChildProcess, spawn
+from baton_server.limits import MAX_REQUEST_BYTES, describe
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ def render_config(
         cluster_type=upstream.cluster_type,
         descriptor_path=str(descriptor_path),
         # JSON strings and lists are valid YAML flow scalars and sequences.
-        lua_source=json.dumps(LUA_FILTER.read_text()),
+        lua_source=json.dumps(
+            LUA_FILTER.read_text().replace("{{max_request}}", describe(MAX_REQUEST_BYTES))
+        ),
         services=json.dumps(sorted(SERVICE_NAMES)),
     )
 

@@ -70,6 +70,8 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from baton_server.limits import MAX_AGENT_ANSWER_BYTES, describe
+
 logger = logging.getLogger(__name__)
 
 PROTOCOL_A2A: Final = "a2a"
@@ -665,12 +667,30 @@ class AgentClient:
             # The answer has begun: a failure from here on is reported, not resent.
             try:
                 async with response:
-                    body = await response.read()
+                    body = await _read_answer(response)
             except TimeoutError:
                 raise
             except aiohttp.ClientError as error:
                 _transport_failure(url, error)
             return _Response(response.status, body, response.headers, response.url)
+
+
+async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or an error once it grows past ``MAX_AGENT_ANSWER_BYTES`` (before
+    it is all in memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_AGENT_ANSWER_BYTES:
+            raise AgentCallError(
+                f"The agent's answer is larger than the {describe(MAX_AGENT_ANSWER_BYTES)}"
+                " limit of an answer",
+                retryable=False,
+                reason=REASON_BAD_RESPONSE,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # --- helpers: JSON ----------------------------------------------------------------

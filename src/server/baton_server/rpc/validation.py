@@ -10,7 +10,7 @@ import protovalidate
 from google.protobuf.message import Message
 
 from baton_server.errors import FieldViolation, InvalidArgument
-from baton_server.rpc.strings import reject_nul
+from baton_server.rpc.content import check_content
 
 _validator = protovalidate.Validator()
 
@@ -33,7 +33,7 @@ def _field_path(violation: protovalidate.Violation) -> str:
 def validate_request(message: Message) -> None:
     """Raise ``InvalidArgument`` naming every field that breaks a declared rule, or that
     holds a NUL character."""
-    reject_nul(message)
+    check_content(message)
     found = _validator.collect_violations(message)
     if not found:
         return
