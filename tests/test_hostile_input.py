@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton.v1 import agents_pb2, agents_pb2_grpc
+from baton.v1 import agents_pb2, agents_pb2_grpc, schedules_pb2, schedules_pb2_grpc
 from tests.rest_support import error_of
 from tests.rpc_errors import failure
 
@@ -140,3 +140,18 @@ async def test_a_grpc_message_over_the_limit_is_invalid_argument_naming_it(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert failure(raised.value).reason == "REQUEST_TOO_LARGE"
     assert "4 MiB limit of a request" in (raised.value.details() or "")
+
+
+async def test_a_timestamp_out_of_range_is_invalid_argument_naming_the_field(
+    channel: grpc.aio.Channel,
+) -> None:
+    # Found by tests/test_request_fuzz.py: the conversion to a datetime raised (INTERNAL).
+    stub = schedules_pb2_grpc.ScheduleServiceStub(channel)
+    request = schedules_pb2.UpdateScheduleRequest(schedule_id=str(uuid.uuid4()))
+    request.execution_time.seconds = -(2**62)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.UpdateSchedule(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = failure(raised.value)
+    assert found.reason == "INVALID_FIELD"
+    assert "execution_time: must be a valid timestamp" in (raised.value.details() or "")

@@ -5,6 +5,8 @@
   field instead.
 * No request larger than :data:`~baton_server.limits.MAX_REQUEST_BYTES` (the gRPC server
   reads more, see :data:`~baton_server.limits.MAX_GRPC_RECEIVE_BYTES`).
+* No Timestamp or Duration outside the range the protobuf specification allows (the
+  conversion to a datetime would fail).
 * No JSON value (``google.protobuf.Struct``, ``Value``, ``ListValue``: ``input_data``,
   a signal's payload, ...) larger than :data:`~baton_server.limits.MAX_JSON_VALUE_BYTES`.
 
@@ -26,6 +28,12 @@ _NUL = "\x00"
 _JSON_TYPES = frozenset(
     {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
 )
+_TIMESTAMP = "google.protobuf.Timestamp"
+_TIME_TYPES = frozenset({_TIMESTAMP, "google.protobuf.Duration"})
+# The ranges the protobuf specification allows (well_known_types checks the same).
+_TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)  # 0001-01-01 to 9999-12-31
+_DURATION_SECONDS = 315_576_000_000  # about 10,000 years
+_MAX_NANOS = 999_999_999
 
 
 def _walk(
@@ -51,7 +59,11 @@ def _values(
     field: FieldDescriptor, value: Any, path: str, in_json: bool
 ) -> Iterator[tuple[str, str | Message]]:
     if field.message_type is not None:
-        json_value = field.message_type.full_name in _JSON_TYPES
+        kind = field.message_type.full_name
+        if kind in _TIME_TYPES:
+            yield path, value
+            return
+        json_value = kind in _JSON_TYPES
         if json_value and not in_json:
             yield path, value
         yield from _walk(value, f"{path}.", in_json or json_value)
@@ -78,6 +90,9 @@ def _violations(message: Message) -> Iterator[FieldViolation]:
                     "must not contain the NUL character (U+0000)",
                     "string.no_nul",
                 )
+        elif value.DESCRIPTOR.full_name in _TIME_TYPES:
+            if problem := _time_problem(value):
+                yield FieldViolation(_readable(path), problem, "time.valid")
         elif (size := value.ByteSize()) > MAX_JSON_VALUE_BYTES:
             too_large += (f"{path}.", f"{path}[")
             yield FieldViolation(
@@ -86,6 +101,18 @@ def _violations(message: Message) -> Iterator[FieldViolation]:
                 " JSON value",
                 "json.max_bytes",
             )
+
+
+def _time_problem(value: Any) -> str | None:
+    """What is wrong with a Timestamp or Duration, if anything."""
+    seconds, nanos = value.seconds, value.nanos
+    if value.DESCRIPTOR.full_name == _TIMESTAMP:
+        low, high = _TIMESTAMP_SECONDS
+        if not low <= seconds <= high or not 0 <= nanos <= _MAX_NANOS:
+            return "must be a valid timestamp, from 0001-01-01 to 9999-12-31 (UTC)"
+    elif abs(seconds) > _DURATION_SECONDS or abs(nanos) > _MAX_NANOS or seconds * nanos < 0:
+        return "must be a valid duration, at most about 10,000 years either way"
+    return None
 
 
 def check_content(message: Message) -> None:
