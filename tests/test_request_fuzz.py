@@ -6,12 +6,17 @@ never ``INTERNAL`` or ``UNKNOWN`` — keeps serving, and a refused request chang
 Over REST through the real Envoy, every route is probed with hostile path segments
 (invalid UTF-8, NUL, huge) and bodies; no answer is a 5xx.
 
-The examples are derandomized, so a failure here is reproducible; ``bench/fuzz.py`` runs
-the same properties with many more examples.
+By default each RPC gets 20 derandomized examples, so a failure in the suite is
+reproducible. A longer, random search of the same properties::
+
+    BATON_FUZZ_EXAMPLES=500 ./dev test tests/test_request_fuzz.py
+
+(hypothesis prints the smallest failing request it finds).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -33,7 +38,9 @@ from baton_server.db.tables import metadata
 from tests.proto_strategies import MessageStrategies
 from tests.runs_support import chain, create_workflow, register_agent
 
-pytestmark = pytest.mark.timeout(600)
+_EXAMPLES = os.environ.get("BATON_FUZZ_EXAMPLES")
+# A longer search is as long as it takes.
+pytestmark = pytest.mark.timeout(600 if _EXAMPLES is None else 0)
 
 METHODS: list[tuple[str, MethodDescriptor]] = [
     (f"/{service.full_name}/{method.name}", method)
@@ -46,9 +53,9 @@ METHODS: list[tuple[str, MethodDescriptor]] = [
 SERVER_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 FUZZ_SETTINGS = settings(
-    max_examples=20,
+    max_examples=int(_EXAMPLES or 20),
     deadline=None,
-    derandomize=True,
+    derandomize=_EXAMPLES is None,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
