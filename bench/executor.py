@@ -627,7 +627,7 @@ def load_options(env: Environment) -> list[str]:
         "--workload",
         getattr(args, "workload", "steps"),
         "--items",
-        str(getattr(args, "items", 0)),
+        str(getattr(args, "items", 1)),  # read by the fan-out workload only
         "--max-parallel",
         str(getattr(args, "max_parallel", 1)),
     ]
