@@ -10,8 +10,8 @@ from typing import Final
 
 MIB: Final = 1024 * 1024
 
-#: A request: a gRPC message the server accepts, or a REST body Envoy accepts (larger
-#: bodies are refused with 413 before they reach the server).
+#: A request: a gRPC message or a REST body (over it: 413 ``REQUEST_TOO_LARGE`` over REST,
+#: ``INVALID_ARGUMENT`` over gRPC; see baton_server.rpc.content and envoy/rest.lua).
 MAX_REQUEST_BYTES: Final = 4 * MIB
 
 #: What the gRPC server reads before it looks at a request. JSON can grow up to ~5.5x

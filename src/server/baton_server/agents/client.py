@@ -676,21 +676,29 @@ class AgentClient:
 
 
 async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
-    """The whole body, or an error once it grows past ``MAX_AGENT_ANSWER_BYTES`` (before
-    it is all in memory)."""
+    """The whole body, or an error once it is known to exceed ``MAX_AGENT_ANSWER_BYTES``
+    (from its length, or as it arrives when it has none: never all in memory)."""
+    if response.content_length is not None:
+        if response.content_length > MAX_AGENT_ANSWER_BYTES:
+            raise _answer_too_large()
+        return await response.read()  # the common case, as fast as it was
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_any():
         size += len(chunk)
         if size > MAX_AGENT_ANSWER_BYTES:
-            raise AgentCallError(
-                f"The agent's answer is larger than the {describe(MAX_AGENT_ANSWER_BYTES)}"
-                " limit of an answer",
-                retryable=False,
-                reason=REASON_BAD_RESPONSE,
-            )
+            raise _answer_too_large()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _answer_too_large() -> AgentCallError:
+    return AgentCallError(
+        f"The agent's answer is larger than the {describe(MAX_AGENT_ANSWER_BYTES)} limit"
+        " of an answer",
+        retryable=False,
+        reason=REASON_BAD_RESPONSE,
+    )
 
 
 # --- helpers: JSON ----------------------------------------------------------------
