@@ -354,9 +354,16 @@ class Child:
 
     @classmethod
     async def spawn(
-        cls, name: str, argv: Sequence[str], log_path: Path, *, talk: bool = False
+        cls,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        talk: bool = False,
+        env: dict[str, str] | None = None,
     ) -> Child:
-        """Start ``argv``; ``talk`` connects stdin/stdout for the ``@bench`` protocol."""
+        """Start ``argv``; ``talk`` connects stdin/stdout for the ``@bench`` protocol;
+        ``env`` adds to the environment."""
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -367,7 +374,7 @@ class Child:
                 stdin=asyncio.subprocess.PIPE if talk else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if talk else log,
                 stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                 limit=64 * 1024 * 1024,
             )
         return cls(name, process, log_path)

@@ -31,10 +31,16 @@ Timings (opt-in, ``--record-timings``): for every send that carries the
 ``baton_idempotency_key`` message metadata Baton sets (``run_id/step_id/attempt``),
 the agent records when the request reached it and when its answer left, as
 ``time.monotonic_ns()`` of this process. ``GET /timings`` answers
-``{"clock": "monotonic_ns", "dropped": n, "timings": {key: [arrived, departed]}}``;
-``DELETE /timings`` forgets them. The time between one step's departure and the
-next step's arrival is what an orchestrator spends in between, measured on one
-clock. Without the option ``/timings`` is 404 and nothing is recorded.
+``{"clock": "monotonic_ns", "dropped": n, "timings": {key: [arrived, departed]},
+"repeats": {key: [arrived, ...]}}`` - a key sent more than once keeps the last call in
+``timings`` and the arrival of every call in ``repeats`` (the chaos benchmark counts
+duplicate executions so); ``DELETE /timings`` forgets them. The time between one step's
+departure and the next step's arrival is what an orchestrator spends in between,
+measured on one clock (CLOCK_MONOTONIC, shared by the processes of the machine).
+Without the option ``/timings`` is 404 and nothing is recorded.
+
+``--delay-ms`` holds every JSON-RPC answer that long before writing it (asyncio server
+only), so that calls are in flight long enough for faults to hit them.
 
 Two servers, same agent logic (``--server``):
 
@@ -197,6 +203,8 @@ class LeanAgent:
         self._tasks: dict[str, tuple[str, Any]] = {}
         # idempotency key -> [arrived, departed] (monotonic ns); None: not recording.
         self._timings: dict[str, list[int]] | None = {} if record_timings else None
+        # idempotency key -> arrivals of every call, for keys called more than once.
+        self._repeats: dict[str, list[int]] = {}
         self._timings_dropped = 0
         self._timed_key: str | None = None
 
@@ -210,6 +218,9 @@ class LeanAgent:
         # Both servers write the answer right after this returns, without yielding:
         # "departed" is within microseconds of the bytes reaching the socket.
         if self._timed_key is not None:
+            earlier = self._timings.get(self._timed_key)
+            if earlier is not None:
+                self._repeats.setdefault(self._timed_key, [earlier[0]]).append(arrived)
             if len(self._timings) < _MAX_TIMINGS:
                 self._timings[self._timed_key] = [arrived, time.monotonic_ns()]
             else:
@@ -225,6 +236,7 @@ class LeanAgent:
         if path == TIMINGS_PATH and self._timings is not None:
             if method == "DELETE":
                 self._timings.clear()
+                self._repeats.clear()
                 self._timings_dropped = 0
                 return 200, _dumps({"cleared": True})
             if method not in ("GET", "HEAD"):
@@ -234,6 +246,7 @@ class LeanAgent:
                     "clock": "monotonic_ns",
                     "dropped": self._timings_dropped,
                     "timings": self._timings,
+                    "repeats": self._repeats,
                 }
             )
         if path in (CARD_PATH, HEALTH_PATH):
@@ -374,8 +387,11 @@ def _status_line(status: int) -> bytes:
 class _HttpProtocol(asyncio.Protocol):
     """HTTP/1.1 with keep-alive and pipelining; answers in arrival order."""
 
-    def __init__(self, agent: LeanAgent) -> None:
+    def __init__(self, agent: LeanAgent, delay_s: float = 0.0) -> None:
         self._agent = agent
+        self._delay_s = delay_s
+        # When the last delayed answer of this connection is due: answers keep their order.
+        self._last_due = 0.0
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
 
@@ -426,8 +442,18 @@ class _HttpProtocol(asyncio.Protocol):
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         status, payload = self._agent.handle(method, target, headers, body)
-        self._reply(status, b"" if method == "HEAD" else payload, keep_alive=keep_alive)
+        payload = b"" if method == "HEAD" else payload
+        if self._delay_s and method == "POST":
+            loop = asyncio.get_running_loop()
+            self._last_due = max(loop.time() + self._delay_s, self._last_due + 1e-6)
+            loop.call_at(self._last_due, self._reply_later, status, payload, keep_alive)
+        else:
+            self._reply(status, payload, keep_alive=keep_alive)
         return keep_alive
+
+    def _reply_later(self, status: int, payload: bytes, keep_alive: bool) -> None:
+        if self._transport is not None:  # the client may have gone meanwhile
+            self._reply(status, payload, keep_alive=keep_alive)
 
     def _reply(self, status: int, payload: bytes, *, keep_alive: bool) -> None:
         assert self._transport is not None
@@ -448,9 +474,11 @@ class _HttpProtocol(asyncio.Protocol):
             self._transport = None
 
 
-async def _serve_asyncio(sock: socket.socket, agent: LeanAgent, stop: asyncio.Event) -> None:
+async def _serve_asyncio(
+    sock: socket.socket, agent: LeanAgent, stop: asyncio.Event, delay_s: float
+) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _HttpProtocol(agent), sock=sock)
+    server = await loop.create_server(lambda: _HttpProtocol(agent, delay_s), sock=sock)
     print(f"READY {sock.getsockname()[1]}", flush=True)
     async with server:
         await stop.wait()
@@ -553,7 +581,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.server == "uvicorn":
         await _serve_uvicorn(sock, agent, stop)
     else:
-        await _serve_asyncio(sock, agent, stop)
+        await _serve_asyncio(sock, agent, stop, args.delay_ms / 1000)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -568,6 +596,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--record-timings",
         action="store_true",
         help="record arrival/departure per idempotency key; serve them at /timings",
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="hold every JSON-RPC answer this long (asyncio server only)",
     )
     parser.add_argument(
         "--exit-on-stdin-eof",
@@ -611,12 +645,13 @@ class LeanAgentProcess:
         server: Literal["asyncio", "uvicorn"] = "asyncio",
         port: int = 0,
         record_timings: bool = False,
+        delay_ms: float = 0.0,
     ) -> str:
         """Start the agent and wait until it serves; return its base URL.
 
         ``port`` 0 lets the agent pick a free port; pass a fixed one to bring an
         agent back on the URL a stopped one had. ``record_timings`` serves
-        ``/timings`` (see the module docstring).
+        ``/timings`` and ``delay_ms`` holds every answer (see the module docstring).
         """
         if self._process is not None:
             raise RuntimeError("agent already started; stop() it first")
@@ -633,6 +668,7 @@ class LeanAgentProcess:
             server,
             "--exit-on-stdin-eof",
             *(["--record-timings"] if record_timings else []),
+            *(["--delay-ms", str(delay_ms)] if delay_ms else []),
         ]
         # A file, not a pipe: nobody drains stderr while the agent runs.
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115

@@ -364,7 +364,7 @@ async def _start_all(
 
 
 async def _start_postgres(
-    layout: _Layout, account: _Account | None, servers: list[ChildProcess]
+    layout: _Layout, account: _Account | None, servers: list[ChildProcess], port: int = 0
 ) -> str:
     await _ensure_cluster(layout, account)
     await _stop_leftover(
@@ -375,8 +375,10 @@ async def _start_postgres(
         signal.SIGINT,
         drop_reused_pid_file=True,
     )
-    for attempt in range(1, _PORT_ATTEMPTS + 1):
-        port = _free_port()
+    # A given port (the chaos benchmark restarts a server where it was) is tried once.
+    fixed = port
+    for attempt in range(1, 1 + (1 if fixed else _PORT_ATTEMPTS)):
+        port = fixed or _free_port()
         server = await _spawn(
             "PostgreSQL",
             [
@@ -406,7 +408,7 @@ async def _start_postgres(
         try:
             await _wait_postgres_ready(server, port)
         except _PortTaken:
-            if attempt == _PORT_ATTEMPTS:
+            if fixed or attempt == _PORT_ATTEMPTS:
                 raise EmbeddedStartError(server.exit_message()) from None
             _log.info("port %d was taken before PostgreSQL bound it; retrying", port)
             continue
@@ -522,13 +524,14 @@ async def _wait_postgres_ready(server: ChildProcess, port: int) -> None:
 
 
 async def _start_redis(
-    layout: _Layout, account: _Account | None, servers: list[ChildProcess]
+    layout: _Layout, account: _Account | None, servers: list[ChildProcess], port: int = 0
 ) -> str:
     await _stop_leftover(
         "Redis", layout.redis_pid_file, "redis-server", layout.redis_dir, signal.SIGTERM
     )
-    for attempt in range(1, _PORT_ATTEMPTS + 1):
-        port = _free_port()
+    fixed = port
+    for attempt in range(1, 1 + (1 if fixed else _PORT_ATTEMPTS)):
+        port = fixed or _free_port()
         server = await _spawn(
             "Redis",
             [
@@ -572,7 +575,7 @@ async def _start_redis(
         try:
             await _wait_redis_ready(server, port)
         except _PortTaken:
-            if attempt == _PORT_ATTEMPTS:
+            if fixed or attempt == _PORT_ATTEMPTS:
                 raise EmbeddedStartError(server.exit_message()) from None
             _log.info("port %d was taken before Redis bound it; retrying", port)
             continue

@@ -215,9 +215,11 @@ class Worker:
         # it has no statistics yet (autovacuum analyzes about once a minute), and the
         # planner then joins by scanning the whole table on every commit; an index
         # lookup is never the worse choice here.
+        # min_size 0: the worker starts (and waits) while PostgreSQL is still starting or
+        # recovering, as after a restart of both under a supervisor.
         self._pool = await create_pool(
             self._database_url,
-            min_size=2,
+            min_size=0,
             max_size=8,
             server_settings={"enable_seqscan": "off"},
         )
