@@ -391,7 +391,7 @@ async def nemesis(
     async def kill_workers() -> None:
         rng = random.Random(args.seed)
         pg_url = _plain(backends.database_url)
-        every = min(args.kill_every, window_s / 8)
+        every = args.kill_every
         for due in itertools.takewhile(lambda t: t <= window_s, itertools.count(every, every)):
             await asyncio.sleep(max(0.0, record.started + due - time.monotonic()))
             await kill_a_worker(cluster, pg_url, record, rng)
