@@ -519,13 +519,15 @@ async def agent_calls(agent_url: str) -> tuple[dict[str, list[int]], dict[str, l
     return body["timings"], body["repeats"]
 
 
-def duplicate(key: str, arrivals: list[int], faults: list[Fault]) -> Duplicate:
+def duplicate(key: str, arrivals: list[int], faults: list[Fault], started: float) -> Duplicate:
     """A key called more than once, with the fault that falls between its calls."""
     first, last = min(arrivals) / 1e9, max(arrivals) / 1e9
     between = [f for f in faults if first <= f.at <= last]
     kills = [f for f in between if f.kind.startswith("worker")]
     if kills:
-        return Duplicate(key, len(arrivals), f"{kills[0].kind} at {kills[0].at:.3f}", True)
+        return Duplicate(
+            key, len(arrivals), f"{kills[0].kind} at {kills[0].at - started:.1f} s", True
+        )
     cause = ", ".join(f.kind for f in between) or "no fault"
     return Duplicate(key, len(arrivals), f"no worker kill between the calls ({cause})", False)
 
@@ -579,7 +581,7 @@ async def build_report(
     ended = {row["id"]: float(row["ended"]) + offset for row in rows if row["ended"] is not None}
     ours = set(run_ids)
     duplicates = [
-        duplicate(key, arrivals, record.faults)
+        duplicate(key, arrivals, record.faults, record.started)
         for key, arrivals in sorted(repeats.items())
         if key.rsplit("/", 1)[0] in ours
     ]
