@@ -14,10 +14,8 @@ from bench import chaos
 
 
 async def test_every_fault_at_once_loses_nothing_and_answers_no_internal_error() -> None:
-    args = chaos.parse_args(
-        ["--runs", "60", "--rate", "6", "--kill-every", "6", "--fast-recovery"]
-        + ["--settle-s", "60", "--agent-delay-ms", "200"]
-    )
+    options = "--runs 60 --rate 6 --kill-every 6 --fast-recovery --settle-s 60"
+    args = chaos.parse_args([*options.split(), "--agent-delay-ms", "200"])
     report = await chaos.run(args)
     rendered = "\n".join(chaos.render(report))
 
