@@ -695,6 +695,53 @@ async def test_an_answer_over_the_size_limit_is_a_permanent_error_naming_it(
     assert (raised.value.retryable, raised.value.reason) == (False, REASON_BAD_RESPONSE)
 
 
+async def test_an_answer_holding_a_nul_character_is_a_permanent_error(
+    client: AgentClient,
+) -> None:
+    # PostgreSQL cannot store U+0000 in text or jsonb: refused at the door, by path of
+    # arrival (plain HTTP, an A2A artifact); an escaped backslash before "u0000" is text.
+    with ScriptedServer() as server:
+        server.serve_card()
+        server.routes["POST /nul"] = Reply(200, {"text": "a\u0000b"})
+        server.routes["POST /nul-key"] = Reply(200, {"k\u0000": 1})
+        server.routes["POST /escaped"] = Reply(200, {"text": "\\u0000"})
+        server.routes["POST /rpc"] = rpc_result(
+            {"task": v1_task("COMPLETED", artifacts=[{"parts": [{"data": ["ok", "\u0000"]}]}])}
+        )
+        errors = []
+        for path in ("nul", "nul-key"):
+            with pytest.raises(AgentCallError) as raised:
+                await client.call(
+                    AgentEndpoint(f"{server.url}/{path}", "http", TIMEOUT_MS),
+                    {},
+                    idempotency_key=key(),
+                )
+            errors.append(raised.value)
+        with pytest.raises(AgentCallError) as raised:
+            await client.call(a2a(server.url), {}, idempotency_key=key())
+        errors.append(raised.value)
+        escaped = await client.call(
+            AgentEndpoint(f"{server.url}/escaped", "http", TIMEOUT_MS), {}, idempotency_key=key()
+        )
+
+    for error in errors:
+        assert "answer holds a NUL character" in str(error)
+        assert (error.retryable, error.reason) == (False, REASON_BAD_RESPONSE)
+    assert escaped == {"text": "\\u0000"}
+
+
+async def test_an_error_body_with_nul_bytes_gives_a_storable_message(client: AgentClient) -> None:
+    with ScriptedServer() as server:
+        server.routes["POST /step"] = Reply(500, b"broken\x00body")
+        with pytest.raises(AgentCallError) as raised:
+            await client.call(
+                AgentEndpoint(f"{server.url}/step", "http", TIMEOUT_MS), {}, idempotency_key=key()
+            )
+
+    assert "\x00" not in str(raised.value)
+    assert "broken\\0body" in str(raised.value)
+
+
 # --- A2A wire details, against the scripted peer ----------------------------------------
 
 

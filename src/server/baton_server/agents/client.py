@@ -194,7 +194,9 @@ class AgentCallError(Exception):
         task_id: str | None = None,
     ) -> None:
         """Create the error; ``message`` should be one line."""
-        super().__init__(message)
+        # It is stored as the step's error: text that PostgreSQL can hold (an agent's
+        # error body may carry NUL bytes).
+        super().__init__(message.replace("\x00", "\\0"))
         self.retryable = retryable
         self.reason = reason
         self.status_code = status_code
@@ -730,9 +732,36 @@ def _load(response: _Response, url: str) -> Any:
     # parse_float restores integers while the C parser runs, which is cheaper
     # than walking the decoded tree afterwards.
     try:
-        return json.loads(response.content, parse_float=_parse_float)
+        value = json.loads(response.content, parse_float=_parse_float)
     except ValueError:
         _bad_response(url, f"HTTP {response.status_code} body is not JSON")
+    # PostgreSQL stores no U+0000 in text or jsonb, so an answer holding one could not
+    # be recorded. JSON can only spell it \u0000: the byte search keeps the walk off the
+    # common path, the walk tells a real NUL from an escaped backslash.
+    if _NUL_ESCAPE in response.content and _holds_nul(value):
+        _bad_response(url, "answer holds a NUL character (\\u0000), which cannot be stored")
+    return value
+
+
+_NUL_ESCAPE: Final = b"\\u0000"
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a decoded JSON value has U+0000 in any string or key (iteratively: the
+    value may be as deep as the parser allowed)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                return True
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 # --- helpers: HTTP errors ---------------------------------------------------------

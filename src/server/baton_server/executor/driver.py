@@ -45,7 +45,7 @@ from baton_server.agents.client import AgentCallError, AgentClient
 from baton_server.executor.backoff import retry_delay_ms
 from baton_server.executor.catalog import AgentTarget, Catalog
 from baton_server.executor.fanout import FanOut
-from baton_server.executor.journal import Journal, RunChange, StepOp
+from baton_server.executor.journal import ChangeRefused, Journal, RunChange, StepOp
 from baton_server.executor.mapping import (
     SKIPPED_OUTPUT,
     Item,
@@ -192,6 +192,9 @@ class RunDriver:
                 await self._drive()
         except RunInterrupted:
             log.info("run %s interrupted (cancelled or taken over)", self._run.id)
+        except ChangeRefused as error:
+            # Resuming would write the same change again: the run cannot go on.
+            await self._abandon(f"Run failed: its progress could not be recorded: {error}")
         finally:
             if timer is not None:
                 timer.cancel()
@@ -207,51 +210,54 @@ class RunDriver:
         """The run's deadline passed: abandon the steps in flight, and fail the run."""
         if self._ended.done():
             return
-        message = f"Run timed out after {self._run.timeout_seconds} s"
         try:
-            async with self._transition:
-                in_flight = dict(self._tasks)
-                for task in in_flight:
-                    task.cancel()
-                await asyncio.gather(*in_flight, return_exceptions=True)
-                self._tasks.clear()
-                abandoned = [
-                    s
-                    for s in (*self._steps.values(), *self._items.values())
-                    if s.status in (RUNNING, WAITING)
-                ]
-
-                def timeout() -> RunChange:
-                    change = self._change(
-                        [
-                            *(events.step_failed(s.step_id, error=message) for s in abandoned),
-                            events.run_status(
-                                FAILED,
-                                progress=self._progress(),
-                                error_message=message,
-                                message=message,
-                                level="error",
-                            ),
-                        ],
-                        steps=[
-                            StepOp(
-                                s.step_id,
-                                (s.status,),
-                                s.attempt,
-                                FAILED,
-                                s.attempt,
-                                error_message=message,
-                            )
-                            for s in abandoned
-                        ],
-                    )
-                    change.status, change.error_message = FAILED, message
-                    return change
-
-                await self._commit(timeout)
+            await self._abandon(f"Run timed out after {self._run.timeout_seconds} s")
             self._end()
         except Exception as error:  # RunInterrupted: it ended otherwise meanwhile
             self._end(error)
+
+    async def _abandon(self, message: str) -> None:
+        """Abandon the steps in flight and fail the run with ``message``."""
+        async with self._transition:
+            in_flight = dict(self._tasks)
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            self._tasks.clear()
+            abandoned = [
+                s
+                for s in (*self._steps.values(), *self._items.values())
+                if s.status in (RUNNING, WAITING)
+            ]
+
+            def failure() -> RunChange:
+                change = self._change(
+                    [
+                        *(events.step_failed(s.step_id, error=message) for s in abandoned),
+                        events.run_status(
+                            FAILED,
+                            progress=self._progress(),
+                            error_message=message,
+                            message=message,
+                            level="error",
+                        ),
+                    ],
+                    steps=[
+                        StepOp(
+                            s.step_id,
+                            (s.status,),
+                            s.attempt,
+                            FAILED,
+                            s.attempt,
+                            error_message=message,
+                        )
+                        for s in abandoned
+                    ],
+                )
+                change.status, change.error_message = FAILED, message
+                return change
+
+            await self._commit(failure)
 
     async def _drive(self) -> None:
         resumed = self._status != PENDING

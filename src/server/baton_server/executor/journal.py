@@ -124,6 +124,24 @@ _COMMIT = _COMMIT_TEMPLATE.format(new_items="")
 _COMMIT_WITH_ITEMS = _COMMIT_TEMPLATE.format(new_items=_NEW_ITEMS.rstrip())
 
 
+class ChangeRefused(Exception):
+    """PostgreSQL refused a run's change by itself (bad data, not a connection problem):
+    writing it again would fail again."""
+
+
+# SQLSTATE classes of errors that pass: connection exceptions, transaction rollbacks
+# (serialization, deadlock), insufficient resources, operator intervention (a server
+# shutting down or starting), system errors.
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def _transient(error: Exception) -> bool:
+    """Whether a failed commit may succeed unchanged later (PostgreSQL away, busy)."""
+    if not isinstance(error, asyncpg.PostgresError):
+        return True  # OSError, InterfaceError: the connection, not the change
+    return str(error.sqlstate or "")[:2] in _TRANSIENT_CLASSES
+
+
 @dataclass(frozen=True)
 class StepOp:
     """A compare-and-set on one step row."""
@@ -272,11 +290,30 @@ class Journal:
                     await self._commit(batch)
                     delay = 0.05
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    if not _transient(error):
+                        # One change PostgreSQL refuses must not hold back the others.
+                        await self._commit_one_by_one(batch)
+                        continue
                     # PostgreSQL is away: keep the changes and retry; the drivers wait.
                     log.warning("journal commit failed, retrying in %.1fs: %s", delay, error)
                     self._queue[:0] = batch
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
+
+    async def _commit_one_by_one(self, batch: Sequence[_Pending]) -> None:
+        """Commit each change of a refused batch alone; the one PostgreSQL refuses by
+        itself fails its driver with :class:`ChangeRefused`. A transient error puts what
+        is left back in the queue."""
+        for index, pending in enumerate(batch):
+            try:
+                await self._commit([pending])
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                if _transient(error):
+                    self._queue[:0] = batch[index:]
+                    return
+                log.error("run %s: PostgreSQL refused its change: %s", pending.change.run_id, error)
+                if not pending.done.done():
+                    pending.done.set_exception(ChangeRefused(str(error)))
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
         merged: dict[str, RunChange] = {}
