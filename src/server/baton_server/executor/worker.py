@@ -140,9 +140,9 @@ class WorkerSettings:
     reconcile_interval_s: float = 5.0
     enqueue_grace_s: float = 10.0
     max_runs: int = 512
-    #: Median step latency (agent answer to next step start) the worker keeps under by
-    #: admitting fewer runs (executor/admission.py).
-    step_latency_target_ms: float = 2.0
+    #: The 99th percentile of step latency (agent answer to next step start) the worker
+    #: keeps under by admitting fewer runs (executor/admission.py).
+    step_latency_p99_ms: float = 12.0
     read_batch: int = 64
     block_ms: int = 1000
     #: Longest sleep of the scheduler between rounds (a new schedule is seen within it).
@@ -155,9 +155,15 @@ class WorkerSettings:
     @classmethod
     def from_env(cls) -> WorkerSettings:
         """Defaults, overridden by ``BATON_LEASE_TTL_S``, ``BATON_RECONCILE_INTERVAL_S``,
-        ``BATON_ENQUEUE_GRACE_S``, ``BATON_MAX_RUNS``, ``BATON_STEP_LATENCY_TARGET_MS`` and
+        ``BATON_ENQUEUE_GRACE_S``, ``BATON_MAX_RUNS``, ``BATON_STEP_LATENCY_P99_MS`` and
         ``BATON_RUN_RETENTION_DAYS``."""
         defaults = cls()
+        if "BATON_STEP_LATENCY_TARGET_MS" in os.environ:
+            log.warning(
+                "BATON_STEP_LATENCY_TARGET_MS (a median) is no longer read; admission keeps "
+                "the 99th percentile under BATON_STEP_LATENCY_P99_MS (default %.0f ms)",
+                defaults.step_latency_p99_ms,
+            )
         retention_days = os.environ.get("BATON_RUN_RETENTION_DAYS", "").strip()
         return cls(
             run_retention_days=float(retention_days) if retention_days else None,
@@ -169,8 +175,8 @@ class WorkerSettings:
                 os.environ.get("BATON_ENQUEUE_GRACE_S", defaults.enqueue_grace_s)
             ),
             max_runs=int(os.environ.get("BATON_MAX_RUNS", defaults.max_runs)),
-            step_latency_target_ms=float(
-                os.environ.get("BATON_STEP_LATENCY_TARGET_MS", defaults.step_latency_target_ms)
+            step_latency_p99_ms=float(
+                os.environ.get("BATON_STEP_LATENCY_P99_MS", defaults.step_latency_p99_ms)
             ),
         )
 
@@ -204,7 +210,7 @@ class Worker:
         self._admissions: set[asyncio.Task[None]] = set()
         self._admission = Admission(
             maximum=self.settings.max_runs,
-            target_s=self.settings.step_latency_target_ms / 1000,
+            target_s=self.settings.step_latency_p99_ms / 1000,
         )
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
