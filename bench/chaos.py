@@ -61,7 +61,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -457,35 +457,39 @@ async def load(
         await asyncio.gather(*tasks)
 
 
+async def read(record: Record, rng: random.Random, get: Callable[[str], Awaitable[str]]) -> None:
+    """Read a random accepted run every ``READ_EVERY_S``; count the answers by code."""
+    while True:
+        await asyncio.sleep(READ_EVERY_S)
+        if record.accepted:
+            record.answer(await get(rng.choice(list(record.accepted.values()))))
+
+
 async def read_grpc(target: str, record: Record, rng: random.Random) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = runs_pb2_grpc.RunServiceStub(channel)
-        while True:
-            await asyncio.sleep(READ_EVERY_S)
-            if not record.accepted:
-                continue
-            run_id = rng.choice(list(record.accepted.values()))
+
+        async def get(run_id: str) -> str:
             try:
                 await stub.GetRun(runs_pb2.GetRunRequest(run_id=run_id), timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as error:
-                record.answer(f"grpc {error.code().name}")
-            else:
-                record.answer("grpc OK")
+                return f"grpc {error.code().name}"
+            return "grpc OK"
+
+        await read(record, rng, get)
 
 
 async def read_rest(base_url: str, record: Record, rng: random.Random) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=CALL_TIMEOUT_S) as http:
-        while True:
-            await asyncio.sleep(READ_EVERY_S)
-            if not record.accepted:
-                continue
-            run_id = rng.choice(list(record.accepted.values()))
+
+        async def get(run_id: str) -> str:
             try:
                 response = await http.get(f"/api/v1/runs/{run_id}")
             except httpx.HTTPError as error:
-                record.answer(f"rest {type(error).__name__}")
-            else:
-                record.answer(f"rest {response.status_code}")
+                return f"rest {type(error).__name__}"
+            return f"rest {response.status_code}"
+
+        await read(record, rng, get)
 
 
 # --- the end: what PostgreSQL and the agent say -------------------------------------------

@@ -437,27 +437,25 @@ def print_row(label: str, setting: Setting, watchers: int, measured: Round) -> f
 def verdicts(p99s: dict[tuple[str, str, str, int], float]) -> list[str]:
     """Baton against the floor, and SSE against gRPC, wherever both were measured;
     keys are (transport, pattern, starts, watchers)."""
+    comparisons = {
+        # transport: (what it is held against, its label, that one's label, the limit)
+        "grpc": ("grpc floor", "Baton", "floor", TARGET_FLOOR_RATIO),
+        "sse": ("grpc", "SSE", "gRPC", TARGET_SSE_RATIO),
+    }
     lines = []
     for (transport, pattern, starts, watchers), p99 in p99s.items():
-        where = f"{watchers} watchers, {pattern} runs, started {starts}"
-        if transport == "grpc":
-            floor = p99s.get(("grpc floor", pattern, starts, watchers))
-            if floor is not None:
-                ratio = p99 / floor
-                lines.append(
-                    f"target: gRPC p99 within {TARGET_FLOOR_RATIO}x of the floor, {where}: "
-                    f"{'met' if ratio <= TARGET_FLOOR_RATIO else 'missed'} "
-                    f"(Baton {p99:.1f} ms, floor {floor:.1f} ms: {ratio:.2f}x)"
-                )
-        elif transport == "sse":
-            grpc_p99 = p99s.get(("grpc", pattern, starts, watchers))
-            if grpc_p99 is not None:
-                ratio = p99 / grpc_p99
-                lines.append(
-                    f"target: SSE p99 within {TARGET_SSE_RATIO}x of gRPC's, {where}: "
-                    f"{'met' if ratio <= TARGET_SSE_RATIO else 'missed'} "
-                    f"(SSE {p99:.1f} ms, gRPC {grpc_p99:.1f} ms: {ratio:.2f}x)"
-                )
+        if transport not in comparisons:
+            continue
+        against, label, base_label, limit = comparisons[transport]
+        base = p99s.get((against, pattern, starts, watchers))
+        if base is None:
+            continue
+        ratio = p99 / base
+        lines.append(
+            f"target: {label} p99 within {limit}x of {base_label}'s, {watchers} watchers,"
+            f" {pattern} runs, started {starts}: {'met' if ratio <= limit else 'missed'}"
+            f" ({label} {p99:.1f} ms, {base_label} {base:.1f} ms: {ratio:.2f}x)"
+        )
     return lines
 
 
