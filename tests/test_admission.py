@@ -105,3 +105,14 @@ def test_the_slowest_steps_decide_not_the_median() -> None:
     admission.limit(16)
     clock.now += 0.5
     assert admission.limit(16) == 14
+
+
+def test_busy_once_steps_pass_half_the_budget() -> None:
+    admission, clock = limiter()
+    assert not admission.busy
+    interval(admission, clock, running=4, latency_ms=0.5)
+    assert not admission.busy
+    interval(admission, clock, running=4, latency_ms=1.5)  # under 2 ms, past half of it
+    assert admission.busy
+    interval(admission, clock, running=4, latency_ms=0.5, steps=0)  # nothing to judge
+    assert not admission.busy

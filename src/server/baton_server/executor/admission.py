@@ -76,6 +76,9 @@ class Admission:
         self._shrinking_from: float | None = None
         self._fruitless = 0
         self._held_at: float | None = None
+        #: The last interval's steps were past half the budget: the machine is busy even
+        #: if runs are not held back (deliverers yield to it, see webhooks/delivery.py).
+        self.busy = False
         self._clock = clock
         self._next_update = clock() + interval_s
 
@@ -104,11 +107,13 @@ class Admission:
             self._fastest_commit = math.inf
         if len(samples) < _MIN_SAMPLES:
             # Too few steps to judge (slow agents, or idle): no sign of overload.
+            self.busy = False
             if full:
                 self._limit = min(self.maximum, math.ceil(self._limit * 1.25))
             return
         slowest = _p99(samples)
         target = self.target_s + min(self._fastest_commits, default=0.0)
+        self.busy = slowest > target / 2
         if slowest > target:
             self._over_target(slowest)
             return

@@ -342,6 +342,8 @@ class Worker:
                 entries += claimed[1]
                 next_claim = loop.time() + self.settings.lease_ttl_s
             free = self._admission.limit(len(self._drivers)) - len(self._drivers)
+            if self._admission.busy:
+                await self._mark_saturated()
             if free > 0 and not entries:
                 try:
                     reply: Any = await self._redis.xreadgroup(
@@ -365,8 +367,9 @@ class Worker:
                 await self._accept(entries)
 
     async def _mark_saturated(self) -> None:
-        """Tell deliverers that the executor is holding runs back (at most 4 times a
-        second; the mark lasts a second)."""
+        """Tell deliverers that the executor is holding runs back, or that its steps are
+        past half their latency budget (at most 4 times a second; the mark lasts a
+        second)."""
         now = asyncio.get_running_loop().time()
         if now - self._saturated_marked >= 0.25:
             self._saturated_marked = now
