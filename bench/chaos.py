@@ -170,7 +170,8 @@ class Backends:
 
     async def stop(self) -> None:
         await _stop_all(self._servers)
-        os.close(self._lock_fd)
+        if self._lock_fd >= 0:  # not if the start failed before it claimed the directory
+            os.close(self._lock_fd)
 
 
 # --- what happened ---------------------------------------------------------------------
