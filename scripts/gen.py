@@ -8,6 +8,8 @@ Outputs, all committed and never edited by hand:
   (the protovalidate wheel ships no ``google.protobuf`` module for them).
 * ``gen/descriptor/baton.binpb``: a self-contained descriptor set (imports included,
   ``google/rpc`` status and error details among them) for Envoy's gRPC-JSON transcoder.
+* ``gen/openapi/baton.openapi.json``: the OpenAPI 3.1 document of the REST API, made
+  from the same descriptors and their comments by ``scripts/openapi.py``.
 
 ``python scripts/gen.py --check`` regenerates into a temporary directory and fails if
 anything differs from what is committed; CI runs it.
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from importlib.resources import files
 from pathlib import Path
 
@@ -85,11 +89,38 @@ def generate(out: Path) -> None:
             *DESCRIPTOR_EXTRAS,
         ]
     )
+    _openapi(out / "openapi", python_out, contract)
     for package in sorted({p.parent for p in python_out.rglob("*.py")}):
         while package != python_out:
             (package / "__init__.py").write_text(PACKAGE_MARKER)
             package = package.parent
     (python_out / "baton" / "py.typed").write_text("")
+
+
+def _openapi(out: Path, python_out: Path, contract: list[str]) -> None:
+    # The generator reads the contract's options with the Python code generated above,
+    # which may be newer than the installed package's (a new option, a new file).
+    sys.path[:0] = [str(python_out), str(ROOT)]
+    from google.protobuf import descriptor_pb2
+
+    from scripts import openapi
+
+    out.mkdir()
+    with tempfile.TemporaryDirectory() as tmp:
+        described = Path(tmp) / "described.binpb"
+        _protoc(
+            [
+                "--include_imports",
+                "--include_source_info",
+                f"--descriptor_set_out={described}",
+                *contract,
+                *DESCRIPTOR_EXTRAS,
+            ]
+        )
+        files = descriptor_pb2.FileDescriptorSet.FromString(described.read_bytes())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    document = openapi.build(files, version=version)
+    (out / "baton.openapi.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
 def _differences(left: Path, right: Path) -> list[str]:

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from baton.v1 import rest_pb2 as baton_dot_v1_dot_rest__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/access.proto\x12\x08\x62\x61ton.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\nAccessRule\x12\x1c\n\x04role\x18\x01 \x01(\x0e\x32\x0e.baton.v1.Role\x12\x0e\n\x06public\x18\x02 \x01(\x08\"h\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x14\x43reateProjectRequest\x12-\n\x04name\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18?2\x14^[a-z0-9][a-z0-9-]*$\x12\x1d\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\"k\n\x13ListProjectsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"}\n\x14ListProjectsResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.baton.v1.Project\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"1\n\x11GetProjectRequest\x12\x1c\n\nproject_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xba\x02\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1c\n\x04role\x18\x03 \x01(\x0e\x32\x0e.baton.v1.Role\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0e\n\x06prefix\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\n \x01(\t\"\xbc\x01\n\x13\x43reateApiKeyRequest\x12\x17\n\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x0e.baton.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x32\n\nproject_id\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x18$2\x15^$|^[0-9a-fA-F-]{36}$\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x14\x43reateApiKeyResponse\x12!\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x10.baton.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\xa0\x01\n\x12ListApiKeysRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x1b\n\nproject_id\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\x42\x07\n\x05_pageB\x0c\n\n_page_size\"{\n\x13ListApiKeysResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.baton.v1.ApiKey\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\",\n\x10GetApiKeyRequest\x12\x18\n\x06key_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"/\n\x13RevokeApiKeyRequest\x12\x18\n\x06key_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xf1\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nactor_type\x18\x04 \x01(\t\x12\x1c\n\x04role\x18\x05 \x01(\x0e\x32\x0e.baton.v1.Role\x12\x12\n\nproject_id\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x15\n\rresource_type\x18\x08 \x01(\t\x12\x13\n\x0bresource_id\x18\t \x01(\t\x12\x16\n\x0e\x63lient_address\x18\n \x01(\t\"\xca\x02\n\x16ListAuditEventsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x17\n\x05\x61\x63tor\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x1e\n\rresource_type\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1d\n\x0bresource_id\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x1b\n\nproject_id\x18\x06 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x31\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_pageB\x0c\n\n_page_size\"\x83\x01\n\x17ListAuditEventsResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.baton.v1.AuditEvent\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"\x12\n\x10GetCallerRequest\"\x86\x01\n\x06\x43\x61ller\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x15\n\ridentity_type\x18\x02 \x01(\t\x12\x1c\n\x04role\x18\x03 \x01(\x0e\x32\x0e.baton.v1.Role\x12\"\n\x07project\x18\x04 \x01(\x0b\x32\x11.baton.v1.Project\x12\x11\n\tauth_mode\x18\x05 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\n\n\x06viewer\x10\x01\x12\n\n\x06\x65\x64itor\x10\x02\x12\t\n\x05\x61\x64min\x10\x03\x32\xd8\x07\n\rAccessService\x12\x65\n\rCreateProject\x12\x1e.baton.v1.CreateProjectRequest\x1a\x11.baton.v1.Project\"!\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/projects:\x01*\x12m\n\x0cListProjects\x12\x1d.baton.v1.ListProjectsRequest\x1a\x1e.baton.v1.ListProjectsResponse\"\x1e\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/projects\x12i\n\nGetProject\x12\x1b.baton.v1.GetProjectRequest\x1a\x11.baton.v1.Project\"+\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/projects/{project_id}\x12p\n\x0c\x43reateApiKey\x12\x1d.baton.v1.CreateApiKeyRequest\x1a\x1e.baton.v1.CreateApiKeyResponse\"!\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/api_keys:\x01*\x12j\n\x0bListApiKeys\x12\x1c.baton.v1.ListApiKeysRequest\x1a\x1d.baton.v1.ListApiKeysResponse\"\x1e\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/api_keys\x12\x62\n\tGetApiKey\x12\x1a.baton.v1.GetApiKeyRequest\x1a\x10.baton.v1.ApiKey\"\'\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/api_keys/{key_id}\x12h\n\x0cRevokeApiKey\x12\x1d.baton.v1.RevokeApiKeyRequest\x1a\x10.baton.v1.ApiKey\"\'\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1b*\x19/api/v1/api_keys/{key_id}\x12z\n\x0fListAuditEvents\x12 .baton.v1.ListAuditEventsRequest\x1a!.baton.v1.ListAuditEventsResponse\"\"\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/audit_events\x12^\n\tGetCaller\x12\x1a.baton.v1.GetCallerRequest\x1a\x10.baton.v1.Caller\"#\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/access/caller:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x14.baton.v1.AccessRuleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/access.proto\x12\x08\x62\x61ton.v1\x1a\x13\x62\x61ton/v1/rest.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\nAccessRule\x12\x1c\n\x04role\x18\x01 \x01(\x0e\x32\x0e.baton.v1.Role\x12\x0e\n\x06public\x18\x02 \x01(\x08\"h\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x14\x43reateProjectRequest\x12-\n\x04name\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18?2\x14^[a-z0-9][a-z0-9-]*$\x12\x1d\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\"k\n\x13ListProjectsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"}\n\x14ListProjectsResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.baton.v1.Project\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"1\n\x11GetProjectRequest\x12\x1c\n\nproject_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xba\x02\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1c\n\x04role\x18\x03 \x01(\x0e\x32\x0e.baton.v1.Role\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0e\n\x06prefix\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\n \x01(\t\"\xbc\x01\n\x13\x43reateApiKeyRequest\x12\x17\n\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x0e.baton.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x32\n\nproject_id\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x18$2\x15^$|^[0-9a-fA-F-]{36}$\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x14\x43reateApiKeyResponse\x12!\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x10.baton.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\xa0\x01\n\x12ListApiKeysRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x1b\n\nproject_id\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\x42\x07\n\x05_pageB\x0c\n\n_page_size\"{\n\x13ListApiKeysResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.baton.v1.ApiKey\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\",\n\x10GetApiKeyRequest\x12\x18\n\x06key_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"/\n\x13RevokeApiKeyRequest\x12\x18\n\x06key_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xf1\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nactor_type\x18\x04 \x01(\t\x12\x1c\n\x04role\x18\x05 \x01(\x0e\x32\x0e.baton.v1.Role\x12\x12\n\nproject_id\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x15\n\rresource_type\x18\x08 \x01(\t\x12\x13\n\x0bresource_id\x18\t \x01(\t\x12\x16\n\x0e\x63lient_address\x18\n \x01(\t\"\xca\x02\n\x16ListAuditEventsRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x17\n\x05\x61\x63tor\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x1e\n\rresource_type\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1d\n\x0bresource_id\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12\x1b\n\nproject_id\x18\x06 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x31\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_pageB\x0c\n\n_page_size\"\x83\x01\n\x17ListAuditEventsResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.baton.v1.AuditEvent\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"\x12\n\x10GetCallerRequest\"\x86\x01\n\x06\x43\x61ller\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x15\n\ridentity_type\x18\x02 \x01(\t\x12\x1c\n\x04role\x18\x03 \x01(\x0e\x32\x0e.baton.v1.Role\x12\"\n\x07project\x18\x04 \x01(\x0b\x32\x11.baton.v1.Project\x12\x11\n\tauth_mode\x18\x05 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\n\n\x06viewer\x10\x01\x12\n\n\x06\x65\x64itor\x10\x02\x12\t\n\x05\x61\x64min\x10\x03\x32\xe6\x07\n\rAccessService\x12l\n\rCreateProject\x12\x1e.baton.v1.CreateProjectRequest\x1a\x11.baton.v1.Project\"(\xa2\xbb\x18\x02\x08\x03\xaa\xbb\x18\x03\x08\xc9\x01\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/projects:\x01*\x12m\n\x0cListProjects\x12\x1d.baton.v1.ListProjectsRequest\x1a\x1e.baton.v1.ListProjectsResponse\"\x1e\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/projects\x12i\n\nGetProject\x12\x1b.baton.v1.GetProjectRequest\x1a\x11.baton.v1.Project\"+\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/projects/{project_id}\x12w\n\x0c\x43reateApiKey\x12\x1d.baton.v1.CreateApiKeyRequest\x1a\x1e.baton.v1.CreateApiKeyResponse\"(\xa2\xbb\x18\x02\x08\x03\xaa\xbb\x18\x03\x08\xc9\x01\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/api_keys:\x01*\x12j\n\x0bListApiKeys\x12\x1c.baton.v1.ListApiKeysRequest\x1a\x1d.baton.v1.ListApiKeysResponse\"\x1e\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/api_keys\x12\x62\n\tGetApiKey\x12\x1a.baton.v1.GetApiKeyRequest\x1a\x10.baton.v1.ApiKey\"\'\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/api_keys/{key_id}\x12h\n\x0cRevokeApiKey\x12\x1d.baton.v1.RevokeApiKeyRequest\x1a\x10.baton.v1.ApiKey\"\'\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1b*\x19/api/v1/api_keys/{key_id}\x12z\n\x0fListAuditEvents\x12 .baton.v1.ListAuditEventsRequest\x1a!.baton.v1.ListAuditEventsResponse\"\"\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/audit_events\x12^\n\tGetCaller\x12\x1a.baton.v1.GetCallerRequest\x1a\x10.baton.v1.Caller\"#\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/access/caller:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x14.baton.v1.AccessRuleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -74,13 +75,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\004r\002\030@'
   _globals['_ACCESSSERVICE'].methods_by_name['CreateProject']._loaded_options = None
-  _globals['_ACCESSSERVICE'].methods_by_name['CreateProject']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\025\"\020/api/v1/projects:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateProject']._serialized_options = b'\242\273\030\002\010\003\252\273\030\003\010\311\001\202\323\344\223\002\025\"\020/api/v1/projects:\001*'
   _globals['_ACCESSSERVICE'].methods_by_name['ListProjects']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['ListProjects']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\022\022\020/api/v1/projects'
   _globals['_ACCESSSERVICE'].methods_by_name['GetProject']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['GetProject']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\037\022\035/api/v1/projects/{project_id}'
   _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
-  _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\025\"\020/api/v1/api_keys:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\242\273\030\002\010\003\252\273\030\003\010\311\001\202\323\344\223\002\025\"\020/api/v1/api_keys:\001*'
   _globals['_ACCESSSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\022\022\020/api/v1/api_keys'
   _globals['_ACCESSSERVICE'].methods_by_name['GetApiKey']._loaded_options = None
@@ -91,44 +92,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCESSSERVICE'].methods_by_name['ListAuditEvents']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\026\022\024/api/v1/audit_events'
   _globals['_ACCESSSERVICE'].methods_by_name['GetCaller']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\027\022\025/api/v1/access/caller'
-  _globals['_ROLE']._serialized_start=2550
-  _globals['_ROLE']._serialized_end=2613
-  _globals['_ACCESSRULE']._serialized_start=161
-  _globals['_ACCESSRULE']._serialized_end=219
-  _globals['_PROJECT']._serialized_start=221
-  _globals['_PROJECT']._serialized_end=325
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=327
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=427
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=429
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=536
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=538
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=663
-  _globals['_GETPROJECTREQUEST']._serialized_start=665
-  _globals['_GETPROJECTREQUEST']._serialized_end=714
-  _globals['_APIKEY']._serialized_start=717
-  _globals['_APIKEY']._serialized_end=1031
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1034
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1222
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1224
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1297
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1300
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1460
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1462
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1585
-  _globals['_GETAPIKEYREQUEST']._serialized_start=1587
-  _globals['_GETAPIKEYREQUEST']._serialized_end=1631
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1633
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1680
-  _globals['_AUDITEVENT']._serialized_start=1683
-  _globals['_AUDITEVENT']._serialized_end=1924
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1927
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2257
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2260
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2391
-  _globals['_GETCALLERREQUEST']._serialized_start=2393
-  _globals['_GETCALLERREQUEST']._serialized_end=2411
-  _globals['_CALLER']._serialized_start=2414
-  _globals['_CALLER']._serialized_end=2548
-  _globals['_ACCESSSERVICE']._serialized_start=2616
-  _globals['_ACCESSSERVICE']._serialized_end=3600
+  _globals['_ROLE']._serialized_start=2571
+  _globals['_ROLE']._serialized_end=2634
+  _globals['_ACCESSRULE']._serialized_start=182
+  _globals['_ACCESSRULE']._serialized_end=240
+  _globals['_PROJECT']._serialized_start=242
+  _globals['_PROJECT']._serialized_end=346
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=348
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=448
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=450
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=557
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=559
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=684
+  _globals['_GETPROJECTREQUEST']._serialized_start=686
+  _globals['_GETPROJECTREQUEST']._serialized_end=735
+  _globals['_APIKEY']._serialized_start=738
+  _globals['_APIKEY']._serialized_end=1052
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1055
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1243
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1245
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1318
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1321
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1481
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1483
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1606
+  _globals['_GETAPIKEYREQUEST']._serialized_start=1608
+  _globals['_GETAPIKEYREQUEST']._serialized_end=1652
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1654
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1701
+  _globals['_AUDITEVENT']._serialized_start=1704
+  _globals['_AUDITEVENT']._serialized_end=1945
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1948
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2278
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2281
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2412
+  _globals['_GETCALLERREQUEST']._serialized_start=2414
+  _globals['_GETCALLERREQUEST']._serialized_end=2432
+  _globals['_CALLER']._serialized_start=2435
+  _globals['_CALLER']._serialized_end=2569
+  _globals['_ACCESSSERVICE']._serialized_start=2637
+  _globals['_ACCESSSERVICE']._serialized_end=3635
 # @@protoc_insertion_point(module_scope)

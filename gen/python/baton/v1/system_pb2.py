@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from baton.v1 import access_pb2 as baton_dot_v1_dot_access__pb2
+from baton.v1 import rest_pb2 as baton_dot_v1_dot_rest__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/system.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"\xe9\x01\n\x11GetHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x04 \x01(\x01\x12;\n\x08services\x18\x05 \x03(\x0b\x32).baton.v1.GetHealthResponse.ServicesEntry\x1a/\n\rServicesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x15\n\x13GetReadinessRequest\"\xda\x01\n\x14GetReadinessResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x06\x63hecks\x18\x03 \x03(\x0b\x32*.baton.v1.GetReadinessResponse.ChecksEntry\x1aH\n\x0b\x43hecksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.baton.v1.DependencyCheck:\x02\x38\x01\"\xc6\x01\n\x0f\x44\x65pendencyCheck\x12\x30\n\x06status\x18\x01 \x01(\x0e\x32 .baton.v1.DependencyCheck.Status\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x10response_time_ms\x18\x03 \x01(\x01H\x00\x88\x01\x01\"<\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07healthy\x10\x01\x12\r\n\tunhealthy\x10\x02\x42\x13\n\x11_response_time_ms\"\x13\n\x11GetMetricsRequest2\xb1\x02\n\rSystemService\x12[\n\tGetHealth\x12\x1a.baton.v1.GetHealthRequest\x1a\x1b.baton.v1.GetHealthResponse\"\x15\xa2\xbb\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\t\x12\x07/health\x12j\n\x0cGetReadiness\x12\x1d.baton.v1.GetReadinessRequest\x1a\x1e.baton.v1.GetReadinessResponse\"\x1b\xa2\xbb\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/health/ready\x12W\n\nGetMetrics\x12\x1b.baton.v1.GetMetricsRequest\x1a\x14.google.api.HttpBody\"\x16\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\n\x12\x08/metricsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/system.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x13\x62\x61ton/v1/rest.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"\xe9\x01\n\x11GetHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x04 \x01(\x01\x12;\n\x08services\x18\x05 \x03(\x0b\x32).baton.v1.GetHealthResponse.ServicesEntry\x1a/\n\rServicesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x15\n\x13GetReadinessRequest\"\xda\x01\n\x14GetReadinessResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x06\x63hecks\x18\x03 \x03(\x0b\x32*.baton.v1.GetReadinessResponse.ChecksEntry\x1aH\n\x0b\x43hecksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.baton.v1.DependencyCheck:\x02\x38\x01\"\xc6\x01\n\x0f\x44\x65pendencyCheck\x12\x30\n\x06status\x18\x01 \x01(\x0e\x32 .baton.v1.DependencyCheck.Status\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x10response_time_ms\x18\x03 \x01(\x01H\x00\x88\x01\x01\"<\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07healthy\x10\x01\x12\r\n\tunhealthy\x10\x02\x42\x13\n\x11_response_time_ms\"\x13\n\x11GetMetricsRequest2\xb9\x02\n\rSystemService\x12[\n\tGetHealth\x12\x1a.baton.v1.GetHealthRequest\x1a\x1b.baton.v1.GetHealthResponse\"\x15\xa2\xbb\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\t\x12\x07/health\x12r\n\x0cGetReadiness\x12\x1d.baton.v1.GetReadinessRequest\x1a\x1e.baton.v1.GetReadinessResponse\"#\xa2\xbb\x18\x02\x10\x01\xaa\xbb\x18\x04\x1a\x02\xf7\x03\x82\xd3\xe4\x93\x02\x0f\x12\r/health/ready\x12W\n\nGetMetrics\x12\x1b.baton.v1.GetMetricsRequest\x1a\x14.google.api.HttpBody\"\x16\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\n\x12\x08/metricsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,27 +43,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._loaded_options = None
   _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\242\273\030\002\020\001\202\323\344\223\002\t\022\007/health'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetReadiness']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetReadiness']._serialized_options = b'\242\273\030\002\020\001\202\323\344\223\002\017\022\r/health/ready'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetReadiness']._serialized_options = b'\242\273\030\002\020\001\252\273\030\004\032\002\367\003\202\323\344\223\002\017\022\r/health/ready'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetMetrics']._loaded_options = None
   _globals['_SYSTEMSERVICE'].methods_by_name['GetMetrics']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\n\022\010/metrics'
-  _globals['_GETHEALTHREQUEST']._serialized_start=148
-  _globals['_GETHEALTHREQUEST']._serialized_end=166
-  _globals['_GETHEALTHRESPONSE']._serialized_start=169
-  _globals['_GETHEALTHRESPONSE']._serialized_end=402
-  _globals['_GETHEALTHRESPONSE_SERVICESENTRY']._serialized_start=355
-  _globals['_GETHEALTHRESPONSE_SERVICESENTRY']._serialized_end=402
-  _globals['_GETREADINESSREQUEST']._serialized_start=404
-  _globals['_GETREADINESSREQUEST']._serialized_end=425
-  _globals['_GETREADINESSRESPONSE']._serialized_start=428
-  _globals['_GETREADINESSRESPONSE']._serialized_end=646
-  _globals['_GETREADINESSRESPONSE_CHECKSENTRY']._serialized_start=574
-  _globals['_GETREADINESSRESPONSE_CHECKSENTRY']._serialized_end=646
-  _globals['_DEPENDENCYCHECK']._serialized_start=649
-  _globals['_DEPENDENCYCHECK']._serialized_end=847
-  _globals['_DEPENDENCYCHECK_STATUS']._serialized_start=766
-  _globals['_DEPENDENCYCHECK_STATUS']._serialized_end=826
-  _globals['_GETMETRICSREQUEST']._serialized_start=849
-  _globals['_GETMETRICSREQUEST']._serialized_end=868
-  _globals['_SYSTEMSERVICE']._serialized_start=871
-  _globals['_SYSTEMSERVICE']._serialized_end=1176
+  _globals['_GETHEALTHREQUEST']._serialized_start=169
+  _globals['_GETHEALTHREQUEST']._serialized_end=187
+  _globals['_GETHEALTHRESPONSE']._serialized_start=190
+  _globals['_GETHEALTHRESPONSE']._serialized_end=423
+  _globals['_GETHEALTHRESPONSE_SERVICESENTRY']._serialized_start=376
+  _globals['_GETHEALTHRESPONSE_SERVICESENTRY']._serialized_end=423
+  _globals['_GETREADINESSREQUEST']._serialized_start=425
+  _globals['_GETREADINESSREQUEST']._serialized_end=446
+  _globals['_GETREADINESSRESPONSE']._serialized_start=449
+  _globals['_GETREADINESSRESPONSE']._serialized_end=667
+  _globals['_GETREADINESSRESPONSE_CHECKSENTRY']._serialized_start=595
+  _globals['_GETREADINESSRESPONSE_CHECKSENTRY']._serialized_end=667
+  _globals['_DEPENDENCYCHECK']._serialized_start=670
+  _globals['_DEPENDENCYCHECK']._serialized_end=868
+  _globals['_DEPENDENCYCHECK_STATUS']._serialized_start=787
+  _globals['_DEPENDENCYCHECK_STATUS']._serialized_end=847
+  _globals['_GETMETRICSREQUEST']._serialized_start=870
+  _globals['_GETMETRICSREQUEST']._serialized_end=889
+  _globals['_SYSTEMSERVICE']._serialized_start=892
+  _globals['_SYSTEMSERVICE']._serialized_end=1205
 # @@protoc_insertion_point(module_scope)

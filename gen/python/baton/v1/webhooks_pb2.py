@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from baton.v1 import access_pb2 as baton_dot_v1_dot_access__pb2
+from baton.v1 import rest_pb2 as baton_dot_v1_dot_rest__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/webhooks.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x0e\n\x06secret\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproject_id\x18\t \x01(\t\"\xd6\x03\n\x08\x44\x65livery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.baton.v1.Delivery.Status\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x18\n\x10last_status_code\x18\x06 \x01(\x05\x12\x18\n\x10last_duration_ms\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x18\n\x10response_excerpt\x18\t \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\r \x01(\t\x12\x0b\n\x03url\x18\x0e \x01(\t\"H\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07pending\x10\x01\x12\r\n\tsucceeded\x10\x02\x12\n\n\x06\x66\x61iled\x10\x03\"\xac\x01\n\x14\x43reateWebhookRequest\x12\x17\n\x03url\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x10\x12 \n\x06\x65vents\x18\x02 \x03(\tB\x10\xbaH\r\x92\x01\n\x08\x01\x10 \"\x04r\x02\x18@\x12\x18\n\x06secret\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12\x1d\n\x0b\x64\x65scription\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x14\n\x07\x65nabled\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"k\n\x13ListWebhooksRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"}\n\x14ListWebhooksResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.baton.v1.Webhook\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"1\n\x11GetWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xfa\x01\n\x14UpdateWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x03url\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x10H\x00\x88\x01\x01\x12\x1e\n\x06\x65vents\x18\x03 \x03(\tB\x0e\xbaH\x0b\x92\x01\x08\x10 \"\x04r\x02\x18@\x12\x1d\n\x06secret\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02H\x01\x88\x01\x01\x12\"\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x02\x88\x01\x01\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\x06\n\x04_urlB\t\n\x07_secretB\x0e\n\x0c_descriptionB\n\n\x08_enabled\"4\n\x14\x44\x65leteWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"(\n\x15\x44\x65leteWebhookResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xc0\x01\n\x15ListDeliveriesRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x04page\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32\x19.baton.v1.Delivery.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"\x80\x01\n\x16ListDeliveriesResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.baton.v1.Delivery\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"P\n\x10RedeliverRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1e\n\x0b\x64\x65livery_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"2\n\x12TestWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x32\xd9\x07\n\x0eWebhookService\x12\x65\n\rCreateWebhook\x12\x1e.baton.v1.CreateWebhookRequest\x1a\x11.baton.v1.Webhook\"!\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/webhooks:\x01*\x12m\n\x0cListWebhooks\x12\x1d.baton.v1.ListWebhooksRequest\x1a\x1e.baton.v1.ListWebhooksResponse\"\x1e\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/webhooks\x12i\n\nGetWebhook\x12\x1b.baton.v1.GetWebhookRequest\x1a\x11.baton.v1.Webhook\"+\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/webhooks/{webhook_id}\x12r\n\rUpdateWebhook\x12\x1e.baton.v1.UpdateWebhookRequest\x1a\x11.baton.v1.Webhook\".\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\"\x1a\x1d/api/v1/webhooks/{webhook_id}:\x01*\x12}\n\rDeleteWebhook\x12\x1e.baton.v1.DeleteWebhookRequest\x1a\x1f.baton.v1.DeleteWebhookResponse\"+\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1f*\x1d/api/v1/webhooks/{webhook_id}\x12\x8b\x01\n\x0eListDeliveries\x12\x1f.baton.v1.ListDeliveriesRequest\x1a .baton.v1.ListDeliveriesResponse\"6\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02*\x12(/api/v1/webhooks/{webhook_id}/deliveries\x12\x8e\x01\n\tRedeliver\x12\x1a.baton.v1.RedeliverRequest\x1a\x12.baton.v1.Delivery\"Q\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x45\"@/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver:\x01*\x12t\n\x0bTestWebhook\x12\x1c.baton.v1.TestWebhookRequest\x1a\x12.baton.v1.Delivery\"3\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\'\"\"/api/v1/webhooks/{webhook_id}/test:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/webhooks.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/access.proto\x1a\x13\x62\x61ton/v1/rest.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x0e\n\x06secret\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproject_id\x18\t \x01(\t\"\xd6\x03\n\x08\x44\x65livery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.baton.v1.Delivery.Status\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x18\n\x10last_status_code\x18\x06 \x01(\x05\x12\x18\n\x10last_duration_ms\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x18\n\x10response_excerpt\x18\t \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\r \x01(\t\x12\x0b\n\x03url\x18\x0e \x01(\t\"H\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07pending\x10\x01\x12\r\n\tsucceeded\x10\x02\x12\n\n\x06\x66\x61iled\x10\x03\"\xac\x01\n\x14\x43reateWebhookRequest\x12\x17\n\x03url\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x10\x12 \n\x06\x65vents\x18\x02 \x03(\tB\x10\xbaH\r\x92\x01\n\x08\x01\x10 \"\x04r\x02\x18@\x12\x18\n\x06secret\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12\x1d\n\x0b\x64\x65scription\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x14\n\x07\x65nabled\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"k\n\x13ListWebhooksRequest\x12\x1a\n\x04page\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"}\n\x14ListWebhooksResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.baton.v1.Webhook\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"1\n\x11GetWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xfa\x01\n\x14UpdateWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x03url\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x10H\x00\x88\x01\x01\x12\x1e\n\x06\x65vents\x18\x03 \x03(\tB\x0e\xbaH\x0b\x92\x01\x08\x10 \"\x04r\x02\x18@\x12\x1d\n\x06secret\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02H\x01\x88\x01\x01\x12\"\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0fH\x02\x88\x01\x01\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\x06\n\x04_urlB\t\n\x07_secretB\x0e\n\x0c_descriptionB\n\n\x08_enabled\"4\n\x14\x44\x65leteWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"(\n\x15\x44\x65leteWebhookResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xc0\x01\n\x15ListDeliveriesRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x04page\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x01H\x00\x88\x01\x01\x12!\n\tpage_size\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01H\x01\x88\x01\x01\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32\x19.baton.v1.Delivery.StatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x42\x07\n\x05_pageB\x0c\n\n_page_size\"\x80\x01\n\x16ListDeliveriesResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.baton.v1.Delivery\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0btotal_pages\x18\x05 \x01(\x05\"P\n\x10RedeliverRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1e\n\x0b\x64\x65livery_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"2\n\x12TestWebhookRequest\x12\x1c\n\nwebhook_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x32\xee\x07\n\x0eWebhookService\x12l\n\rCreateWebhook\x12\x1e.baton.v1.CreateWebhookRequest\x1a\x11.baton.v1.Webhook\"(\xa2\xbb\x18\x02\x08\x03\xaa\xbb\x18\x03\x08\xc9\x01\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/webhooks:\x01*\x12m\n\x0cListWebhooks\x12\x1d.baton.v1.ListWebhooksRequest\x1a\x1e.baton.v1.ListWebhooksResponse\"\x1e\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/webhooks\x12i\n\nGetWebhook\x12\x1b.baton.v1.GetWebhookRequest\x1a\x11.baton.v1.Webhook\"+\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/webhooks/{webhook_id}\x12r\n\rUpdateWebhook\x12\x1e.baton.v1.UpdateWebhookRequest\x1a\x11.baton.v1.Webhook\".\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\"\x1a\x1d/api/v1/webhooks/{webhook_id}:\x01*\x12}\n\rDeleteWebhook\x12\x1e.baton.v1.DeleteWebhookRequest\x1a\x1f.baton.v1.DeleteWebhookResponse\"+\xa2\xbb\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1f*\x1d/api/v1/webhooks/{webhook_id}\x12\x8b\x01\n\x0eListDeliveries\x12\x1f.baton.v1.ListDeliveriesRequest\x1a .baton.v1.ListDeliveriesResponse\"6\xa2\xbb\x18\x02\x08\x01\x82\xd3\xe4\x93\x02*\x12(/api/v1/webhooks/{webhook_id}/deliveries\x12\x95\x01\n\tRedeliver\x12\x1a.baton.v1.RedeliverRequest\x1a\x12.baton.v1.Delivery\"X\xa2\xbb\x18\x02\x08\x03\xaa\xbb\x18\x03\x08\xca\x01\x82\xd3\xe4\x93\x02\x45\"@/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver:\x01*\x12{\n\x0bTestWebhook\x12\x1c.baton.v1.TestWebhookRequest\x1a\x12.baton.v1.Delivery\":\xa2\xbb\x18\x02\x08\x03\xaa\xbb\x18\x03\x08\xca\x01\x82\xd3\xe4\x93\x02\'\"\"/api/v1/webhooks/{webhook_id}/test:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -76,7 +77,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TESTWEBHOOKREQUEST'].fields_by_name['webhook_id']._loaded_options = None
   _globals['_TESTWEBHOOKREQUEST'].fields_by_name['webhook_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_WEBHOOKSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
-  _globals['_WEBHOOKSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\025\"\020/api/v1/webhooks:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\242\273\030\002\010\003\252\273\030\003\010\311\001\202\323\344\223\002\025\"\020/api/v1/webhooks:\001*'
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002\022\022\020/api/v1/webhooks'
   _globals['_WEBHOOKSERVICE'].methods_by_name['GetWebhook']._loaded_options = None
@@ -88,37 +89,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListDeliveries']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListDeliveries']._serialized_options = b'\242\273\030\002\010\001\202\323\344\223\002*\022(/api/v1/webhooks/{webhook_id}/deliveries'
   _globals['_WEBHOOKSERVICE'].methods_by_name['Redeliver']._loaded_options = None
-  _globals['_WEBHOOKSERVICE'].methods_by_name['Redeliver']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002E\"@/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['Redeliver']._serialized_options = b'\242\273\030\002\010\003\252\273\030\003\010\312\001\202\323\344\223\002E\"@/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver:\001*'
   _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._loaded_options = None
-  _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._serialized_options = b'\242\273\030\002\010\003\202\323\344\223\002\'\"\"/api/v1/webhooks/{webhook_id}/test:\001*'
-  _globals['_WEBHOOK']._serialized_start=153
-  _globals['_WEBHOOK']._serialized_end=373
-  _globals['_DELIVERY']._serialized_start=376
-  _globals['_DELIVERY']._serialized_end=846
-  _globals['_DELIVERY_STATUS']._serialized_start=774
-  _globals['_DELIVERY_STATUS']._serialized_end=846
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=849
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1021
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1023
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1130
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1132
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1257
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=1259
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=1308
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=1311
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=1561
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1563
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1615
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1617
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1657
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1660
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1852
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1855
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1983
-  _globals['_REDELIVERREQUEST']._serialized_start=1985
-  _globals['_REDELIVERREQUEST']._serialized_end=2065
-  _globals['_TESTWEBHOOKREQUEST']._serialized_start=2067
-  _globals['_TESTWEBHOOKREQUEST']._serialized_end=2117
-  _globals['_WEBHOOKSERVICE']._serialized_start=2120
-  _globals['_WEBHOOKSERVICE']._serialized_end=3105
+  _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._serialized_options = b'\242\273\030\002\010\003\252\273\030\003\010\312\001\202\323\344\223\002\'\"\"/api/v1/webhooks/{webhook_id}/test:\001*'
+  _globals['_WEBHOOK']._serialized_start=174
+  _globals['_WEBHOOK']._serialized_end=394
+  _globals['_DELIVERY']._serialized_start=397
+  _globals['_DELIVERY']._serialized_end=867
+  _globals['_DELIVERY_STATUS']._serialized_start=795
+  _globals['_DELIVERY_STATUS']._serialized_end=867
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=870
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1042
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1044
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1151
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1153
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1278
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=1280
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=1329
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=1332
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=1582
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1584
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1636
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1638
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1678
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1681
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1873
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1876
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=2004
+  _globals['_REDELIVERREQUEST']._serialized_start=2006
+  _globals['_REDELIVERREQUEST']._serialized_end=2086
+  _globals['_TESTWEBHOOKREQUEST']._serialized_start=2088
+  _globals['_TESTWEBHOOKREQUEST']._serialized_end=2138
+  _globals['_WEBHOOKSERVICE']._serialized_start=2141
+  _globals['_WEBHOOKSERVICE']._serialized_end=3147
 # @@protoc_insertion_point(module_scope)

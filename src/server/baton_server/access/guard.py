@@ -83,11 +83,11 @@ class AccessGuard:
         rule: MethodRule,
         metadata: dict[str, str],
         grpc_context: grpc.aio.ServicerContext[Any, Any],
-    ) -> Call | None:
-        """The admitted call (also made the current one), None for a public method;
-        raises Unauthenticated, ResourceExhausted or PermissionDenied."""
+    ) -> Call:
+        """The admitted call (also made the current one); raises Unauthenticated,
+        ResourceExhausted or PermissionDenied. A public method admits anyone, unlimited."""
         if rule.public:
-            return None
+            return self._begin(rule, ANONYMOUS, metadata, grpc_context)
         credential = presented_credential(metadata)
         if credential is not None:
             try:
@@ -105,8 +105,7 @@ class AccessGuard:
                 " Bearer) or a JWT (Authorization: Bearer)",
                 reason="CREDENTIAL_MISSING",
             )
-        call = Call(identity=identity, client_address=client_address(metadata, grpc_context))
-        context.begin(call)
+        call = self._begin(rule, identity, metadata, grpc_context)
         call.headers.extend(
             await self._count(
                 _rate_subject(identity, call.client_address),
@@ -129,6 +128,18 @@ class AccessGuard:
             return ()
         quota = await self._limiter.take(subject, self.settings.rate_limits[budget])
         return quota.headers() if quota is not None else ()
+
+    @staticmethod
+    def _begin(
+        rule: MethodRule,
+        identity: Identity,
+        metadata: dict[str, str],
+        grpc_context: grpc.aio.ServicerContext[Any, Any],
+    ) -> Call:
+        call = Call(identity=identity, client_address=client_address(metadata, grpc_context))
+        call.headers.extend(rule.response_headers)
+        context.begin(call)
+        return call
 
     def record(self, rule: MethodRule, call: Call, request: Message, response: Any) -> None:
         """Put a successful write in the audit trail."""

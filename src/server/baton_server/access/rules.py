@@ -1,4 +1,5 @@
-"""Who may call each RPC, read from the contract's ``(baton.v1.access)`` method option."""
+"""Who may call each RPC, and how its REST answer looks, read from the contract's
+``(baton.v1.access)`` and ``(baton.v1.rest)`` method options."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 
 from google.protobuf.descriptor import FileDescriptor
 
-from baton.v1 import access_pb2
+from baton.v1 import access_pb2, rest_pb2
+from baton_server.access.context import HTTP_CODE_HEADER, UNWRAP_HEADER
 from baton_server.access.model import Role
 
 _READ_PREFIXES = ("List", "Get", "Watch", "Wait", "Check")
@@ -28,12 +30,24 @@ class MethodRule:
     public: bool
     #: The kind of resource the RPC changes; None for a read (not audited).
     writes: str | None
+    #: Initial metadata that tells Envoy's Lua filter (envoy/rest.lua) how to shape a
+    #: successful REST answer: ``x-http-code`` and ``x-baton-unwrap``.
+    response_headers: tuple[tuple[str, str], ...] = ()
 
 
 def _resource_type(service: str, method: str) -> str:
     if service in _RESOURCE_TYPES:
         return _RESOURCE_TYPES[service]
     return "api_key" if "ApiKey" in method else "project"
+
+
+def _response_headers(rest: rest_pb2.RestResponse) -> tuple[tuple[str, str], ...]:
+    headers: list[tuple[str, str]] = []
+    if rest.success_status not in (0, 200):
+        headers.append((HTTP_CODE_HEADER, str(rest.success_status)))
+    if rest.bare_field:
+        headers.append((UNWRAP_HEADER, rest.bare_field))
+    return tuple(headers)
 
 
 def method_rules(files: Iterable[FileDescriptor]) -> dict[str, MethodRule]:
@@ -52,5 +66,8 @@ def method_rules(files: Iterable[FileDescriptor]) -> dict[str, MethodRule]:
                     writes=None
                     if method.name.startswith(_READ_PREFIXES)
                     else _resource_type(service.full_name, method.name),
+                    response_headers=_response_headers(
+                        method.GetOptions().Extensions[rest_pb2.rest]
+                    ),
                 )
     return rules

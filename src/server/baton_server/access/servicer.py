@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from baton.v1 import access_pb2, access_pb2_grpc
-from baton_server.access.context import caller, send_headers
+from baton_server.access.context import caller
 from baton_server.access.model import ApiKey, AuditEvent, Project, Role
 from baton_server.access.service import AccessService
 from baton_server.config import AccessSettings
@@ -21,7 +21,6 @@ from baton_server.rpc.convert import (
 )
 
 _Context = grpc.aio.ServicerContext[Any, Any]
-_CREATED = (("x-http-code", "201"),)
 
 
 def project_to_proto(project: Project) -> access_pb2.Project:
@@ -76,7 +75,6 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         self, request: access_pb2.CreateProjectRequest, context: _Context
     ) -> access_pb2.Project:
         project = await self._service.create_project(request.name, request.description)
-        await send_headers(context, _CREATED)
         return project_to_proto(project)
 
     async def ListProjects(
@@ -106,7 +104,6 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             ),
             expires_at=optional_datetime(request, "expires_at"),
         )
-        await send_headers(context, _CREATED)
         return access_pb2.CreateApiKeyResponse(api_key=key_to_proto(key), secret=secret)
 
     async def ListApiKeys(

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from baton.v1 import agents_pb2, agents_pb2_grpc
-from baton_server.access.context import caller, send_headers
+from baton_server.access.context import caller
 from baton_server.agents.model import Agent, AgentChanges, AgentSpec, RetryPolicy
 from baton_server.agents.service import AgentService
 from baton_server.paging import Sort
@@ -84,7 +84,6 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
             ),
         )
         agent = await self._service.create(caller().project_id, spec)
-        await send_headers(context, (("x-http-code", "201"),))
         return agent_to_proto(agent)
 
     async def ListAgents(

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import duration_pb2, json_format
 
 from baton.v1 import runs_pb2, runs_pb2_grpc
-from baton_server.access.context import caller, send_headers
+from baton_server.access.context import answer_with_status, caller
 from baton_server.errors import BatonError
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
@@ -35,9 +35,6 @@ from baton_server.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
 _Context = grpc.aio.ServicerContext[Any, Any]
-_ACCEPTED = (("x-http-code", "202"),)
-#: Tells Envoy's Lua filter to answer with this JSON field of the response alone.
-UNWRAP_HEADER = "x-baton-unwrap"
 DEFAULT_LOG_LIMIT = 1000
 DEFAULT_WAIT_S = 60.0
 
@@ -248,8 +245,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
                 caller().project_id, run.id, timeout_s=wait_s, known=run
             )
             if run.status in TERMINAL_RUN_STATUSES:
-                return run_to_proto(run, secret)  # done: REST 200, not 202 Accepted
-        await send_headers(context, _ACCEPTED)
+                answer_with_status(200)  # done: not 202 Accepted
+                return run_to_proto(run, secret)
         return run_to_proto(run, secret)
 
     async def ExecuteWorkflowAsync(
@@ -263,7 +260,6 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             callback_url=request.callback_url,
             callback_secret=request.callback_secret,
         )
-        await send_headers(context, _ACCEPTED)
         return run_to_proto(run, secret)
 
     async def ListRuns(
@@ -298,12 +294,10 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     ) -> runs_pb2.ListRunStepsResponse:
         steps = await self._service.steps(caller().project_id, request.run_id)
         # REST returns the bare array: the Envoy Lua filter unwraps the named field.
-        await send_headers(context, ((UNWRAP_HEADER, "steps"),))
         return runs_pb2.ListRunStepsResponse(steps=[step_to_proto(s) for s in steps])
 
     async def RetryRun(self, request: runs_pb2.RetryRunRequest, context: _Context) -> runs_pb2.Run:
         run = await self._service.retry(caller().project_id, request.run_id)
-        await send_headers(context, _ACCEPTED)
         return run_to_proto(run)
 
     async def CancelRun(

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from baton.v1 import runs_pb2, schedules_pb2, schedules_pb2_grpc
-from baton_server.access.context import caller, send_headers
+from baton_server.access.context import caller
 from baton_server.rpc.convert import (
     dict_to_struct,
     filter_uuid,
@@ -135,7 +135,6 @@ class ScheduleServicer(schedules_pb2_grpc.ScheduleServiceServicer):
             catchup_window_s=present(request, "catchup_window_seconds"),
             created_by=_actor(),
         )
-        await send_headers(context, (("x-http-code", "201"),))
         return schedule_to_proto(schedule)
 
     async def ListSchedules(
@@ -194,7 +193,6 @@ class ScheduleServicer(schedules_pb2_grpc.ScheduleServiceServicer):
             request_id=request.request_id or None,
             actor=_actor(),
         )
-        await send_headers(context, (("x-http-code", "202"),))
         return run_to_proto(run)
 
     async def ListScheduleFires(

@@ -8,13 +8,12 @@ import grpc
 from google.api import httpbody_pb2
 
 from baton.v1 import system_pb2, system_pb2_grpc
-from baton_server.access.context import send_headers
+from baton_server.access.context import answer_with_status
 from baton_server.rpc.convert import timestamp
 from baton_server.system.service import Check, SystemService
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 #: REST answers "not ready" with 503 (and the same body); gRPC has no such notion.
-_UNAVAILABLE = (("x-http-code", "503"),)
 #: The Prometheus text exposition format, version 0.0.4.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -56,7 +55,7 @@ class SystemServicer(system_pb2_grpc.SystemServiceServicer):
     ) -> system_pb2.GetReadinessResponse:
         readiness = await self._service.readiness()
         if not readiness.ready:
-            await send_headers(context, _UNAVAILABLE)
+            answer_with_status(503)
         return system_pb2.GetReadinessResponse(
             ready=readiness.ready,
             timestamp=timestamp(readiness.timestamp),

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from baton.v1 import webhooks_pb2, webhooks_pb2_grpc
-from baton_server.access.context import caller, send_headers
+from baton_server.access.context import caller
 from baton_server.rpc.convert import page_fields, page_request, parse_uuid, present, timestamp
 from baton_server.webhooks.delivery import message_id
 from baton_server.webhooks.model import Delivery, Webhook, WebhookChanges
@@ -53,9 +53,6 @@ def delivery_to_proto(delivery: Delivery) -> webhooks_pb2.Delivery:
     return message
 
 
-_ACCEPTED = (("x-http-code", "202"),)
-
-
 class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
     """Translates WebhookService RPCs to ``WebhookService`` use cases."""
 
@@ -73,7 +70,6 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             description=request.description,
             enabled=request.enabled if request.HasField("enabled") else True,
         )
-        await send_headers(context, (("x-http-code", "201"),))
         return webhook_to_proto(webhook, generated)
 
     async def ListWebhooks(
@@ -138,7 +134,6 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             parse_uuid(request.webhook_id, "webhook_id"),
             request.delivery_id,
         )
-        await send_headers(context, _ACCEPTED)
         return delivery_to_proto(delivery)
 
     async def TestWebhook(
@@ -147,5 +142,4 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         delivery = await self._service.ping(
             caller().project_id, parse_uuid(request.webhook_id, "webhook_id")
         )
-        await send_headers(context, _ACCEPTED)
         return delivery_to_proto(delivery)

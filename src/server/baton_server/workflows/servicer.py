@@ -9,7 +9,7 @@ import grpc
 from google.protobuf import json_format, wrappers_pb2
 
 from baton.v1 import workflows_pb2, workflows_pb2_grpc
-from baton_server.access.context import caller, send_headers
+from baton_server.access.context import caller
 from baton_server.paging import Sort
 from baton_server.rpc.convert import (
     dict_to_struct,
@@ -175,7 +175,6 @@ class WorkflowServicer(workflows_pb2_grpc.WorkflowServiceServicer):
                 max_concurrent_runs=present(request, "max_concurrent_runs"),
             ),
         )
-        await send_headers(context, (("x-http-code", "201"),))
         return workflow_to_proto(workflow)
 
     async def ListWorkflows(
