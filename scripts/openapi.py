@@ -524,8 +524,8 @@ def build(files: descriptor_pb2.FileDescriptorSet, *, version: str) -> dict[str,
                 "(`proto/baton/v1`); this document is generated from that contract. "
                 "Field names are the contract's (snake_case); enum values are lower-case "
                 "names as listed; 64-bit integers are strings. With `--auth open` "
-                "(the default) no credential is needed; with `--auth required` every "
-                "method but the health checks needs an API key or a JWT."
+                "(the default `auto` on loopback) no credential is needed; with `--auth "
+                "required` every method but the health checks needs an API key or a JWT."
             ),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },

@@ -31,6 +31,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from baton_server import web
 from baton_server.app import SERVICE_NAMES
 from baton_server.children import ChildProcess, spawn
 from baton_server.limits import MAX_REQUEST_BYTES, describe
@@ -48,7 +49,8 @@ COMPOSE_CONFIG = ENVOY_DIR / "compose.yaml"
 #: Where the compose stack's Envoy finds the API servers and the descriptor.
 COMPOSE_UPSTREAM = ("api", 50051)
 COMPOSE_LISTEN_PORT = 8000
-COMPOSE_DESCRIPTOR = "/app/gen/descriptor/baton.binpb"
+COMPOSE_SOURCE_ROOT = "/app"
+COMPOSE_DESCRIPTOR = f"{COMPOSE_SOURCE_ROOT}/gen/descriptor/baton.binpb"
 
 _READY_TIMEOUT = 15.0
 _POLL_INTERVAL = 0.05
@@ -83,8 +85,10 @@ def render_config(
     listen_port: int,
     upstream: Upstream,
     descriptor_path: str | Path = DESCRIPTOR,
+    source_root: str | Path = SOURCE_ROOT,
 ) -> str:
-    """The Envoy configuration (YAML) for these addresses."""
+    """The Envoy configuration (YAML) for these addresses; the transcoder reads
+    ``descriptor_path`` and the API pages are files under ``source_root``."""
     return Template(TEMPLATE.read_text()).substitute(
         listen_address=listen_address,
         listen_port=listen_port,
@@ -97,6 +101,11 @@ def render_config(
             LUA_FILTER.read_text().replace("{{max_request}}", describe(MAX_REQUEST_BYTES))
         ),
         services=json.dumps(sorted(SERVICE_NAMES)),
+        max_page_bytes=web.MAX_PAGE_BYTES,
+        # One flow mapping per sequence item, indented like the template's routes.
+        web_routes=f"\n{' ' * 24}".join(
+            f"- {json.dumps(route)}" for route in web.envoy_routes(source_root)
+        ),
     )
 
 
@@ -111,6 +120,7 @@ def compose_config() -> str:
         listen_port=COMPOSE_LISTEN_PORT,
         upstream=Upstream(*COMPOSE_UPSTREAM),
         descriptor_path=COMPOSE_DESCRIPTOR,
+        source_root=COMPOSE_SOURCE_ROOT,
     )
 
 
@@ -170,7 +180,8 @@ class EnvoySupervisor:
             EnvoyStartError: the files it needs are missing, the port is taken, or Envoy
                 exited or did not listen in time (the message ends with its log).
         """
-        for needed in (TEMPLATE, LUA_FILTER, DESCRIPTOR):
+        pages = [SOURCE_ROOT / page.file for page in web.PAGES]
+        for needed in (TEMPLATE, LUA_FILTER, DESCRIPTOR, *pages):
             if not needed.is_file():
                 raise EnvoyStartError(
                     f"{needed} is missing: the REST API needs Baton's source tree (a checkout "
