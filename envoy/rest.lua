@@ -27,8 +27,53 @@ local TOO_LARGE = '{"code":3,"message":"invalid request: the request is larger t
   .. '"type.googleapis.com/google.rpc.ErrorInfo","reason":"REQUEST_TOO_LARGE",'
   .. '"domain":"baton","metadata":{}}]}'
 
+-- The length of the well-formed UTF-8 sequence at text[i], or nil (RFC 3629: no
+-- overlong forms, no surrogates, nothing above U+10FFFF).
+local function utf8_length(text, i)
+  local first = text:byte(i)
+  local length, low, high = 1, 0x80, 0xBF
+  if first < 0x80 then
+    return 1
+  elseif first >= 0xC2 and first <= 0xDF then
+    length = 2
+  elseif first >= 0xE0 and first <= 0xEF then
+    length = 3
+    if first == 0xE0 then low = 0xA0 elseif first == 0xED then high = 0x9F end
+  elseif first >= 0xF0 and first <= 0xF4 then
+    length = 4
+    if first == 0xF0 then low = 0x90 elseif first == 0xF4 then high = 0x8F end
+  else
+    return nil
+  end
+  for k = i + 1, i + length - 1 do
+    local byte = text:byte(k)
+    if byte == nil or byte < low or byte > high then
+      return nil
+    end
+    low, high = 0x80, 0xBF
+  end
+  return length
+end
+
+-- Envoy's messages may quote the request, bytes that are not UTF-8 included; JSON must
+-- be UTF-8, so each such byte becomes U+FFFD.
+local function valid_utf8(text)
+  local parts, i = {}, 1
+  while i <= #text do
+    local length = utf8_length(text, i)
+    if length == nil then
+      parts[#parts + 1] = "\239\191\189"
+      i = i + 1
+    else
+      parts[#parts + 1] = text:sub(i, i + length - 1)
+      i = i + length
+    end
+  end
+  return table.concat(parts)
+end
+
 local function json_string(text)
-  local escaped = text:gsub('[%c"\\]', function(char)
+  local escaped = valid_utf8(text):gsub('[%c"\\]', function(char)
     if char == '"' then
       return '\\"'
     elseif char == "\\" then

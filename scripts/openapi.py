@@ -102,6 +102,7 @@ _ERRORS = {
     "503": "A dependency (PostgreSQL, Redis) or the server is unavailable; retry.",
 }
 _READ_PREFIXES = ("List", "Get", "Watch", "Wait", "Check")
+_PREFIX_RULE = re.compile(r"this\.startsWith\('[^']*'\)( \|\| this\.startsWith\('[^']*'\))*")
 _PATH_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)(=[^}]*)?\}")
 
 
@@ -273,6 +274,11 @@ class _Builder:
             _apply_bounds(schema, _numeric_rules(rules))
         if field.type == FieldProto.TYPE_STRING:
             _apply_string(schema, rules.string)
+            for rule in rules.cel:
+                if _PREFIX_RULE.fullmatch(rule.expression):
+                    # `this.startsWith('a') || this.startsWith('b')`: a regular expression.
+                    alternatives = re.findall(r"startsWith\('([^']*)'\)", rule.expression)
+                    schema["pattern"] = "^(" + "|".join(map(re.escape, alternatives)) + ")"
         return schema
 
     # -- operations -------------------------------------------------------------------
@@ -475,8 +481,9 @@ def _apply_string(schema: Schema, rules: validate_pb2.StringRules) -> None:
         schema["maxLength"] = rules.max_len
     if rules.HasField("pattern"):
         schema["pattern"] = rules.pattern
-    if getattr(rules, "uuid", False):
-        schema["format"] = "uuid"
+    for rule, format_name in (("uuid", "uuid"), ("uri", "uri"), ("email", "email")):
+        if getattr(rules, rule, False):
+            schema["format"] = format_name
     if rules.HasField("max_bytes"):
         schema["x-max-bytes"] = rules.max_bytes
     allowed = list(getattr(rules, "in"))  # `in` is a Python keyword
@@ -496,6 +503,44 @@ def _openapi_path(template: str) -> str:
     return _PATH_VARIABLE.sub(lambda match: "{" + match.group(1) + "}", template)
 
 
+def _json_ref(operation: Schema, status: str) -> str | None:
+    content = operation["responses"].get(status, {}).get("content", {})
+    reference = content.get("application/json", {}).get("schema", {}).get("$ref")
+    return reference if isinstance(reference, str) else None
+
+
+def _link_resources(paths: dict[str, dict[str, Schema]]) -> None:
+    """OpenAPI links from every call that answers a resource to the calls on it: from
+    ``POST /api/v1/agents`` (an Agent) to ``/api/v1/agents/{agent_id}...`` with the
+    answer's ``id``. Clients (and stateful fuzzers) follow them from one call to the
+    next."""
+    # A resource's home: the GET with one path parameter that answers it.
+    homes: dict[str, tuple[str, str]] = {}
+    for path, operations in paths.items():
+        variables = _PATH_VARIABLE.findall(path)
+        reference = _json_ref(operations.get("get", {"responses": {}}), "200")
+        if reference and len(variables) == 1 and path.endswith("}"):
+            homes.setdefault(reference, (path, variables[0][0]))
+    for operations in paths.values():
+        for verb, operation in operations.items():
+            for status, response in operation["responses"].items():
+                reference = _json_ref(operation, status) if status.startswith("2") else None
+                if reference not in homes or verb == "get":
+                    continue
+                home, variable = homes[reference]
+                response["links"] = {
+                    target["operationId"]: {
+                        "operationId": target["operationId"],
+                        "parameters": {variable: "$response.body#/id"},
+                    }
+                    for target_path, targets in sorted(paths.items())
+                    if target_path == home or target_path.startswith(home + "/")
+                    for target in targets.values()
+                    if _PATH_VARIABLE.findall(target_path)[0][0] == variable
+                    and len(_PATH_VARIABLE.findall(target_path)) == 1
+                }
+
+
 def build(files: descriptor_pb2.FileDescriptorSet, *, version: str) -> dict[str, Any]:
     """The OpenAPI document of every REST binding in ``files`` (a descriptor set with
     imports and source info)."""
@@ -505,6 +550,7 @@ def build(files: descriptor_pb2.FileDescriptorSet, *, version: str) -> dict[str,
     for path, verb, operation, tag, tag_text in builder.operations():
         paths.setdefault(path, {})[verb] = operation
         tags.setdefault(tag, tag_text)
+    _link_resources(paths)
     security_schemes = {
         "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         "Bearer": {

@@ -36,8 +36,9 @@ from baton_server.webhooks.delivery import DeliverySettings
 from tests.access_support import TEST_SECRETS
 from tests.agents.process import AgentProcess
 
-# The REST fixtures (a real Envoy in front of grpc_app) live in their own module.
-pytest_plugins = ["tests.rest_support"]
+# The REST fixtures (a real Envoy in front of grpc_app) and the browser live in their
+# own modules.
+pytest_plugins = ["tests.rest_support", "tests.browser_support"]
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ naming the problem, never 500, and change nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import grpc
@@ -68,6 +69,20 @@ async def test_invalid_utf8_in_a_path_segment_is_a_clean_400(rest: httpx.AsyncCl
         body = response.json()
         assert "DecodeError" not in body["message"]
         assert "protobuf" not in body["message"]
+
+
+async def test_a_body_that_is_not_utf8_is_a_400_whose_error_is_valid_json(
+    rest: httpx.AsyncClient,
+) -> None:
+    # Envoy's message quotes the body; its bytes that are not UTF-8 become U+FFFD.
+    for body in (b"\xffj\xc3\x1c\xaa\xbb", b'{"name": "\xed\xa0\x80"}', b"\xf4\x90\x80\x80"):
+        response = await rest.post(
+            "/api/v1/agents", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, body
+        error = json.loads(response.content.decode("utf-8"))  # strict: raises on bad bytes
+        assert error["code"] == 3
+        assert "\ufffd" in error["message"]
 
 
 async def test_bytes_that_are_not_the_request_message_are_invalid_argument(
