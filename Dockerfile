@@ -18,13 +18,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BATON_DATA_DIR=/data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md LICENSE ./
 COPY gen ./gen
 COPY src ./src
 COPY envoy ./envoy
-# Editable: the REST face reads envoy/ (template, Lua filter, compose.yaml) and
-# gen/descriptor/baton.binpb from the source tree, which stays here at /app.
-RUN pip install -e . \
+# Editable, at the versions pinned in constraints.txt: the compose Envoy reads its
+# configuration, the descriptor set and the API pages from the tree, which stays at /app.
+RUN pip install -c constraints.txt -e src/sdk -e . \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin baton \
     && mkdir /data \
     && chown baton /data

@@ -19,13 +19,13 @@ from sqlalchemy.engine import make_url
 
 from baton_sdk.cli import main as baton_cli
 from baton_server.app import GrpcApp
+from baton_server.assets import SOURCE_ROOT
 from baton_server.envoy import (
     COMPOSE_CONFIG,
-    COMPOSE_DESCRIPTOR,
     COMPOSE_LISTEN_PORT,
+    COMPOSE_SOURCE_ROOT,
     COMPOSE_UPSTREAM,
     DESCRIPTOR,
-    SOURCE_ROOT,
     Upstream,
     compose_config,
     envoy_binary,
@@ -130,7 +130,7 @@ def test_envoy_serves_the_rendered_config_on_the_published_port() -> None:
     assert "COPY envoy ./envoy" in DOCKERFILE
     assert "COPY gen ./gen" in DOCKERFILE
     assert config_in_image == f"/app/{COMPOSE_CONFIG.relative_to(SOURCE_ROOT)}"
-    assert f"/app/{DESCRIPTOR.relative_to(SOURCE_ROOT)}" == COMPOSE_DESCRIPTOR
+    assert str(COMPOSE_SOURCE_ROOT) == "/app"
     assert envoy["ports"] == [f"{COMPOSE_LISTEN_PORT}:{COMPOSE_LISTEN_PORT}"]
     assert COMPOSE_UPSTREAM[0] == "api"
     assert f"{COMPOSE_UPSTREAM[1]}" in SERVICES["api"]["expose"]
@@ -156,8 +156,9 @@ def validate(config: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_compose_envoy_config_validates(tmp_path: Path) -> None:
-    # The only path that differs outside the image is the descriptor's.
-    config = COMPOSE_CONFIG.read_text().replace(COMPOSE_DESCRIPTOR, str(DESCRIPTOR))
+    # The files Envoy reads are in the checkout here, at /app in the image.
+    config = COMPOSE_CONFIG.read_text().replace(f'"{COMPOSE_SOURCE_ROOT}/', f'"{SOURCE_ROOT}/')
+    assert str(DESCRIPTOR.relative_to(SOURCE_ROOT)) in config
     result = validate(config, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -13,10 +13,10 @@ from openapi_spec_validator import validate
 
 from baton.v1 import access_pb2, rest_pb2
 from baton_server.app import SERVICE_NAMES
-from baton_server.envoy import SOURCE_ROOT
-from baton_server.web import OPENAPI_RELATIVE, PAGES
+from baton_server.envoy import OPENAPI
+from baton_server.web import OPENAPI_PATH, PAGES, WEB_DIR
 
-DOCUMENT: dict[str, Any] = json.loads((SOURCE_ROOT / OPENAPI_RELATIVE).read_text())
+DOCUMENT: dict[str, Any] = json.loads(OPENAPI.read_text())
 
 
 def _bindings() -> list[tuple[str, str, str]]:
@@ -127,7 +127,7 @@ def test_security_follows_the_contracts_access_option() -> None:
 
 async def test_envoy_serves_the_document_and_the_pages(rest_url: str) -> None:
     async with httpx.AsyncClient(base_url=rest_url, timeout=30) as client:
-        document = await client.get("/openapi.json")
+        document = await client.get(OPENAPI_PATH)
         assert document.status_code == 200
         assert document.headers["content-type"] == "application/json"
         assert document.json() == DOCUMENT
@@ -135,7 +135,7 @@ async def test_envoy_serves_the_document_and_the_pages(rest_url: str) -> None:
             answer = await client.get(page.path)
             assert answer.status_code == 200, page.path
             assert answer.headers["content-type"] == page.content_type
-            assert answer.content == (SOURCE_ROOT / page.file).read_bytes()
+            assert answer.content == (WEB_DIR / page.file).read_bytes()
         docs = await client.get("/docs")
         assert "default-src 'self'" in docs.headers["content-security-policy"]
         # The API around the pages is unchanged: an unknown path is still a JSON 404.

@@ -42,7 +42,7 @@ async def test_health_is_liveness_with_the_documented_body(rest: httpx.AsyncClie
     assert body.keys() == {"status", "timestamp", "version", "uptime_seconds", "services"}
     assert body["status"] == "healthy"
     assert RFC3339.match(body["timestamp"])
-    assert body["version"] == importlib.metadata.version("baton")
+    assert body["version"] == importlib.metadata.version("baton-orchestrator")
     assert body["uptime_seconds"] > 0
     assert body["services"] == dict.fromkeys(SERVICE_NAMES, "SERVING")
 
@@ -85,7 +85,8 @@ async def test_metrics_count_rpcs_and_read_runs_queue_and_lag_at_scrape_time(
     assert after[("baton_scrape_source_up", (("source", "database"),))] == 1
     assert after[("baton_scrape_source_up", (("source", "redis"),))] == 1
     assert ("baton_event_subscribers", ()) in after
-    assert after[("baton_info", (("version", importlib.metadata.version("baton")),))] == 1
+    version = importlib.metadata.version("baton-orchestrator")
+    assert after[("baton_info", (("version", version),))] == 1
 
     def requests(source: dict[Any, float], method: str, code: str) -> float:
         key = (

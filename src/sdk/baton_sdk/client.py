@@ -32,7 +32,7 @@ def _sdk_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("baton")
+        return version("baton-orchestrator-sdk")
     except PackageNotFoundError:
         return "unknown"
 

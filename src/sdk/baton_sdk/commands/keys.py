@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -10,6 +11,20 @@ import click
 from baton_sdk.commands._common import Session, client_command, message_json
 
 _ROLES = click.Choice(["viewer", "editor", "admin"])
+
+
+#: Entry point of the server distribution that makes a key in the database itself.
+DIRECT_KEYS = "baton.direct_keys"
+
+
+def _direct_key_maker() -> Callable[..., tuple[str, str, str, str]]:
+    for plugin in entry_points(group=DIRECT_KEYS):
+        maker: Callable[..., tuple[str, str, str, str]] = plugin.load()
+        return maker
+    raise click.ClickException(
+        "--direct writes to the database itself: it needs the Baton server installed"
+        " (pip install baton-orchestrator)"
+    )
 
 
 @click.group()
@@ -49,18 +64,9 @@ def create_key(
 ) -> None:
     """Create an API key and print its secret (shown this once)."""
     if direct:
-        from baton_server.access.model import Role
-        from baton_server.config import Settings
-        from baton_server.serve import ServeError, create_key_directly
-
-        settings = Settings(data_dir=data_dir, database_url=database_url)
-        try:
-            key, secret = asyncio.run(
-                create_key_directly(settings, name=name, role=Role[role], project=project)
-            )
-        except ServeError as error:
-            raise click.ClickException(str(error)) from None
-        key_id, prefix, project_id = str(key.id), key.prefix, str(key.project_id)
+        key_id, prefix, project_id, secret = _direct_key_maker()(
+            name=name, role=role, project=project, data_dir=data_dir, database_url=database_url
+        )
     else:
         created = session.client.access.create_key(name=name, role=role, project_id=project)
         secret = created.secret

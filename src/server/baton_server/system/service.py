@@ -44,7 +44,7 @@ RUN_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, PAUSED)
 
 def baton_version() -> str:
     try:
-        return importlib.metadata.version("baton")
+        return importlib.metadata.version("baton-orchestrator")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 WEB_DIR = Path(__file__).resolve().parent
-#: Where the files are relative to the source root (the compose image has it at /app).
-_WEB_RELATIVE = Path("src/server/baton_server/web")
-OPENAPI_RELATIVE = Path("gen/openapi/baton.openapi.json")
 
 _HTML = "text/html; charset=utf-8"
 #: The pages load nothing from elsewhere, whatever their scripts try (ReDoc's footer
@@ -34,21 +31,22 @@ class Page:
     """One file at one URL path."""
 
     path: str
-    file: Path  # relative to the source root
+    file: str  # in WEB_DIR
     content_type: str
     #: Vendored releases never change under their URL within one Baton version.
     cacheable: bool = False
 
 
 PAGES = (
-    Page("/openapi.json", OPENAPI_RELATIVE, _JSON),
-    Page("/docs", _WEB_RELATIVE / "docs.html", _HTML),
-    Page("/redoc", _WEB_RELATIVE / "redoc.html", _HTML),
-    Page("/static/docs.js", _WEB_RELATIVE / "docs.js", _JS),
-    Page("/static/swagger-ui.css", _WEB_RELATIVE / "vendor/swagger-ui.css", _CSS, True),
-    Page("/static/swagger-ui-bundle.js", _WEB_RELATIVE / "vendor/swagger-ui-bundle.js", _JS, True),
-    Page("/static/redoc.standalone.js", _WEB_RELATIVE / "vendor/redoc.standalone.js", _JS, True),
+    Page("/docs", "docs.html", _HTML),
+    Page("/redoc", "redoc.html", _HTML),
+    Page("/static/docs.js", "docs.js", _JS),
+    Page("/static/swagger-ui.css", "vendor/swagger-ui.css", _CSS, True),
+    Page("/static/swagger-ui-bundle.js", "vendor/swagger-ui-bundle.js", _JS, True),
+    Page("/static/redoc.standalone.js", "vendor/redoc.standalone.js", _JS, True),
 )
+#: The OpenAPI document, made from the contract (baton_server.assets.OPENAPI).
+OPENAPI_PATH = "/openapi.json"
 #: Envoy refuses a direct response larger than this (its default is 4 KiB).
 MAX_PAGE_BYTES = 8 * 1024 * 1024
 
@@ -64,29 +62,28 @@ def _headers(page: Page) -> list[tuple[str, str]]:
     return headers
 
 
-def envoy_routes(source_root: Path | str) -> list[dict[str, Any]]:
-    """Envoy routes answering each page from its file under ``source_root``."""
-    return [
-        {
-            "match": {"path": page.path},
-            "direct_response": {
-                "status": 200,
-                "body": {"filename": str(Path(source_root) / page.file)},
-            },
-            "response_headers_to_add": [
-                {
-                    "header": {"key": key, "value": value},
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                }
-                for key, value in _headers(page)
-            ],
-            # Not an RPC: the transcoder would refuse the path as an unknown method.
-            "typed_per_filter_config": {
-                "envoy.filters.http.grpc_json_transcoder": {
-                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                    "disabled": True,
-                }
-            },
-        }
-        for page in PAGES
+def _route(path: str, file: Path, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "match": {"path": path},
+        "direct_response": {"status": 200, "body": {"filename": str(file)}},
+        "response_headers_to_add": [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in headers
+        ],
+        # Not an RPC: the transcoder would refuse the path as an unknown method.
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "disabled": True,
+            }
+        },
+    }
+
+
+def envoy_routes(web_dir: Path, openapi: Path) -> list[dict[str, Any]]:
+    """Envoy routes answering the OpenAPI document (``openapi``) and each page (from its
+    file in ``web_dir``)."""
+    document = Page(OPENAPI_PATH, "", _JSON)
+    return [_route(OPENAPI_PATH, openapi, _headers(document))] + [
+        _route(page.path, web_dir / page.file, _headers(page)) for page in PAGES
     ]
