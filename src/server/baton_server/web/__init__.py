@@ -1,4 +1,5 @@
-"""The API's pages for people: the OpenAPI document, Swagger UI and ReDoc.
+"""The pages for people: the web console (``/ui``), the OpenAPI document, Swagger UI
+(``/docs``) and ReDoc (``/redoc``).
 
 They are files, served by Envoy itself (a ``direct_response`` route per file, see
 :func:`envoy_routes`), so they cost the API servers nothing and work with no network:
@@ -38,6 +39,9 @@ class Page:
 
 
 PAGES = (
+    Page("/ui", "ui.html", _HTML),
+    Page("/static/ui.js", "ui.js", _JS),
+    Page("/static/ui.css", "ui.css", _CSS),
     Page("/docs", "docs.html", _HTML),
     Page("/redoc", "redoc.html", _HTML),
     Page("/static/docs.js", "docs.js", _JS),
