@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Event, Thread
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
@@ -158,14 +159,14 @@ def echo_agent_without_health() -> Iterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A fresh HTTP client per test."""
-    async with httpx.AsyncClient() as client:
-        yield client
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A fresh HTTP session per test (the server probes with the agent client's)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 async def probe(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     url: str,
     *,
     timeout_ms: int = TIMEOUT_MS,
@@ -178,7 +179,9 @@ async def probe(
 # --- probes against the real agent ----------------------------------------------
 
 
-async def test_agent_with_health_route_is_healthy(http: httpx.AsyncClient, echo_agent: str) -> None:
+async def test_agent_with_health_route_is_healthy(
+    http: aiohttp.ClientSession, echo_agent: str
+) -> None:
     health = await probe(http, echo_agent)
 
     assert health.healthy is True
@@ -190,23 +193,26 @@ async def test_agent_with_health_route_is_healthy(http: httpx.AsyncClient, echo_
 
 
 async def test_agent_without_health_route_is_healthy_by_its_card(
-    http: httpx.AsyncClient, echo_agent_without_health: str
+    http: aiohttp.ClientSession, echo_agent_without_health: str
 ) -> None:
-    assert (await http.get(f"{echo_agent_without_health}health")).status_code == 404
+    async with http.get(f"{echo_agent_without_health}health") as answer:
+        assert answer.status == 404
 
     health = await probe(http, echo_agent_without_health)
 
     assert (health.healthy, health.status_code, health.error) == (True, 200, None)
 
 
-async def test_url_without_trailing_slash_works(http: httpx.AsyncClient, echo_agent: str) -> None:
+async def test_url_without_trailing_slash_works(
+    http: aiohttp.ClientSession, echo_agent: str
+) -> None:
     health = await probe(http, echo_agent.rstrip("/"))
 
     assert (health.healthy, health.status_code) == (True, 200)
 
 
 async def test_wrong_path_prefix_is_unhealthy_not_found(
-    http: httpx.AsyncClient, echo_agent_without_health: str
+    http: aiohttp.ClientSession, echo_agent_without_health: str
 ) -> None:
     health = await probe(http, f"{echo_agent_without_health}no/such/agent")
 
@@ -216,7 +222,7 @@ async def test_wrong_path_prefix_is_unhealthy_not_found(
     assert health.response_time_ms is not None
 
 
-async def test_closed_port_is_unhealthy_without_raising(http: httpx.AsyncClient) -> None:
+async def test_closed_port_is_unhealthy_without_raising(http: aiohttp.ClientSession) -> None:
     health = await probe(http, f"http://127.0.0.1:{unused_loopback_port()}/")
 
     assert health == AgentHealth(
@@ -224,7 +230,7 @@ async def test_closed_port_is_unhealthy_without_raising(http: httpx.AsyncClient)
     )
 
 
-async def test_stopped_agent_becomes_unhealthy(http: httpx.AsyncClient) -> None:
+async def test_stopped_agent_becomes_unhealthy(http: aiohttp.ClientSession) -> None:
     with AgentProcess() as agent:
         url = agent.start()
         assert (await probe(http, url)).healthy is True
@@ -244,7 +250,7 @@ async def test_stopped_agent_becomes_unhealthy(http: httpx.AsyncClient) -> None:
     ],
 )
 async def test_unusable_url_is_unhealthy_without_raising(
-    http: httpx.AsyncClient, url: str, error_start: str
+    http: aiohttp.ClientSession, url: str, error_start: str
 ) -> None:
     health = await probe(http, url)
 
@@ -256,7 +262,7 @@ async def test_unusable_url_is_unhealthy_without_raising(
 # --- probes against scripted peers ----------------------------------------------
 
 
-async def test_health_answer_settles_it_without_the_card(http: httpx.AsyncClient) -> None:
+async def test_health_answer_settles_it_without_the_card(http: aiohttp.ClientSession) -> None:
     with ScriptedServer({"/health": Reply(204, b""), CARD_PATH: Reply(body=CARD)}) as server:
         health = await probe(http, server.url)
 
@@ -265,7 +271,7 @@ async def test_health_answer_settles_it_without_the_card(http: httpx.AsyncClient
 
 
 async def test_agent_path_is_kept_with_or_without_trailing_slash(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
 ) -> None:
     replies = {"/agents/echo/health": Reply(404), f"/agents/echo{CARD_PATH}": Reply(body=CARD)}
     with ScriptedServer(replies) as server:
@@ -278,7 +284,7 @@ async def test_agent_path_is_kept_with_or_without_trailing_slash(
     assert server.paths == expected_paths * 2
 
 
-async def test_method_not_allowed_on_health_falls_back_to_card(http: httpx.AsyncClient) -> None:
+async def test_method_not_allowed_on_health_falls_back_to_card(http: aiohttp.ClientSession) -> None:
     with ScriptedServer({"/health": Reply(405), CARD_PATH: Reply(body=CARD)}) as server:
         health = await probe(http, server.url)
 
@@ -286,7 +292,7 @@ async def test_method_not_allowed_on_health_falls_back_to_card(http: httpx.Async
     assert server.paths == ["/health", CARD_PATH]
 
 
-async def test_legacy_card_path_is_the_last_fallback(http: httpx.AsyncClient) -> None:
+async def test_legacy_card_path_is_the_last_fallback(http: aiohttp.ClientSession) -> None:
     with ScriptedServer({LEGACY_CARD_PATH: Reply(body=CARD)}) as server:
         health = await probe(http, server.url)
 
@@ -294,7 +300,7 @@ async def test_legacy_card_path_is_the_last_fallback(http: httpx.AsyncClient) ->
     assert server.paths == ["/health", CARD_PATH, LEGACY_CARD_PATH]
 
 
-async def test_not_found_everywhere_is_unhealthy(http: httpx.AsyncClient) -> None:
+async def test_not_found_everywhere_is_unhealthy(http: aiohttp.ClientSession) -> None:
     with ScriptedServer({}) as server:
         health = await probe(http, server.url)
 
@@ -302,7 +308,7 @@ async def test_not_found_everywhere_is_unhealthy(http: httpx.AsyncClient) -> Non
     assert server.paths == ["/health", CARD_PATH, LEGACY_CARD_PATH]
 
 
-async def test_server_error_on_health_does_not_fall_back(http: httpx.AsyncClient) -> None:
+async def test_server_error_on_health_does_not_fall_back(http: aiohttp.ClientSession) -> None:
     with ScriptedServer({"/health": Reply(503), CARD_PATH: Reply(body=CARD)}) as server:
         health = await probe(http, server.url)
 
@@ -319,7 +325,7 @@ async def test_server_error_on_health_does_not_fall_back(http: httpx.AsyncClient
     ],
 )
 async def test_card_that_is_not_a_json_object_is_unhealthy(
-    http: httpx.AsyncClient, body: bytes, error: str
+    http: aiohttp.ClientSession, body: bytes, error: str
 ) -> None:
     with ScriptedServer({CARD_PATH: Reply(body=body)}) as server:
         health = await probe(http, server.url)
@@ -329,7 +335,7 @@ async def test_card_that_is_not_a_json_object_is_unhealthy(
 
 @pytest.mark.parametrize("redirecting_path", ["/health", CARD_PATH])
 async def test_redirect_is_reported_not_followed(
-    http: httpx.AsyncClient, redirecting_path: str
+    http: aiohttp.ClientSession, redirecting_path: str
 ) -> None:
     replies = {
         "/health": Reply(404),
@@ -346,14 +352,14 @@ async def test_redirect_is_reported_not_followed(
 
 
 async def test_client_redirect_and_timeout_settings_do_not_leak_in() -> None:
-    # A client that follows redirects and times out fast: the probe must still
+    # A session that times out fast: the probe must still
     # refuse the redirect and still wait for its own budget.
     replies = {
         "/health": Reply(302, b"", {"Location": "/ok"}),
         "/ok": Reply(),
         "/slow/health": Reply(delay_s=0.3),
     }
-    async with httpx.AsyncClient(follow_redirects=True, timeout=0.05) as client:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.05)) as client:
         with ScriptedServer(replies) as server:
             redirected = await probe(client, server.url)
             slow = await probe(client, f"{server.url}/slow", timeout_ms=TIMEOUT_MS)
@@ -362,7 +368,7 @@ async def test_client_redirect_and_timeout_settings_do_not_leak_in() -> None:
     assert (slow.healthy, slow.status_code) == (True, 200)
 
 
-async def test_slow_agent_times_out_within_budget(http: httpx.AsyncClient) -> None:
+async def test_slow_agent_times_out_within_budget(http: aiohttp.ClientSession) -> None:
     with ScriptedServer({"/health": Reply(delay_s=10)}) as server:
         started = time.perf_counter()
         health = await probe(http, server.url, timeout_ms=300)
@@ -374,7 +380,7 @@ async def test_slow_agent_times_out_within_budget(http: httpx.AsyncClient) -> No
     assert 0.29 <= elapsed < 0.3 + 0.5
 
 
-async def test_budget_covers_all_fallbacks_together(http: httpx.AsyncClient) -> None:
+async def test_budget_covers_all_fallbacks_together(http: aiohttp.ClientSession) -> None:
     # Each answer alone fits the budget; the chain of them does not.
     replies = {
         "/health": Reply(404, delay_s=0.2),
@@ -391,7 +397,7 @@ async def test_budget_covers_all_fallbacks_together(http: httpx.AsyncClient) -> 
     assert elapsed < 0.5 + 0.5
 
 
-async def test_auth_headers_reach_the_agent_on_every_request(http: httpx.AsyncClient) -> None:
+async def test_auth_headers_reach_the_agent_on_every_request(http: aiohttp.ClientSession) -> None:
     credentials = {"Authorization": "Bearer s3cret-token", "X-API-Key": "key-123"}
     with ScriptedServer({"/health": Reply(404), CARD_PATH: Reply(body=CARD)}) as server:
         health = await probe(http, server.url, headers=credentials)
@@ -403,7 +409,7 @@ async def test_auth_headers_reach_the_agent_on_every_request(http: httpx.AsyncCl
         assert seen.headers["x-api-key"] == "key-123"
 
 
-async def test_non_positive_timeout_is_a_caller_error(http: httpx.AsyncClient) -> None:
+async def test_non_positive_timeout_is_a_caller_error(http: aiohttp.ClientSession) -> None:
     with pytest.raises(ValueError, match="timeout_ms"):
         await probe(http, "http://127.0.0.1:1/", timeout_ms=0)
 

@@ -124,6 +124,8 @@ async def test_a_plain_install_of_the_server_wheel_serves_rest_and_its_pages(
 ) -> None:
     both = (wheels["baton_orchestrator_sdk"], wheels["baton_orchestrator"])
     python = await asyncio.to_thread(_virtualenv, tmp_path / "server", *both)
+    # Only what the server runs with: no test, benchmark or client-only library.
+    assert not _installed(python) & {"httpx", "a2a-sdk", "pytest", "dbos"}
     # Not this checkout's files: the installed package's own copies.
     where = await execute(
         str(python), "-c", "from baton_server import envoy; print(envoy.DESCRIPTOR, envoy.OPENAPI)"

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import aiohttp
 import asyncpg
 import grpc
-import httpx
 import redis.asyncio as redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -105,7 +104,6 @@ class GrpcApp:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
-    http: httpx.AsyncClient
     agent_http: aiohttp.ClientSession
     pool: asyncpg.Pool
     hub: EventHub
@@ -131,7 +129,6 @@ class GrpcApp:
         await self.publisher.stop()
         await self.audit.stop()
         await self.authenticator.stop()
-        await self.http.aclose()
         await self.agent_http.close()
         await self.pool.close()
 
@@ -162,7 +159,6 @@ async def start_grpc(
         interceptors=[MetricsInterceptor(), ErrorMappingInterceptor(guard, rules)],
         options=_SERVER_OPTIONS,
     )
-    http = httpx.AsyncClient(follow_redirects=False)
     # Runs take the hot path on plain asyncpg (see baton_server.db.pool); connections
     # are opened on demand, so the server starts before PostgreSQL accepts them.
     pool = await create_pool(
@@ -171,11 +167,12 @@ async def start_grpc(
     access_pb2_grpc.add_AccessServiceServicer_to_server(
         AccessServicer(AccessService(engine, audit), access), server
     )
-    agents_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(AgentService(engine, http, secrets)), server
-    )
-    # Agent calls of step tests, over the same HTTP stack as the worker's.
+    # Agent calls of step tests and health probes, over the same HTTP stack as the
+    # worker's.
     agent_http = aiohttp.ClientSession()
+    agents_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentServicer(AgentService(engine, agent_http, secrets)), server
+    )
     step_tests = StepTestService(pool, secrets, AgentClient(agent_http))
     workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(WorkflowService(engine), step_tests), server
@@ -205,7 +202,6 @@ async def start_grpc(
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as error:
-        await http.aclose()
         await agent_http.close()
         await pool.close()
         raise PortInUseError(f"cannot listen on {address}: the port is in use") from error
@@ -216,7 +212,6 @@ async def start_grpc(
         server=server,
         port=port,
         health=health_servicer,
-        http=http,
         agent_http=agent_http,
         pool=pool,
         hub=hub,

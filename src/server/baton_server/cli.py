@@ -29,9 +29,8 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
-    # Per-request chatter from these libraries would drown Baton's own log lines.
-    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A line per migration step would drown Baton's own start-up lines.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 _data_dir = click.option(

@@ -14,18 +14,20 @@ URLs and redirects all come back as an unhealthy :class:`AgentHealth` whose
 from __future__ import annotations
 
 import asyncio
-import socket
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
+from yarl import URL
 
 HEALTH_PATH = "health"
 AGENT_CARD_PATHS = (".well-known/agent-card.json", ".well-known/agent.json")
 # Answers that mean "no such route" rather than "the agent is in trouble".
 _NO_HEALTH_ROUTE = frozenset({404, 405})
 _NOT_FOUND = 404
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class _Answer:
 
 
 async def probe_agent(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     *,
     timeout_ms: int,
@@ -66,8 +68,8 @@ async def probe_agent(
     """Probe the agent at ``url`` and report whether it is alive.
 
     Args:
-        client: Shared HTTP client; its pool is reused across probes. Its own
-            redirect and timeout settings are overridden per request.
+        client: Shared HTTP session (the one the agent client uses); its pool is
+            reused across probes. Redirects and timeouts are set per request.
         url: The agent's base URL; it may carry a path, with or without a
             trailing slash (``/health`` and the card are looked up under it).
         timeout_ms: Budget for the whole probe, all fallbacks included.
@@ -83,115 +85,80 @@ async def probe_agent(
     if timeout_ms <= 0:
         raise ValueError(f"timeout_ms must be positive, got {timeout_ms}")
     started = time.perf_counter()
-    deadline = started + timeout_ms / 1000
     try:
-        # One deadline over every request: httpx timeouts are per phase
-        # (connect, each read), so a slow-dripping server or a chain of
-        # fallbacks could otherwise run far past the budget.
+        # One deadline over every request and every fallback, so a slow-dripping
+        # server or a chain of fallbacks cannot run past the budget.
         async with asyncio.timeout(timeout_ms / 1000):
-            answer = await _probe(client, httpx.URL(url), headers, deadline)
-    except (TimeoutError, httpx.TimeoutException):
+            answer = await _probe(client, URL(url), headers)
+    except TimeoutError:
         return AgentHealth(False, None, None, f"Timed out after {timeout_ms}ms")
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
         return AgentHealth(False, None, None, _describe_failure(exc))
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
     return AgentHealth(answer.healthy, answer.status_code, elapsed_ms, answer.error)
 
 
-async def _probe(
-    client: httpx.AsyncClient,
-    base: httpx.URL,
-    headers: Mapping[str, str],
-    deadline: float,
-) -> _Answer:
-    response = await _get(client, _join(base, HEALTH_PATH), headers, deadline)
-    if response.status_code not in _NO_HEALTH_ROUTE:
-        return _judge(response, expect_card=False)
+async def _probe(client: aiohttp.ClientSession, base: URL, headers: Mapping[str, str]) -> _Answer:
+    answer = await _get(client, _join(base, HEALTH_PATH), headers, expect_card=False)
+    if answer.status_code not in _NO_HEALTH_ROUTE:
+        return answer
     for card_path in AGENT_CARD_PATHS:
-        response = await _get(client, _join(base, card_path), headers, deadline)
-        if response.status_code != _NOT_FOUND:
+        answer = await _get(client, _join(base, card_path), headers, expect_card=True)
+        if answer.status_code != _NOT_FOUND:
             break
-    return _judge(response, expect_card=True)
+    return answer
 
 
 async def _get(
-    client: httpx.AsyncClient,
-    url: httpx.URL,
-    headers: Mapping[str, str],
-    deadline: float,
-) -> httpx.Response:
-    request_headers = httpx.Headers({"Accept": "application/json"})
-    request_headers.update(headers)
-    # The client's default timeout may be shorter than the probe's budget;
-    # give httpx what is left so the budget, not the client, decides.
-    remaining = max(deadline - time.perf_counter(), 0.001)
-    return await client.get(
+    client: aiohttp.ClientSession, url: URL, headers: Mapping[str, str], *, expect_card: bool
+) -> _Answer:
+    async with client.get(
         url,
-        headers=request_headers,
+        headers={"Accept": "application/json", **headers},
         # A redirect is a misconfigured agent URL: following it would hide the
         # problem (and could hand credentials to another host).
-        follow_redirects=False,
-        timeout=remaining,
-    )
+        allow_redirects=False,
+        # The probe's own deadline decides (probe_agent), not the session's default.
+        timeout=aiohttp.ClientTimeout(total=None),
+    ) as response:
+        status = response.status
+        if status in _REDIRECTS:
+            location = response.headers.get("Location", "")
+            return _Answer(False, status, f"redirected to {response.url.join(URL(location))}")
+        if not 200 <= status < 300:
+            return _Answer(False, status, f"HTTP {status}")
+        if expect_card:
+            try:
+                card = json.loads(await response.read())
+            except ValueError:
+                return _Answer(False, status, "agent card is not valid JSON")
+            if not isinstance(card, dict):
+                return _Answer(False, status, "agent card is not a JSON object")
+        return _Answer(True, status, None)
 
 
-def _judge(response: httpx.Response, *, expect_card: bool) -> _Answer:
-    status = response.status_code
-    if response.is_redirect:
-        return _Answer(False, status, f"redirected to {_location(response)}")
-    if not response.is_success:
-        return _Answer(False, status, f"HTTP {status}")
-    if expect_card:
-        try:
-            card = response.json()
-        except ValueError:
-            return _Answer(False, status, "agent card is not valid JSON")
-        if not isinstance(card, dict):
-            return _Answer(False, status, "agent card is not a JSON object")
-    return _Answer(True, status, None)
-
-
-def _join(base: httpx.URL, path: str) -> httpx.URL:
+def _join(base: URL, path: str) -> URL:
     # Append under the agent's own path (like the A2A SDK's card resolver),
     # whether or not it ends with a slash; urljoin would drop the last segment.
     # The query is kept: some deployments route or authenticate by it.
-    return base.copy_with(path=f"{base.path.rstrip('/')}/{path}", fragment=None)
-
-
-def _location(response: httpx.Response) -> str:
-    location = str(response.headers.get("location", ""))
-    try:
-        return str(response.request.url.join(location))
-    except httpx.InvalidURL:
-        return location
+    return base.with_path(f"{base.path.rstrip('/')}/{path}", keep_query=True)
 
 
 def _describe_failure(exc: Exception) -> str:
     """Turn a transport failure into a short, human-readable reason."""
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError | ValueError):
         return f"Invalid agent URL: {exc}"
-    if isinstance(exc, httpx.ConnectError):
-        return _describe_connect_failure(exc)
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"Could not resolve host: {_root_os_error_text(exc) or exc}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "Connection refused"
+        return f"Connection failed: {_root_os_error_text(exc) or exc}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return f"Protocol error: {exc}"
-    if isinstance(exc, httpx.NetworkError):
+    if isinstance(exc, aiohttp.ClientOSError):
         return f"Connection error: {_root_os_error_text(exc) or exc}"
-    if isinstance(exc, httpx.DecodingError):
-        return f"Undecodable response: {exc}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _describe_connect_failure(exc: httpx.ConnectError) -> str:
-    # httpx wraps the socket error several times ("All connection attempts
-    # failed"); the OSError at the bottom of the chain says what went wrong.
-    root = _root_os_error(exc)
-    if isinstance(root, ConnectionRefusedError):
-        return "Connection refused"
-    if isinstance(root, socket.gaierror):
-        return f"Could not resolve host: {root.strerror or root}"
-    if root is not None:
-        return f"Connection failed: {root.strerror or root}"
-    return f"Connection failed: {exc}"
 
 
 def _root_os_error(exc: BaseException) -> OSError | None:

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-import httpx
+import aiohttp
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,7 +39,9 @@ def _name_taken(name: str) -> AlreadyExists:
 class AgentService:
     """Registers, changes, lists and probes agents."""
 
-    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, secrets: SecretBox) -> None:
+    def __init__(
+        self, engine: AsyncEngine, http: aiohttp.ClientSession, secrets: SecretBox
+    ) -> None:
         self._engine = engine
         self._http = http
         self._secrets = secrets
