@@ -30,6 +30,7 @@ from baton.v1 import (
     workflows_pb2,
     workflows_pb2_grpc,
 )
+from baton_server import tracing
 from baton_server.access.audit import AuditLog
 from baton_server.access.authenticator import Authenticator
 from baton_server.access.guard import AccessGuard
@@ -154,9 +155,14 @@ async def start_grpc(
     limiter = RateLimiter(redis_client, window_s=access.rate_window_s)
     guard = AccessGuard(access, authenticator, limiter if access.rate_limits else None, audit)
     rules = method_rules(module.DESCRIPTOR for module in CONTRACT_MODULES)
-    # Metrics first (outermost), so they record the status the client finally gets.
+    # Tracing (when on) and metrics first (outermost): they see what the client finally
+    # gets.
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor(guard, rules)],
+        interceptors=[
+            *tracing.server_interceptors(),
+            MetricsInterceptor(),
+            ErrorMappingInterceptor(guard, rules),
+        ],
         options=_SERVER_OPTIONS,
     )
     # Runs take the hot path on plain asyncpg (see baton_server.db.pool); connections

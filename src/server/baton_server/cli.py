@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,6 +27,19 @@ from baton_server.config import (
 )
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _run_traced(main: Coroutine[Any, Any, None], service: str) -> None:
+    """Run a process's main coroutine, exporting traces if the environment asks
+    (OTEL_EXPORTER_OTLP_ENDPOINT; see baton_server.tracing)."""
+    from baton_server import tracing
+    from baton_server.loop import run
+
+    tracing.configure(service)
+    try:
+        run(main)
+    finally:
+        tracing.shutdown()
 
 
 def _configure_logging(level: str) -> None:
@@ -135,7 +150,6 @@ def serve(
     in the data directory, so one command gives a working, persistent Baton.
     """
     from baton_server.config import AccessSettings
-    from baton_server.loop import run
     from baton_server.serve import ServeError, serve
 
     _configure_logging(log_level)
@@ -156,7 +170,7 @@ def serve(
         secret_key=secret_key,
     )
     try:
-        run(serve(settings))
+        _run_traced(serve(settings), "baton-serve")
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 
@@ -186,7 +200,6 @@ def worker(
     It runs workflows, fires schedules and delivers webhooks. It needs the API servers'
     secret key (BATON_SECRET_KEY, or their --data-dir) to open the agents' credentials.
     """
-    from baton_server.loop import run
     from baton_server.serve import ServeError, work
 
     _configure_logging(log_level)
@@ -194,7 +207,7 @@ def worker(
         database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
     )
     try:
-        run(work(settings, deliveries=deliveries))
+        _run_traced(work(settings, deliveries=deliveries), "baton-worker")
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 
@@ -227,7 +240,6 @@ def deliver(
     It needs the API servers' secret key (BATON_SECRET_KEY, or their --data-dir) to
     sign deliveries. With Redis it slows down while the executor is saturated.
     """
-    from baton_server.loop import run
     from baton_server.serve import ServeError, deliver
 
     _configure_logging(log_level)
@@ -235,7 +247,7 @@ def deliver(
         database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
     )
     try:
-        run(deliver(settings, niceness=niceness))
+        _run_traced(deliver(settings, niceness=niceness), "baton-deliver")
     except ServeError as error:
         raise click.ClickException(str(error)) from None
 

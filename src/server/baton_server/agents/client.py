@@ -70,6 +70,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from baton_server import tracing
 from baton_server.limits import MAX_AGENT_ANSWER_BYTES, describe
 
 logger = logging.getLogger(__name__)
@@ -635,6 +636,10 @@ class AgentClient:
         deadline: float,
     ) -> _Response:
         loop = asyncio.get_running_loop()
+        if tracing.enabled():
+            # The agent's spans join the call's trace (W3C traceparent).
+            headers = dict(headers)
+            tracing.inject(headers)
         resent = False
         while True:
             remaining = max(deadline - loop.time(), 0.001)

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from baton_server import tracing
 from baton_server.agents.client import AgentCallError, AgentClient
 from baton_server.executor.backoff import retry_delay_ms
 from baton_server.executor.catalog import AgentTarget, Catalog
@@ -87,6 +88,8 @@ class LeasedRun:
     timeout_seconds: int | None = None
     #: Its workflow (whose concurrency limit, if any, it counts against).
     workflow_id: uuid.UUID | None = None
+    workflow_name: str = ""
+    created_at: datetime | None = None
 
 
 #: A step to call: its id, its agent (None if it went away), and its mapped input.
@@ -944,14 +947,20 @@ class RunDriver:
             task_ids: list[str] = []
             try:
                 async with bound:
-                    output = await self._client.call(
-                        target.endpoint,
-                        payload,
-                        # One key for every attempt, so the agent recognises a resend.
-                        idempotency_key=f"{self._run.id}/{step_id}",
-                        attempt=attempt,
-                        on_task=task_ids.append,
-                    )
+                    with (
+                        tracing.step_span(
+                            self._run.id, step_id, attempt=attempt, agent=step.agent_name
+                        ),
+                        tracing.agent_span(step.agent_name, target.endpoint),
+                    ):
+                        output = await self._client.call(
+                            target.endpoint,
+                            payload,
+                            # One key for every attempt, so the agent recognises a resend.
+                            idempotency_key=f"{self._run.id}/{step_id}",
+                            attempt=attempt,
+                            on_task=task_ids.append,
+                        )
                 return _Outcome(attempt=attempt, output=output)
             except asyncio.CancelledError:
                 # The run was cancelled or failed elsewhere: abandon the call, and ask
@@ -1010,6 +1019,14 @@ class RunDriver:
             change.progress = self._progress() if change.status != COMPLETED else 100
             if await self._journal.write(change):
                 self._status = change.status
+                if change.status in TERMINAL_RUN_STATUSES:
+                    tracing.record_run(
+                        self._run.id,
+                        workflow=self._run.workflow_name,
+                        status=change.status,
+                        created_at=self._run.created_at,
+                        error=change.error_message,
+                    )
                 return change
             status = await self._journal.held_status(self._run.id)
             if status not in (RUNNING, PAUSED) or status == change.expected_status:

@@ -54,7 +54,7 @@ from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 log = logging.getLogger(__name__)
 
 _LEASED_COLUMNS = """r.id, r.status, r.definition_id, r.input_data, r.project_id,
-    r.deadline_at, r.timeout_seconds, r.workflow_id"""
+    r.deadline_at, r.timeout_seconds, r.workflow_id, r.workflow_name, r.created_at"""
 _WITH_STEPS = """ARRAY(SELECT ROW(step_id, agent_name, status, attempt, output_data,
                           extract(epoch FROM started_at), parent_step_id, item_index,
                           error_message)
@@ -420,6 +420,8 @@ class Worker:
                     deadline_at=row["deadline_at"],
                     timeout_seconds=row["timeout_seconds"],
                     workflow_id=row["workflow_id"],
+                    workflow_name=row["workflow_name"],
+                    created_at=row["created_at"],
                 ),
                 [
                     StepState(
