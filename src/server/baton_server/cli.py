@@ -31,13 +31,17 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def _run_traced(main: Coroutine[Any, Any, None], service: str) -> None:
     """Run a process's main coroutine, exporting traces if the environment asks
-    (OTEL_EXPORTER_OTLP_ENDPOINT; see baton_server.tracing)."""
+    (OTEL_EXPORTER_OTLP_ENDPOINT; see baton_server.tracing); a ServeError is the
+    command's error message."""
     from baton_server import tracing
     from baton_server.loop import run
+    from baton_server.serve import ServeError
 
     tracing.configure(service)
     try:
         run(main)
+    except ServeError as error:
+        raise click.ClickException(str(error)) from None
     finally:
         tracing.shutdown()
 
@@ -150,7 +154,7 @@ def serve(
     in the data directory, so one command gives a working, persistent Baton.
     """
     from baton_server.config import AccessSettings
-    from baton_server.serve import ServeError, serve
+    from baton_server.serve import serve
 
     _configure_logging(log_level)
     try:
@@ -169,10 +173,7 @@ def serve(
         access=access,
         secret_key=secret_key,
     )
-    try:
-        _run_traced(serve(settings), "baton-serve")
-    except ServeError as error:
-        raise click.ClickException(str(error)) from None
+    _run_traced(serve(settings), "baton-serve")
 
 
 @click.command()
@@ -200,16 +201,13 @@ def worker(
     It runs workflows, fires schedules and delivers webhooks. It needs the API servers'
     secret key (BATON_SECRET_KEY, or their --data-dir) to open the agents' credentials.
     """
-    from baton_server.serve import ServeError, work
+    from baton_server.serve import work
 
     _configure_logging(log_level)
     settings = Settings(
         database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
     )
-    try:
-        _run_traced(work(settings, deliveries=deliveries), "baton-worker")
-    except ServeError as error:
-        raise click.ClickException(str(error)) from None
+    _run_traced(work(settings, deliveries=deliveries), "baton-worker")
 
 
 @click.command()
@@ -240,16 +238,13 @@ def deliver(
     It needs the API servers' secret key (BATON_SECRET_KEY, or their --data-dir) to
     sign deliveries. With Redis it slows down while the executor is saturated.
     """
-    from baton_server.serve import ServeError, deliver
+    from baton_server.serve import deliver
 
     _configure_logging(log_level)
     settings = Settings(
         database_url=database_url, redis_url=redis_url, secret_key=secret_key, data_dir=data_dir
     )
-    try:
-        _run_traced(deliver(settings, niceness=niceness), "baton-deliver")
-    except ServeError as error:
-        raise click.ClickException(str(error)) from None
+    _run_traced(deliver(settings, niceness=niceness), "baton-deliver")
 
 
 @click.command()
