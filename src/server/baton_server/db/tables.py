@@ -241,9 +241,11 @@ runs = sa.Table(
         unique=True,
         postgresql_where=sa.text("request_id IS NOT NULL"),
     ),
+    # Unfinished runs, oldest first (the reconciler's). Not keyed by lease_expires_at:
+    # lease updates then stay HOT (migration 0010).
     sa.Index(
         "ix_runs_unfinished",
-        "lease_expires_at",
+        "created_at",
         postgresql_where=sa.text("status IN ('PENDING', 'RUNNING')"),
     ),
     # Runs with a time limit that have not finished, by deadline (the reconciler's).
