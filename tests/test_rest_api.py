@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ from baton.v1 import agents_pb2, agents_pb2_grpc
 from baton_sdk import AlreadyExistsError, RunStatus
 from baton_server.executor.worker import Worker
 from tests.agents.process import unused_loopback_port
-from tests.rest_support import error_of, start_envoy
+from tests.rest_support import echo_workflow, error_of, start_envoy
 from tests.rpc_errors import failure
 from tests.sdk_support import linear_workflow
 
@@ -463,6 +464,28 @@ async def test_get_run_and_its_steps_as_a_bare_array(rest: httpx.AsyncClient) ->
         assert (step["run_id"], step["status"]) == (run["run_id"], "PENDING")
         assert step["id"].startswith("step-exec-")
     assert steps[0]["agent_name"] == "DataExtractorAgent"
+
+
+def _milliseconds(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000
+
+
+async def test_runs_and_steps_carry_their_duration_once_they_end(
+    rest: httpx.AsyncClient, worker: Worker, echo_agent_url: str
+) -> None:
+    workflow_id = await echo_workflow(rest, echo_agent_url)
+    started = assert_plain_json(
+        await rest.post(f"/api/v1/workflows/{workflow_id}/execute", json={}), 202
+    )
+    assert "duration_ms" not in started  # absent until the run ends
+    path = f"/api/v1/runs/{started['run_id']}"
+    run = assert_plain_json(await rest.get(f"{path}/wait?timeout=30s"), 200)
+    assert run["status"] == "COMPLETED"
+    # A JSON number: the whole milliseconds from creation to the end.
+    assert isinstance(run["duration_ms"], int | float)
+    assert abs(run["duration_ms"] - _milliseconds(run["created_at"], run["completed_at"])) <= 1
+    (step,) = assert_plain_json(await rest.get(f"{path}/steps"), 200)
+    assert abs(step["duration_ms"] - _milliseconds(step["started_at"], step["completed_at"])) <= 1
 
 
 async def test_cancel_is_200_and_retry_202(rest: httpx.AsyncClient) -> None:

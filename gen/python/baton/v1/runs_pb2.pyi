@@ -90,6 +90,7 @@ class Run(_message.Message):
     CALLBACK_SECRET_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Run id (`run-<uuid>`)."""
     run_id: _builtins.str
@@ -130,6 +131,11 @@ class Run(_message.Message):
     """
     timeout_seconds: _builtins.int
     """The run's time limit in seconds (ExecutionOptions.timeout_seconds); absent if none."""
+    duration_ms: _builtins.float
+    """How long the run took, from `created_at` to its end (`completed_at` or
+    `cancelled_at`), in whole milliseconds; absent until it ends. A double, so that REST
+    prints a JSON number (a 64-bit integer would be a string).
+    """
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The input the run was started with (`${workflow.input...}`)."""
@@ -188,19 +194,24 @@ class Run(_message.Message):
         callback_secret: _builtins.str = ...,
         timeout_seconds: _builtins.int | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
+        duration_ms: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "timeout_seconds", b"timeout_seconds", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_ms", b"duration_ms", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "timeout_seconds", b"timeout_seconds", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "timeout_seconds", b"timeout_seconds", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "timeout_seconds", b"timeout_seconds", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_by: _TypeAlias = _typing.Literal["cancelled_by"]  # noqa: Y015
     _WhichOneofArgType__cancelled_by: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by"]  # noqa: Y015
+    _WhichOneofReturnType__duration_ms: _TypeAlias = _typing.Literal["duration_ms"]  # noqa: Y015
+    _WhichOneofArgType__duration_ms: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms"]  # noqa: Y015
     _WhichOneofReturnType__error_message: _TypeAlias = _typing.Literal["error_message"]  # noqa: Y015
     _WhichOneofArgType__error_message: _TypeAlias = _typing.Literal["_error_message", b"_error_message"]  # noqa: Y015
     _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
     _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cancelled_by) -> _WhichOneofReturnType__cancelled_by | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duration_ms) -> _WhichOneofReturnType__duration_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_message) -> _WhichOneofReturnType__error_message | None: ...
     @_typing.overload
@@ -267,6 +278,7 @@ class RunStep(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
     ITEM_INDEX_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step execution id (`step-exec-<uuid>`)."""
     run_id: _builtins.str
@@ -289,6 +301,10 @@ class RunStep(_message.Message):
     """
     item_index: _builtins.int
     """For one item of a fan-out step: its position in the list, from 0."""
+    duration_ms: _builtins.float
+    """How long the step's last attempt took, from `started_at` to `completed_at`, in whole
+    milliseconds; absent until it ends. A double, so that REST prints a JSON number.
+    """
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The mapped input sent to the agent; absent until the step starts."""
@@ -322,15 +338,20 @@ class RunStep(_message.Message):
         attempt: _builtins.int = ...,
         parent_step_id: _builtins.str = ...,
         item_index: _builtins.int | None = ...,
+        duration_ms: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "_item_index", b"_item_index", "completed_at", b"completed_at", "error_message", b"error_message", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_item_index", b"_item_index", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error_message", b"error_message", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_message", b"_error_message", "_item_index", b"_item_index", "agent_name", b"agent_name", "attempt", b"attempt", "completed_at", b"completed_at", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "parent_step_id", b"parent_step_id", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_item_index", b"_item_index", "agent_name", b"agent_name", "attempt", b"attempt", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "parent_step_id", b"parent_step_id", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__duration_ms: _TypeAlias = _typing.Literal["duration_ms"]  # noqa: Y015
+    _WhichOneofArgType__duration_ms: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms"]  # noqa: Y015
     _WhichOneofReturnType__error_message: _TypeAlias = _typing.Literal["error_message"]  # noqa: Y015
     _WhichOneofArgType__error_message: _TypeAlias = _typing.Literal["_error_message", b"_error_message"]  # noqa: Y015
     _WhichOneofReturnType__item_index: _TypeAlias = _typing.Literal["item_index"]  # noqa: Y015
     _WhichOneofArgType__item_index: _TypeAlias = _typing.Literal["_item_index", b"_item_index"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duration_ms) -> _WhichOneofReturnType__duration_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_message) -> _WhichOneofReturnType__error_message | None: ...
     @_typing.overload

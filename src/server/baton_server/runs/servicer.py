@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -85,6 +86,9 @@ def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
         message.completed_at.CopyFrom(timestamp(run.completed_at))
     if run.cancelled_at:
         message.cancelled_at.CopyFrom(timestamp(run.cancelled_at))
+    ended = run.completed_at or run.cancelled_at
+    if ended:
+        message.duration_ms = _milliseconds(ended - run.created_at)
     if run.deadline_at:
         message.timeout_seconds = run.timeout_seconds or 0
         message.deadline.CopyFrom(timestamp(run.deadline_at))
@@ -114,7 +118,13 @@ def step_to_proto(step: RunStep) -> runs_pb2.RunStep:
         message.started_at.CopyFrom(timestamp(step.started_at))
     if step.completed_at:
         message.completed_at.CopyFrom(timestamp(step.completed_at))
+        if step.started_at:
+            message.duration_ms = _milliseconds(step.completed_at - step.started_at)
     return message
+
+
+def _milliseconds(elapsed: timedelta) -> float:
+    return float(max(round(elapsed.total_seconds() * 1000), 0))
 
 
 def log_to_proto(event: RunEvent) -> runs_pb2.RunLog:
