@@ -124,3 +124,42 @@ async def test_agents_show_their_health_and_workflows_their_versions(
         assert opened.errors == []
     finally:
         await page.close()
+
+
+async def test_schedules_trigger_and_webhook_deliveries_from_the_console(
+    browser: Browser, rest: httpx.AsyncClient, rest_url: str, echo_agent_url: str
+) -> None:
+    workflow_id = await _workflow(rest, echo_agent_url)
+    schedule = await rest.post(
+        f"/api/v1/workflows/{workflow_id}/schedules",
+        json={"name": "nightly", "schedule_type": "cron", "cron_expression": "0 2 * * *"},
+    )
+    assert schedule.status_code == 201, schedule.text
+    webhook = await rest.post(
+        "/api/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["execution.completed"]},
+    )
+    assert webhook.status_code == 201, webhook.text
+    opened = await open_page(browser, rest_url)
+    page = opened.page
+    try:
+        await page.goto("/ui#/schedules")
+        row = page.locator("tbody tr", has_text="nightly")
+        await expect(row).to_contain_text("0 2 * * *", timeout=LIVE)
+        await row.get_by_role("button", name="Trigger now").click()
+        # Triggering makes a run and shows it.
+        await expect(page).to_have_url(re.compile(r"#/runs/run-[0-9a-f-]+$"), timeout=LIVE)
+        runs = (await rest.get(f"/api/v1/runs?workflow_id={workflow_id}")).json()
+        assert runs["total"] == 1
+        assert runs["items"][0]["triggered_by"].startswith("schedule:")
+
+        await page.goto("/ui#/webhooks")
+        await page.locator("tbody tr", has_text="127.0.0.1:9").click()
+        await expect(page.get_by_role("heading", name="Deliveries")).to_be_visible(timeout=LIVE)
+        await expect(page.locator("tbody tr")).to_have_count(0)
+        await page.get_by_role("button", name="Send a test event").click()
+        await expect(page.locator("tbody tr")).to_have_count(1, timeout=LIVE)
+        assert opened.elsewhere == []
+        assert opened.errors == []
+    finally:
+        await page.close()
