@@ -32,8 +32,9 @@ Faults, all in the one run, spread over the load window:
 
 It prints runs accepted, completed, failed, lost (accepted, then missing: must be 0) and
 stuck (not finished ``--settle-s`` after the load and the faults: must be 0); duplicate
-agent executions, each with the fault it straddles (allowed only across a worker kill:
-the step was in flight when its worker died); the longest time from a worker kill to the
+agent executions, each with the fault it straddles (allowed only across a worker kill,
+the step in flight when its worker died, or a PostgreSQL kill, the step's commit in
+flight when the database died); the longest time from a worker kill to the
 first progress of a run that worker was driving; and the answers clients got, by code,
 overall and around each fault (``INTERNAL``/``UNKNOWN`` and REST 500 must be 0). The
 exit status is 0 when every target is met.
@@ -524,17 +525,24 @@ async def agent_calls(agent_url: str) -> tuple[dict[str, list[int]], dict[str, l
     return body["timings"], body["repeats"]
 
 
+#: Faults that may leave a step in flight with nobody sure it ran: a second call of it is
+#: at-least-once delivery, not a defect.
+_EXECUTION_KILLS = ("worker", "PostgreSQL")
+
+
 def duplicate(key: str, arrivals: list[int], faults: list[Fault], started: float) -> Duplicate:
     """A key called more than once, with the fault that falls between its calls."""
     first, last = min(arrivals) / 1e9, max(arrivals) / 1e9
     between = [f for f in faults if first <= f.at <= last]
-    kills = [f for f in between if f.kind.startswith("worker")]
+    # A worker killed with the step in flight, or PostgreSQL killed while the step's
+    # commit was in flight (its outcome unknown to the worker that sent it).
+    kills = [f for f in between if f.kind.startswith(_EXECUTION_KILLS)]
     if kills:
         return Duplicate(
             key, len(arrivals), f"{kills[0].kind} at {kills[0].at - started:.1f} s", True
         )
     cause = ", ".join(f.kind for f in between) or "no fault"
-    return Duplicate(key, len(arrivals), f"no worker kill between the calls ({cause})", False)
+    return Duplicate(key, len(arrivals), f"no kill between the calls ({cause})", False)
 
 
 def orphan_progress(
@@ -643,7 +651,7 @@ def render(report: Report) -> list[str]:
         f"runs orphaned by a worker kill: {report.orphans}; kill to first progress: "
         f"p50 {report.orphan_progress_p50_s:.1f} s, max {report.orphan_progress_max_s:.1f} s",
         f"duplicate agent executions: {len(report.duplicates)}"
-        f" ({report.unexplained_duplicates} not across a worker kill)",
+        f" ({report.unexplained_duplicates} not across a worker or PostgreSQL kill)",
         *(f"  {d.key}: {d.calls} calls, {d.cause}" for d in report.duplicates),
         "client answers: " + ", ".join(f"{k} {v}" for k, v in sorted(report.answers.items())),
         "",
@@ -667,7 +675,7 @@ def verdicts(report: Report) -> list[str]:
             f"wrong output {report.wrong_output}",
         ),
         line(
-            "duplicates only across a worker kill",
+            "duplicates only across a worker or PostgreSQL kill",
             report.unexplained_duplicates == 0,
             f"{report.unexplained_duplicates} of {len(report.duplicates)} not",
         ),
