@@ -138,6 +138,10 @@ async def test_envoy_serves_the_document_and_the_pages(rest_url: str) -> None:
             assert answer.content == (WEB_DIR / page.file).read_bytes()
         docs = await client.get("/docs")
         assert "default-src 'self'" in docs.headers["content-security-policy"]
+        for entry in ("/ui", "/docs", "/redoc"):
+            slash = await client.get(f"{entry}/")
+            assert slash.status_code == 301
+            assert slash.headers["location"] == f"{rest_url}{entry}"
         # The API around the pages is unchanged: an unknown path is still a JSON 404.
         missing = await client.get("/docs/nothing")
         assert missing.status_code == 404

@@ -55,6 +55,17 @@ OPENAPI_PATH = "/openapi.json"
 MAX_PAGE_BYTES = 8 * 1024 * 1024
 
 
+#: The pages people open (the others are their scripts and styles).
+_ENTRY_PAGES = ("/ui", "/docs", "/redoc")
+# Not an RPC: the transcoder would refuse the path as an unknown method.
+_NOT_AN_RPC = {
+    "envoy.filters.http.grpc_json_transcoder": {
+        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+        "disabled": True,
+    }
+}
+
+
 def _headers(page: Page) -> list[tuple[str, str]]:
     headers = [
         ("content-type", page.content_type),
@@ -74,13 +85,7 @@ def _route(path: str, file: Path, headers: list[tuple[str, str]]) -> dict[str, A
             {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
             for key, value in headers
         ],
-        # Not an RPC: the transcoder would refuse the path as an unknown method.
-        "typed_per_filter_config": {
-            "envoy.filters.http.grpc_json_transcoder": {
-                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                "disabled": True,
-            }
-        },
+        "typed_per_filter_config": _NOT_AN_RPC,
     }
 
 
@@ -88,6 +93,16 @@ def envoy_routes(web_dir: Path, openapi: Path) -> list[dict[str, Any]]:
     """Envoy routes answering the OpenAPI document (``openapi``) and each page (from its
     file in ``web_dir``)."""
     document = Page(OPENAPI_PATH, "", _JSON)
-    return [_route(OPENAPI_PATH, openapi, _headers(document))] + [
-        _route(page.path, web_dir / page.file, _headers(page)) for page in PAGES
+    return [
+        _route(OPENAPI_PATH, openapi, _headers(document)),
+        *(_route(page.path, web_dir / page.file, _headers(page)) for page in PAGES),
+        # `/ui/`, `/docs/`, `/redoc/`: the page itself (its relative links need no slash).
+        *(
+            {
+                "match": {"path": f"{page}/"},
+                "redirect": {"path_redirect": page},
+                "typed_per_filter_config": _NOT_AN_RPC,
+            }
+            for page in _ENTRY_PAGES
+        ),
     ]
