@@ -396,18 +396,20 @@ class RunDriver:
             self._recording = set()
             # One call for each waiting task to go on with (extras to the first).
             calls = list(started or [])
-            for index, (_, _, written) in enumerate(batch):
+            tasks = {step_id: task for task, step_id in self._tasks.items()}
+            for index, (item_id, _, written) in enumerate(batch):
                 if written.done():
                     continue
-                if started is None:
-                    written.set_result(None)
-                elif index == 0:
-                    extra = max(0, len(calls) - len(batch))
-                    written.set_result(calls[: 1 + extra])
-                    del calls[: 1 + extra]
-                else:
-                    written.set_result(calls[:1])
-                    del calls[:1]
+                given: list[_Call] | None = None
+                if started is not None:
+                    take = 1 + max(0, len(calls) - len(batch)) if index == 0 else 1
+                    given, calls = calls[:take], calls[take:]
+                written.set_result(given)
+                if not given and item_id in tasks:
+                    # Its task ends without another call: no longer in flight from now,
+                    # not from when it next runs, so that a paused run whose last item
+                    # this was is given back by the next write rather than kept idle.
+                    self._tasks.pop(tasks[item_id], None)
 
     async def _record_items(self, ended: list[tuple[str, _Outcome]]) -> list[_Call] | None:
         ops: list[StepOp] = []
