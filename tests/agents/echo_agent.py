@@ -19,6 +19,11 @@ Behaviour is picked per request by the input key ``"_mode"``, else by ``--mode``
 - ``sleep``: waits ``_sleep_ms`` milliseconds (cancellable), then echoes.
 - ``flaky``: fails the first ``_fail_times`` attempts for ``_key``, then echoes.
 
+Usage: with ``"_usage"`` in the input (a usage entry or a list of them), the reply
+reports it as Baton's convention says, in the metadata of the artifact, or of the task
+or its status message (``"_usage_in": "task"`` / ``"status"``); a failed task of the
+``fail`` and ``flaky`` modes reports it in the task's metadata.
+
 ``--request-handler legacy`` swaps the SDK's default request handler for its
 ``LegacyRequestHandler``: same wire behaviour, about half the agent CPU per
 request, which suits benchmarks.
@@ -126,7 +131,8 @@ class EchoExecutor(AgentExecutor):
         if mode == "echo":
             await event_queue.enqueue_event(_completed_task(task_id, context_id, step))
         elif mode == "fail":
-            await event_queue.enqueue_event(_failed_task(task_id, context_id, FAILURE_TEXT))
+            failed = _failed_task(task_id, context_id, FAILURE_TEXT, step.get("_usage"))
+            await event_queue.enqueue_event(failed)
         elif mode == "flaky":
             key = str(step.get("_key", ""))
             attempt = self._attempts.get(key, 0) + 1
@@ -134,7 +140,8 @@ class EchoExecutor(AgentExecutor):
             fail_times = int(step.get("_fail_times", 1))
             if attempt <= fail_times:
                 text = f"{FAILURE_TEXT} (attempt {attempt} of {fail_times} planned failures)"
-                await event_queue.enqueue_event(_failed_task(task_id, context_id, text))
+                failed = _failed_task(task_id, context_id, text, step.get("_usage"))
+                await event_queue.enqueue_event(failed)
             else:
                 await event_queue.enqueue_event(_completed_task(task_id, context_id, step))
         elif mode == "sleep":
@@ -170,25 +177,38 @@ class EchoExecutor(AgentExecutor):
 def _completed_task(task_id: str, context_id: str, step: dict[str, Any]) -> Task:
     # One event carrying the final state and the artifact: the cheapest reply
     # the SDK accepts, which keeps the agent's CPU out of benchmark figures.
+    usage = step.get("_usage")
+    where = step.get("_usage_in", "artifact") if usage is not None else None
     artifact = Artifact(
         artifact_id=str(uuid.uuid4()),
         name="output",
         parts=[new_data_part(echo_output(step))],
+        metadata=_usage_metadata(usage if where == "artifact" else None),
     )
+    status = TaskStatus(state=TaskState.TASK_STATE_COMPLETED)
+    if where == "status":
+        status.message.CopyFrom(new_text_message("done", context_id=context_id, task_id=task_id))
+        status.message.metadata.update(_usage_metadata(usage))
     return Task(
         id=task_id,
         context_id=context_id,
-        status=TaskStatus(state=TaskState.TASK_STATE_COMPLETED),
+        status=status,
         artifacts=[artifact],
+        metadata=_usage_metadata(usage if where == "task" else None),
     )
 
 
-def _failed_task(task_id: str, context_id: str, text: str) -> Task:
+def _usage_metadata(usage: Any) -> dict[str, Any]:
+    return {} if usage is None else {"usage": usage}
+
+
+def _failed_task(task_id: str, context_id: str, text: str, usage: Any = None) -> Task:
     message = new_text_message(text, context_id=context_id, task_id=task_id)
     return Task(
         id=task_id,
         context_id=context_id,
         status=TaskStatus(state=TaskState.TASK_STATE_FAILED, message=message),
+        metadata=_usage_metadata(usage),
     )
 
 

@@ -101,6 +101,7 @@ if TYPE_CHECKING:
         SyncRun,
         connect_sync,
     )
+    from baton_sdk.usage import AiCall, ModelPrice, TokenUsage, UsageTotals
 
 _EXPORTS: dict[str, str] = {
     "ApiKey": "baton_sdk.access",
@@ -145,6 +146,10 @@ _EXPORTS: dict[str, str] = {
     "WorkflowData": "baton_sdk.models",
     "WorkflowStatus": "baton_sdk.models",
     "WorkflowVersion": "baton_sdk.models",
+    "AiCall": "baton_sdk.usage",
+    "ModelPrice": "baton_sdk.usage",
+    "TokenUsage": "baton_sdk.usage",
+    "UsageTotals": "baton_sdk.usage",
     "AbortedError": "baton_sdk.errors",
     "AgentUnavailableError": "baton_sdk.errors",
     "AlreadyExistsError": "baton_sdk.errors",
@@ -177,6 +182,7 @@ __all__ = [
     "AgentProtocol",
     "AgentStatus",
     "AgentUnavailableError",
+    "AiCall",
     "AlreadyExistsError",
     "ApiKey",
     "AsyncPager",
@@ -195,6 +201,7 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "LogLevel",
+    "ModelPrice",
     "NotFoundError",
     "OutOfRangeError",
     "Page",
@@ -220,10 +227,12 @@ __all__ = [
     "SyncPager",
     "SyncRun",
     "TLSConfig",
+    "TokenUsage",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
     "UnknownError",
+    "UsageTotals",
     "Wait",
     "WaitTimeoutError",
     "Workflow",

@@ -17,6 +17,7 @@ from baton_sdk.errors import UnavailableError
 from baton_sdk.options import RetryPolicy, TLSConfig
 from baton_sdk.runs import Runs
 from baton_sdk.schedules import Schedules
+from baton_sdk.usage import ModelPrices
 from baton_sdk.webhooks import Webhooks
 from baton_sdk.workflows import Workflows
 
@@ -50,6 +51,7 @@ class BatonClient:
         agents: Register and manage agents.
         webhooks: Subscribe endpoints to events; their deliveries.
         schedules: Run workflows on cron expressions, intervals or at a fixed time.
+        model_prices: Prices of models, for AI calls reported without a cost.
         workflows: Define, version, activate and deactivate workflows.
         runs: Start, list, watch, wait for, retry and cancel runs.
         target: The server address the client talks to.
@@ -84,6 +86,7 @@ class BatonClient:
         self.access = Access(self._transport)
         self.agents = Agents(self._transport)
         self.webhooks = Webhooks(self._transport)
+        self.model_prices = ModelPrices(self._transport)
         self.workflows = Workflows(self._transport)
         self.runs = Runs(self._transport)
         self.schedules = Schedules(self._transport, self.runs)

@@ -29,6 +29,7 @@ from baton_sdk._convert import (
     to_struct,
     to_value,
 )
+from baton_sdk.usage import AiCall, TokenUsage, UsageTotals, usage_fields
 
 if TYPE_CHECKING:
     from baton_sdk.runs import Runs
@@ -704,6 +705,9 @@ class RunData:
             :func:`baton_sdk.webhooks.verify`).
         timeout_seconds: The run's time limit, else ``None``.
         deadline: When the run fails if it has not finished, else ``None``.
+        token_usage: Tokens its AI calls used (every attempt counts).
+        total_cost: What its AI calls cost, in USD.
+        ai_calls: Every AI call, oldest first (empty in lists; see the contract).
         proto: The ``baton.v1.Run`` message.
     """
 
@@ -729,6 +733,9 @@ class RunData:
     callback_secret: str | None = field(repr=False)
     timeout_seconds: int | None
     deadline: datetime | None
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+    total_cost: float = 0.0
+    ai_calls: tuple[AiCall, ...] = field(default=(), repr=False)
     proto: runs_pb2.Run = field(repr=False, compare=False)
 
     @staticmethod
@@ -766,6 +773,7 @@ class RunData:
                 message.timeout_seconds if message.HasField("timeout_seconds") else None
             ),
             "deadline": optional_datetime(message, "deadline"),
+            **usage_fields(message),
             "proto": message,
         }
 
@@ -867,6 +875,9 @@ class RunStep:
         error_message: Why the step failed, else ``None``.
         parent_step_id: For one item of a fan-out step: that step's id, else ``None``.
         item_index: For one item of a fan-out step: its place in the list, else ``None``.
+        token_usage: Tokens its AI calls used, over all its attempts.
+        total_cost: What its AI calls cost, in USD, over all its attempts.
+        ai_calls: Its AI calls, every attempt's, oldest first.
         proto: The ``baton.v1.RunStep`` message.
     """
 
@@ -884,6 +895,9 @@ class RunStep:
     error_message: str | None
     parent_step_id: str | None
     item_index: int | None
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+    total_cost: float = 0.0
+    ai_calls: tuple[AiCall, ...] = field(default=(), repr=False)
     proto: runs_pb2.RunStep = field(repr=False, compare=False)
 
     @classmethod
@@ -911,6 +925,7 @@ class RunStep:
             error_message=optional_string(message, "error_message"),
             parent_step_id=message.parent_step_id or None,
             item_index=message.item_index if message.HasField("item_index") else None,
+            **usage_fields(message),
             proto=message,
         )
 
@@ -1014,6 +1029,9 @@ class RunEvent:
         run: The whole run: in ``state_sync``, and in ``watch_all`` events.
         steps: Every step of the run (``state_sync`` only; empty otherwise).
         terminal: True on the last event of a run's stream (the run finished).
+        usage: What the step attempt's AI calls used and cost, when its agent
+            reported usage (``step_completed``, ``step_failed``, ``step_retrying``).
+        run_usage: The run's running totals, on the same events as ``usage``.
         proto: The ``baton.v1.RunEvent`` message.
     """
 
@@ -1033,6 +1051,8 @@ class RunEvent:
     run: RunData | None
     steps: tuple[RunStep, ...]
     terminal: bool
+    usage: UsageTotals | None = None
+    run_usage: UsageTotals | None = None
     proto: runs_pb2.RunEvent = field(repr=False, compare=False)
 
     @classmethod
@@ -1062,5 +1082,9 @@ class RunEvent:
             run=RunData.from_proto(message.run) if message.HasField("run") else None,
             steps=tuple(RunStep.from_proto(step) for step in message.steps),
             terminal=message.terminal,
+            usage=UsageTotals.from_proto(message.usage) if message.HasField("usage") else None,
+            run_usage=(
+                UsageTotals.from_proto(message.run_usage) if message.HasField("run_usage") else None
+            ),
             proto=message,
         )

@@ -47,6 +47,7 @@ from baton_sdk.options import RetryPolicy, TLSConfig
 from baton_sdk.paging import AsyncPager, Page, SortOrder
 from baton_sdk.runs import RunSortField
 from baton_sdk.schedules import FireOutcome, Schedule, ScheduleFire
+from baton_sdk.usage import ModelPrice
 from baton_sdk.webhooks import Delivery, DeliveryStatus, Webhook
 from baton_sdk.workflows import StepDefinition, WorkflowSortField
 
@@ -124,6 +125,52 @@ class SyncRun(RunData):
         if self._runs is None:
             raise RuntimeError("this SyncRun was not returned by a client; use client.runs")
         return self._runs
+
+
+class SyncModelPrices:
+    """Blocking twin of :class:`~baton_sdk.usage.ModelPrices` (``client.model_prices``)."""
+
+    def __init__(self, loop: LoopThread, client: BatonClient) -> None:
+        """Bind to the sync client's loop and async client."""
+        self._loop = loop
+        self._prices = client.model_prices
+
+    def create(
+        self,
+        model: str,
+        *,
+        input_usd_per_million: float,
+        output_usd_per_million: float,
+        timeout: float | None = None,
+    ) -> ModelPrice:
+        """Set the price of a model. See :meth:`ModelPrices.create`."""
+        return self._loop.run(
+            self._prices.create(
+                model,
+                input_usd_per_million=input_usd_per_million,
+                output_usd_per_million=output_usd_per_million,
+                timeout=timeout,
+            )
+        )
+
+    def get(self, price_id: str, *, timeout: float | None = None) -> ModelPrice:
+        """One price."""
+        return self._loop.run(self._prices.get(price_id, timeout=timeout))
+
+    def list(
+        self, *, page_size: int = 100, limit: int | None = None, timeout: float | None = None
+    ) -> SyncPager[ModelPrice]:
+        """Every price of the project, by model."""
+        pager = self._prices.list(page_size=page_size, limit=limit, timeout=timeout)
+        return SyncPager(self._loop, pager, _same)
+
+    def update(self, price_id: str, **changes: Any) -> ModelPrice:
+        """Change the prices given. See :meth:`ModelPrices.update`."""
+        return self._loop.run(self._prices.update(price_id, **changes))
+
+    def delete(self, price_id: str, *, timeout: float | None = None) -> None:
+        """Delete a price."""
+        self._loop.run(self._prices.delete(price_id, timeout=timeout))
 
 
 class SyncWebhooks:
@@ -824,6 +871,7 @@ class SyncBatonClient:
         runs: Start, list, watch, wait for, retry and cancel runs.
         webhooks: Subscribe endpoints to events; their deliveries.
         schedules: Run workflows on cron expressions, intervals or at a fixed time.
+        model_prices: Prices of models, for AI calls reported without a cost.
         target: The server address the client talks to.
     """
 
@@ -838,6 +886,7 @@ class SyncBatonClient:
         self.runs = SyncRuns(loop, client)
         self.webhooks = SyncWebhooks(loop, client)
         self.schedules = SyncSchedules(loop, client, self.runs)
+        self.model_prices = SyncModelPrices(loop, client)
 
     @property
     def async_client(self) -> BatonClient:

@@ -25,6 +25,8 @@ from baton.v1 import (
     schedules_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
     webhooks_pb2,
     webhooks_pb2_grpc,
     workflows_pb2,
@@ -59,6 +61,8 @@ from baton_server.sealing import SecretBox
 from baton_server.step_tests.service import StepTestService
 from baton_server.system.service import SystemService
 from baton_server.system.servicer import SystemServicer
+from baton_server.usage.service import ModelPriceService
+from baton_server.usage.servicer import ModelPriceServicer
 from baton_server.webhooks.delivery import allow_private_default
 from baton_server.webhooks.service import WebhookService
 from baton_server.webhooks.servicer import WebhookServicer
@@ -75,6 +79,7 @@ CONTRACT_MODULES = (
     system_pb2,
     webhooks_pb2,
     schedules_pb2,
+    usage_pb2,
 )
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
@@ -84,6 +89,7 @@ SERVICE_NAMES = (
     system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["ModelPriceService"].full_name,
 )
 
 _SERVER_OPTIONS = [
@@ -197,6 +203,9 @@ async def start_grpc(
     )
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(ScheduleService(pool, runs)), server
+    )
+    usage_pb2_grpc.add_ModelPriceServiceServicer_to_server(
+        ModelPriceServicer(ModelPriceService(pool)), server
     )
     system = SystemService(engine, redis_client, SERVICE_NAMES)
     system_pb2_grpc.add_SystemServiceServicer_to_server(SystemServicer(system), server)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from baton.v1 import usage_pb2 as _usage_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -91,6 +92,9 @@ class Run(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
+    TOKEN_USAGE_FIELD_NUMBER: _builtins.int
+    TOTAL_COST_FIELD_NUMBER: _builtins.int
+    AI_CALLS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Run id (`run-<uuid>`)."""
     run_id: _builtins.str
@@ -136,6 +140,8 @@ class Run(_message.Message):
     `cancelled_at`), in whole milliseconds; absent until it ends. A double, so that REST
     prints a JSON number (a 64-bit integer would be a string).
     """
+    total_cost: _builtins.float
+    """What the run's AI calls cost, in USD (unpriced calls count 0)."""
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The input the run was started with (`${workflow.input...}`)."""
@@ -168,6 +174,17 @@ class Run(_message.Message):
         absent without a time limit.
         """
 
+    @_builtins.property
+    def token_usage(self) -> _usage_pb2.TokenUsage:
+        """Tokens the run's AI calls used, in total and by model (every attempt counts)."""
+
+    @_builtins.property
+    def ai_calls(self) -> _containers.RepeatedCompositeFieldContainer[_usage_pb2.AiCall]:
+        """Every AI call the run's agents reported, oldest first. Only in GetRun, WaitRun,
+        ExecuteWorkflow and watch snapshots; empty in the other answers (ListRuns has the
+        totals and `token_usage.by_model`).
+        """
+
     def __init__(
         self,
         *,
@@ -195,10 +212,13 @@ class Run(_message.Message):
         timeout_seconds: _builtins.int | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         duration_ms: _builtins.float | None = ...,
+        token_usage: _usage_pb2.TokenUsage | None = ...,
+        total_cost: _builtins.float = ...,
+        ai_calls: _abc.Iterable[_usage_pb2.AiCall] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_ms", b"duration_ms", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "timeout_seconds", b"timeout_seconds", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_ms", b"duration_ms", "error_message", b"error_message", "input_data", b"input_data", "output", b"output", "timeout_seconds", b"timeout_seconds", "token_usage", b"token_usage", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "timeout_seconds", b"timeout_seconds", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by", "_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_timeout_seconds", b"_timeout_seconds", "ai_calls", b"ai_calls", "callback_secret", b"callback_secret", "callback_url", b"callback_url", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "deadline", b"deadline", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "output", b"output", "progress", b"progress", "project_id", b"project_id", "request_id", b"request_id", "run_id", b"run_id", "status", b"status", "timeout_seconds", b"timeout_seconds", "token_usage", b"token_usage", "total_cost", b"total_cost", "triggered_by", b"triggered_by", "updated_at", b"updated_at", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_by: _TypeAlias = _typing.Literal["cancelled_by"]  # noqa: Y015
     _WhichOneofArgType__cancelled_by: _TypeAlias = _typing.Literal["_cancelled_by", b"_cancelled_by"]  # noqa: Y015
@@ -279,6 +299,9 @@ class RunStep(_message.Message):
     PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
     ITEM_INDEX_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
+    TOKEN_USAGE_FIELD_NUMBER: _builtins.int
+    TOTAL_COST_FIELD_NUMBER: _builtins.int
+    AI_CALLS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Step execution id (`step-exec-<uuid>`)."""
     run_id: _builtins.str
@@ -305,6 +328,8 @@ class RunStep(_message.Message):
     """How long the step's last attempt took, from `started_at` to `completed_at`, in whole
     milliseconds; absent until it ends. A double, so that REST prints a JSON number.
     """
+    total_cost: _builtins.float
+    """What the step's AI calls cost, in USD, over all its attempts."""
     @_builtins.property
     def input_data(self) -> _struct_pb2.Struct:
         """The mapped input sent to the agent; absent until the step starts."""
@@ -320,6 +345,14 @@ class RunStep(_message.Message):
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp:
         """When the step completed or failed; absent otherwise."""
+
+    @_builtins.property
+    def token_usage(self) -> _usage_pb2.TokenUsage:
+        """Tokens the step's AI calls used, over all its attempts."""
+
+    @_builtins.property
+    def ai_calls(self) -> _containers.RepeatedCompositeFieldContainer[_usage_pb2.AiCall]:
+        """The AI calls the step's agent reported, every attempt's, oldest first."""
 
     def __init__(
         self,
@@ -339,10 +372,13 @@ class RunStep(_message.Message):
         parent_step_id: _builtins.str = ...,
         item_index: _builtins.int | None = ...,
         duration_ms: _builtins.float | None = ...,
+        token_usage: _usage_pb2.TokenUsage | None = ...,
+        total_cost: _builtins.float = ...,
+        ai_calls: _abc.Iterable[_usage_pb2.AiCall] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_item_index", b"_item_index", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error_message", b"error_message", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_item_index", b"_item_index", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error_message", b"error_message", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "started_at", b"started_at", "token_usage", b"token_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_item_index", b"_item_index", "agent_name", b"agent_name", "attempt", b"attempt", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "parent_step_id", b"parent_step_id", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms", "_error_message", b"_error_message", "_item_index", b"_item_index", "agent_name", b"agent_name", "ai_calls", b"ai_calls", "attempt", b"attempt", "completed_at", b"completed_at", "duration_ms", b"duration_ms", "error_message", b"error_message", "id", b"id", "input_data", b"input_data", "item_index", b"item_index", "output_data", b"output_data", "parent_step_id", b"parent_step_id", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "step_name", b"step_name", "token_usage", b"token_usage", "total_cost", b"total_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__duration_ms: _TypeAlias = _typing.Literal["duration_ms"]  # noqa: Y015
     _WhichOneofArgType__duration_ms: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms"]  # noqa: Y015
@@ -515,6 +551,8 @@ class RunEvent(_message.Message):
     RUN_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
     TERMINAL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    RUN_USAGE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run."""
     sequence: _builtins.int
@@ -562,6 +600,16 @@ class RunEvent(_message.Message):
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStep]:
         """Every step of the run (`state_sync` only)."""
 
+    @_builtins.property
+    def usage(self) -> _usage_pb2.UsageTotals:
+        """What the step attempt's AI calls used and cost (`step_completed`, `step_failed`,
+        `step_retrying` of an attempt whose agent reported usage).
+        """
+
+    @_builtins.property
+    def run_usage(self) -> _usage_pb2.UsageTotals:
+        """The run's running totals after this event, on the same events as `usage`."""
+
     def __init__(
         self,
         *,
@@ -581,10 +629,12 @@ class RunEvent(_message.Message):
         run: Global___Run | None = ...,
         steps: _abc.Iterable[Global___RunStep] | None = ...,
         terminal: _builtins.bool = ...,
+        usage: _usage_pb2.UsageTotals | None = ...,
+        run_usage: _usage_pb2.UsageTotals | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "run", b"run", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "run", b"run", "run_usage", b"run_usage", "timestamp", b"timestamp", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "delay_ms", b"delay_ms", "error_message", b"error_message", "level", b"level", "message", b"message", "output", b"output", "progress", b"progress", "run", b"run", "run_id", b"run_id", "sequence", b"sequence", "status", b"status", "step_id", b"step_id", "steps", b"steps", "terminal", b"terminal", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "delay_ms", b"delay_ms", "error_message", b"error_message", "level", b"level", "message", b"message", "output", b"output", "progress", b"progress", "run", b"run", "run_id", b"run_id", "run_usage", b"run_usage", "sequence", b"sequence", "status", b"status", "step_id", b"step_id", "steps", b"steps", "terminal", b"terminal", "timestamp", b"timestamp", "type", b"type", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -802,6 +852,8 @@ class ListRunsRequest(_message.Message):
     SORT_BY_FIELD_NUMBER: _builtins.int
     SORT_ORDER_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
+    MIN_TOTAL_COST_FIELD_NUMBER: _builtins.int
+    MAX_TOTAL_COST_FIELD_NUMBER: _builtins.int
     page: _builtins.int
     """Page number, 1-indexed (default 1)."""
     page_size: _builtins.int
@@ -813,13 +865,19 @@ class ListRunsRequest(_message.Message):
     workflow_definition_id: _builtins.str
     """Only runs of this workflow version (UUID)."""
     sort_by: _builtins.str
-    """Sort field: `created_at` (default), `updated_at`, `completed_at` or `status`."""
+    """Sort field: `created_at` (default), `updated_at`, `completed_at`, `status` or
+    `total_cost`.
+    """
     sort_order: _builtins.str
     """Sort order: `asc` or `desc` (default)."""
     project_id: _builtins.str
     """Only runs of this project (UUID). A caller sees only its own project's runs, so
     another project's id matches nothing.
     """
+    min_total_cost: _builtins.float
+    """Only runs whose AI calls cost at least this much, in USD."""
+    max_total_cost: _builtins.float
+    """Only runs whose AI calls cost at most this much, in USD."""
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only runs created at or after this time (RFC 3339)."""
@@ -841,15 +899,25 @@ class ListRunsRequest(_message.Message):
         sort_by: _builtins.str = ...,
         sort_order: _builtins.str = ...,
         project_id: _builtins.str = ...,
+        min_total_cost: _builtins.float | None = ...,
+        max_total_cost: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_total_cost", b"_max_total_cost", "_min_total_cost", b"_min_total_cost", "_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "max_total_cost", b"max_total_cost", "min_total_cost", b"min_total_cost", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "page", b"page", "page_size", b"page_size", "project_id", b"project_id", "sort_by", b"sort_by", "sort_order", b"sort_order", "status", b"status", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_total_cost", b"_max_total_cost", "_min_total_cost", b"_min_total_cost", "_page", b"_page", "_page_size", b"_page_size", "created_after", b"created_after", "created_before", b"created_before", "max_total_cost", b"max_total_cost", "min_total_cost", b"min_total_cost", "page", b"page", "page_size", b"page_size", "project_id", b"project_id", "sort_by", b"sort_by", "sort_order", b"sort_order", "status", b"status", "workflow_definition_id", b"workflow_definition_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_total_cost: _TypeAlias = _typing.Literal["max_total_cost"]  # noqa: Y015
+    _WhichOneofArgType__max_total_cost: _TypeAlias = _typing.Literal["_max_total_cost", b"_max_total_cost"]  # noqa: Y015
+    _WhichOneofReturnType__min_total_cost: _TypeAlias = _typing.Literal["min_total_cost"]  # noqa: Y015
+    _WhichOneofArgType__min_total_cost: _TypeAlias = _typing.Literal["_min_total_cost", b"_min_total_cost"]  # noqa: Y015
     _WhichOneofReturnType__page: _TypeAlias = _typing.Literal["page"]  # noqa: Y015
     _WhichOneofArgType__page: _TypeAlias = _typing.Literal["_page", b"_page"]  # noqa: Y015
     _WhichOneofReturnType__page_size: _TypeAlias = _typing.Literal["page_size"]  # noqa: Y015
     _WhichOneofArgType__page_size: _TypeAlias = _typing.Literal["_page_size", b"_page_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_total_cost) -> _WhichOneofReturnType__max_total_cost | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_total_cost) -> _WhichOneofReturnType__min_total_cost | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__page) -> _WhichOneofReturnType__page | None: ...
     @_typing.overload

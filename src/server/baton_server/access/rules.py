@@ -18,6 +18,7 @@ _RESOURCE_TYPES = {
     "baton.v1.AgentService": "agent",
     "baton.v1.WorkflowService": "workflow",
     "baton.v1.RunService": "run",
+    "baton.v1.ModelPriceService": "model_price",
 }
 
 

@@ -33,6 +33,13 @@ file part its v1.0 JSON form (``url`` or ``raw``, plus ``filename`` and
 all JSON objects are merged into one (later keys win); any other mix gives the
 list of values; no parts give ``None``.
 
+Usage: an agent reports the model calls it made as ``usage`` (one entry or a list of
+them, see :mod:`baton_server.usage.reported`): an A2A agent in the ``metadata`` of its
+task, of its final status message, of any artifact, or of its direct message answer;
+an HTTP agent at the top of its JSON answer (with OpenAI's answer shape, the answer's
+``model`` names the model). Each one found is handed to ``on_usage`` as is, also when
+the task failed; the output stays as the agent sent it.
+
 Numbers: A2A agents built on protobuf (the a2a-sdk among them) carry JSON as
 ``google.protobuf.Value`` and send every integer back as a float (``3.0``).
 Whole floats within +-2**53 (the range where a double holds integers exactly) are
@@ -247,6 +254,17 @@ class _CallState:
     task_id: str | None = None
     on_task: Callable[[str], None] | None = None
     attempt: int = 1
+    on_usage: Callable[[Any], None] | None = None
+
+    def saw_usage(self, *holders: Any) -> None:
+        """Report the ``usage`` in the metadata of each of ``holders`` (a task, a
+        message, an artifact; anything else is skipped)."""
+        if self.on_usage is None:
+            return
+        for holder in holders:
+            metadata = holder.get("metadata") if isinstance(holder, dict) else None
+            if isinstance(metadata, dict) and metadata.get("usage") is not None:
+                self.on_usage(metadata["usage"])
 
     def saw_task(self, task_id: str) -> None:
         if task_id and task_id != self.task_id:
@@ -296,6 +314,7 @@ class AgentClient:
         idempotency_key: str,
         attempt: int = 1,
         on_task: Callable[[str], None] | None = None,
+        on_usage: Callable[[Any], None] | None = None,
     ) -> Any:
         """Send ``payload`` to the agent and return its output (decoded JSON).
 
@@ -313,6 +332,8 @@ class AgentClient:
                 the task can be cancelled; the client then polls for the
                 result. Agents whose first answer is already final (most
                 simple ones) still cost one round trip.
+            on_usage: Called with each ``usage`` value the agent reported (see the
+                module docstring), as is, before the call returns or raises.
 
         Returns:
             The output; see the module docstring for the A2A output rule.
@@ -327,7 +348,7 @@ class AgentClient:
             raise ValueError(f"timeout_ms must be positive, got {endpoint.timeout_ms}")
         if endpoint.protocol not in (PROTOCOL_A2A, PROTOCOL_HTTP):
             raise ValueError(f"unknown agent protocol {endpoint.protocol!r}")
-        state = _CallState(on_task=on_task, attempt=attempt)
+        state = _CallState(on_task=on_task, attempt=attempt, on_usage=on_usage)
         deadline = asyncio.get_running_loop().time() + endpoint.timeout_ms / 1000
         try:
             # One deadline over every request: per-request timeouts alone would
@@ -335,7 +356,7 @@ class AgentClient:
             async with asyncio.timeout_at(deadline):
                 if endpoint.protocol == PROTOCOL_HTTP:
                     return await self._call_http(
-                        endpoint, payload, idempotency_key, attempt, deadline
+                        endpoint, payload, idempotency_key, state, deadline
                     )
                 return await self._call_a2a(endpoint, payload, idempotency_key, state, deadline)
         except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
@@ -377,20 +398,27 @@ class AgentClient:
         endpoint: AgentEndpoint,
         payload: dict[str, Any],
         idempotency_key: str,
-        attempt: int,
+        state: _CallState,
         deadline: float,
     ) -> Any:
         headers = {
             **endpoint.headers,
             **_JSON_HEADERS,
             "Idempotency-Key": idempotency_key,
-            ATTEMPT_HEADER: str(attempt),
+            ATTEMPT_HEADER: str(state.attempt),
         }
         response = await self._post(endpoint.url, _dump(payload), headers, deadline)
         _check_status(response)
         if not response.content:
             return None
-        return _load(response, endpoint.url)
+        output = _load(response, endpoint.url)
+        if state.on_usage is not None and isinstance(output, dict):
+            usage = output.get("usage")
+            if isinstance(usage, dict) and "model" not in usage and "model" in output:
+                usage = {**usage, "model": output["model"]}  # OpenAI's answer shape
+            if usage is not None:
+                state.on_usage(usage)
+        return output
 
     # --- protocol "a2a" ---------------------------------------------------------
 
@@ -461,7 +489,9 @@ class AgentClient:
         result = await self._rpc(route, method, params, endpoint.headers, deadline, send=True)
         task = _task_or_message(result, route.legacy)
         if task is None:
-            return _combine(_parts_values(result.get("message", result)))
+            message = result.get("message", result)
+            state.saw_usage(message)
+            return _combine(_parts_values(message))
         return await self._finish_task(endpoint, route, task, state, deadline)
 
     async def _finish_task(
@@ -496,6 +526,7 @@ class AgentClient:
             if not isinstance(task, dict):
                 _bad_response(route.rpc_url, "GetTask result is not a task")
             status_state = _task_state(task)
+        state.saw_usage(task, _status_message(task), *_list(task.get("artifacts")))
         if status_state in _DONE_STATES:
             values = [
                 value

@@ -224,6 +224,10 @@ runs = sa.Table(
     # A run given back while its wait steps wait: when the reconciler takes it up again
     # (the earliest wait timeout; 'infinity' without one). NULL for any other run.
     sa.Column("wake_at", sa.DateTime(timezone=True), nullable=True),
+    # What the run's AI calls used and cost, bumped with each step end (migration 0011).
+    sa.Column("tokens_input", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("tokens_output", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("total_cost", sa.Float, nullable=False, server_default="0"),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.Index("ix_runs_project_id_created_at", "project_id", "created_at"),
     sa.Index("ix_runs_project_id_status_created_at", "project_id", "status", "created_at"),
@@ -505,4 +509,36 @@ run_signals = sa.Table(
     sa.Column("payload", JSONB, nullable=True),
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+# One model call an agent reported for a step attempt (migration 0011).
+ai_calls = sa.Table(
+    "ai_calls",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_id", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("operation", sa.Text, nullable=False),
+    sa.Column("tokens_input", sa.BigInteger, nullable=False),
+    sa.Column("tokens_output", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    # No cost reported and no price for the model: only the tokens count.
+    sa.Column("unpriced", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Index("ix_ai_calls_run_id_id", "run_id", "id"),
+)
+
+model_prices = sa.Table(
+    "model_prices",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    _project_column(),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("input_usd_per_million", sa.Float, nullable=False),
+    sa.Column("output_usd_per_million", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.UniqueConstraint("project_id", "model"),
 )

@@ -6,11 +6,15 @@ executor commit reads that revision back (:meth:`Catalog.observe`), and a cached
 older than the revision a commit saw is loaded again. A step's start is such a commit,
 so every step that starts after an agent change has returned calls the changed agent,
 at the cost of one query per change rather than one per step.
+
+Model prices are read only for steps whose agents report usage without a cost, and
+kept for :data:`PRICES_TTL_S`: a price change reaches the workers within that time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +26,10 @@ from baton_server.agents.auth import auth_headers
 from baton_server.agents.client import AgentEndpoint
 from baton_server.agents.model import RetryPolicy
 from baton_server.sealing import SecretBox
+from baton_server.usage import store as usage_store
+from baton_server.usage.model import ModelPrice
+
+PRICES_TTL_S = 5.0
 
 # The revision comes from the same snapshot as the agents (one row even if none match).
 _AGENTS = """
@@ -61,6 +69,19 @@ class Catalog:
         self._revisions: dict[uuid.UUID, int] = {}
         self._workflows: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
         self._max_workflows = max_workflows
+        # project -> (monotonic expiry, its prices by model)
+        self._prices: dict[uuid.UUID, tuple[float, dict[str, ModelPrice]]] = {}
+
+    async def prices(self, project_id: uuid.UUID) -> dict[str, ModelPrice]:
+        """The project's model prices by model, at most PRICES_TTL_S old."""
+        cached = self._prices.get(project_id)
+        now = time.monotonic()
+        if cached is None or cached[0] <= now:
+            async with self._pool.acquire() as conn:
+                prices = await usage_store.prices_by_model(conn, project_id)
+            cached = now + PRICES_TTL_S, prices
+            self._prices[project_id] = cached
+        return cached[1]
 
     async def workflow_data(self, definition_id: uuid.UUID) -> dict[str, Any]:
         cached = self._workflows.get(definition_id)

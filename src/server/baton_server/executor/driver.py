@@ -67,6 +67,9 @@ from baton_server.runs.model import (
     WAITING,
     EventDraft,
 )
+from baton_server.usage.model import AiCallDraft, UsageTotals
+from baton_server.usage.pricing import priced_calls
+from baton_server.usage.reported import read_usage
 from baton_server.workflows.graph import StepGraph
 from baton_server.workflows.routes import RouteError, choose
 
@@ -101,6 +104,12 @@ class _Outcome:
     attempt: int
     output: Any = None
     error: str | None = None
+    #: The AI calls the attempt's agent reported, priced; written with its end.
+    calls: tuple[AiCallDraft, ...] = ()
+
+    @property
+    def usage(self) -> UsageTotals | None:
+        return UsageTotals.of(self.calls) if self.calls else None
 
 
 #: Items that end within this long of the first share its write (or this many).
@@ -432,12 +441,17 @@ class RunDriver:
                     outcome.attempt,
                     output_data=outcome.output,
                     error_message=outcome.error,
+                    ai_calls=outcome.calls,
                 )
             )
             drafts.append(
-                events.step_completed(item_id, attempt=outcome.attempt, output=outcome.output)
+                events.step_completed(
+                    item_id, attempt=outcome.attempt, output=outcome.output, usage=outcome.usage
+                )
                 if outcome.error is None
-                else events.step_failed(item_id, attempt=outcome.attempt, error=outcome.error)
+                else events.step_failed(
+                    item_id, attempt=outcome.attempt, error=outcome.error, usage=outcome.usage
+                )
             )
             if fan_out.done():
                 done.append(fan_out)
@@ -481,7 +495,9 @@ class RunDriver:
             change = self._change(
                 [
                     *drafts,
-                    events.step_completed(step_id, attempt=outcome.attempt, output=outcome.output),
+                    events.step_completed(
+                        step_id, attempt=outcome.attempt, output=outcome.output, usage=outcome.usage
+                    ),
                 ],
                 steps=[
                     *ops,
@@ -492,6 +508,7 @@ class RunDriver:
                         COMPLETED,
                         outcome.attempt,
                         output_data=outcome.output,
+                        ai_calls=outcome.calls,
                     ),
                 ],
             )
@@ -509,7 +526,7 @@ class RunDriver:
         try:
             self._chosen[step_id] = self._choose(step_id, outcome.output)
         except RouteError as error:
-            return _Outcome(attempt=outcome.attempt, error=str(error))
+            return replace(outcome, output=None, error=str(error))
         return outcome
 
     def _choose(self, step_id: str, output: Any) -> str | None:
@@ -571,10 +588,19 @@ class RunDriver:
         ops = [
             *prior_ops,
             StepOp(
-                step_id, expected, outcome.attempt, FAILED, outcome.attempt, error_message=error
+                step_id,
+                expected,
+                outcome.attempt,
+                FAILED,
+                outcome.attempt,
+                error_message=error,
+                ai_calls=outcome.calls,
             ),
         ]
-        drafts = [*prior_drafts, events.step_failed(step_id, attempt=outcome.attempt, error=error)]
+        drafts = [
+            *prior_drafts,
+            events.step_failed(step_id, attempt=outcome.attempt, error=error, usage=outcome.usage),
+        ]
         parent_id = self._state(step_id).parent_step_id
         if parent_id is not None:  # an item: its fan-out step fails with it
             item_error = f"item {self._state(step_id).item_index}: {error}"
@@ -947,6 +973,7 @@ class RunDriver:
                     attempt=attempt, error=f"Agent '{step.agent_name}' not found or inactive"
                 )
             task_ids: list[str] = []
+            reported: list[Any] = []
             try:
                 async with bound:
                     with (
@@ -962,8 +989,10 @@ class RunDriver:
                             idempotency_key=f"{self._run.id}/{step_id}",
                             attempt=attempt,
                             on_task=task_ids.append,
+                            on_usage=reported.append,
                         )
-                return _Outcome(attempt=attempt, output=output)
+                calls = await self._priced(step_id, attempt, reported)
+                return _Outcome(attempt=attempt, output=output, calls=calls)
             except asyncio.CancelledError:
                 # The run was cancelled or failed elsewhere: abandon the call, and ask
                 # the agent to stop working on it.
@@ -971,14 +1000,22 @@ class RunDriver:
                     _in_background(self._client.cancel(target.endpoint, task_ids[-1]))
                 raise
             except AgentCallError as error:
+                calls = await self._priced(step_id, attempt, reported)
                 if not error.retryable or retries >= target.retry.max_retries:
-                    return _Outcome(attempt=attempt, error=str(error))
+                    return _Outcome(attempt=attempt, error=str(error), calls=calls)
                 delay = retry_delay_ms(target.retry, retries, retry_after_s=error.retry_after_s)
                 retries += 1
                 retrying = events.step_retrying(
-                    step_id, attempt=attempt, delay_ms=delay, error=str(error)
+                    step_id,
+                    attempt=attempt,
+                    delay_ms=delay,
+                    error=str(error),
+                    usage=UsageTotals.of(calls) if calls else None,
                 )
-                await self._commit(partial(self._change, [retrying]))
+                # The failed attempt's calls are written with its retrying event, under a
+                # check that changes nothing else.
+                ops = [StepOp(step_id, (RUNNING,), attempt, RUNNING, attempt, ai_calls=calls)]
+                await self._commit(partial(self._change, [retrying], steps=ops if calls else None))
                 await asyncio.sleep(delay / 1000)
                 step.attempt = attempt + 1
                 # A step in flight retries even while the run is paused.
@@ -996,6 +1033,28 @@ class RunDriver:
                 # A retry is a new start too: it calls the agent as it is now.
                 agents = await self._catalog.agents(self._run.project_id, {step.agent_name})
                 target = self._target(step_id, agents)
+
+    async def _priced(
+        self, step_id: str, attempt: int, reported: list[Any]
+    ) -> tuple[AiCallDraft, ...]:
+        """The AI calls in the usage the attempt's agent ``reported``, priced. Entries
+        that make no sense are left out, each with a warning in the run's log."""
+        if not reported:
+            return ()
+        usage, problems = read_usage(reported)
+        if problems:
+            lines = [
+                events.log_line(
+                    f"Step '{step_id}' attempt {attempt}: {problem}",
+                    level="warning",
+                    step_id=step_id,
+                )
+                for problem in problems
+            ]
+            await self._commit(partial(self._change, lines))
+        unpriced = any(entry.cost_usd is None for entry in usage)
+        prices = await self._catalog.prices(self._run.project_id) if unpriced else {}
+        return priced_calls(step_id, attempt, usage, prices)
 
     # -- writing -------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import asyncpg
 
 from baton_server.runs.model import EventDraft, RunEvent
 from baton_server.tasks import cancel_and_wait
+from baton_server.usage.model import AiCallDraft
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ WITH changes AS (
           AND s.status = ANY(string_to_array(o.expected, ','))
           AND s.attempt = o.expected_attempt
     )
-), updated_runs AS (
+){calls}, updated_runs AS (
     UPDATE runs AS r SET
         status = c.status,
         progress = c.progress,
@@ -71,12 +72,13 @@ WITH changes AS (
         -- Given back while waiting: due at the earliest wait timeout, unless a signal
         -- already marked it due.
         wake_at = CASE WHEN c.release THEN COALESCE(r.wake_at, c.wake_at) ELSE r.wake_at END,
-        event_seq = r.event_seq + c.event_count,
+        event_seq = r.event_seq + c.event_count,{spend}
         updated_at = now()
-    FROM changes c
+    FROM {changes}
     WHERE r.id = c.id AND r.status = c.expected AND r.lease_owner = $18
       AND c.id NOT IN (SELECT run_id FROM blocked)
-    RETURNING r.id, r.event_seq, r.workflow_id, r.project_id, now() AS at
+    RETURNING r.id, r.event_seq, r.workflow_id, r.project_id, now() AS at,
+              r.tokens_input, r.tokens_output, r.total_cost
 ), updated_steps AS (
     UPDATE run_steps AS s SET
         status = o.status,
@@ -92,13 +94,14 @@ WITH changes AS (
 ), new_events AS (
     INSERT INTO run_events (run_id, sequence, type, step_id, level, message, data)
     SELECT e.run_id, u.event_seq - c.event_count + e.position, e.type, e.step_id, e.level,
-           e.message, e.data
+           e.message, {event_data}
     FROM unnest($19::text[], $20::int[], $21::text[], $22::text[], $23::text[], $24::text[],
                 $25::jsonb[]) AS e(run_id, position, type, step_id, level, message, data)
     JOIN updated_runs u ON u.id = e.run_id
     JOIN changes c ON c.id = e.run_id
-){new_items}
-SELECT u.id, u.event_seq, u.workflow_id, u.project_id, u.at, p.agents_revision
+){new_items}{new_calls}
+SELECT u.id, u.event_seq, u.workflow_id, u.project_id, u.at, p.agents_revision,
+       u.tokens_input, u.tokens_output, u.total_cost
 FROM updated_runs u JOIN projects p ON p.id = u.project_id
 """
 
@@ -120,8 +123,57 @@ _NEW_ITEMS = """, new_items AS (
     ON CONFLICT (run_id, step_id) DO NOTHING
 )
 """
-_COMMIT = _COMMIT_TEMPLATE.format(new_items="")
-_COMMIT_WITH_ITEMS = _COMMIT_TEMPLATE.format(new_items=_NEW_ITEMS.rstrip())
+
+# Only a batch with AI calls (agents that report usage) carries them, adds them up per
+# run onto the run's totals, and puts those totals on each event that has a step
+# attempt's `usage`. Its parameters follow the others (numbered from {first}).
+_CALLS = """, calls AS (
+    SELECT * FROM unnest(${first}::text[], ${p1}::text[], ${p2}::int[], ${p3}::text[],
+                         ${p4}::text[], ${p5}::bigint[], ${p6}::bigint[], ${p7}::float8[],
+                         ${p8}::bool[])
+        AS a(run_id, step_id, attempt, model, operation, tokens_input, tokens_output, cost,
+             unpriced)
+), spent AS (
+    SELECT run_id, sum(tokens_input) AS tokens_input, sum(tokens_output) AS tokens_output,
+           sum(cost) AS cost
+    FROM calls GROUP BY run_id
+)"""
+_SPEND = """
+        tokens_input = r.tokens_input + COALESCE(d.tokens_input, 0),
+        tokens_output = r.tokens_output + COALESCE(d.tokens_output, 0),
+        total_cost = r.total_cost + COALESCE(d.cost, 0),"""
+_EVENT_DATA_WITH_TOTALS = """CASE WHEN e.data ? 'usage' THEN e.data || jsonb_build_object(
+               'run_usage', jsonb_build_object('input_tokens', u.tokens_input,
+                                               'output_tokens', u.tokens_output,
+                                               'cost', u.total_cost))
+           ELSE e.data END"""
+_NEW_CALLS = """, new_calls AS (
+    INSERT INTO ai_calls (run_id, step_id, attempt, model, operation, tokens_input,
+                          tokens_output, cost, unpriced)
+    SELECT a.* FROM calls a WHERE a.run_id IN (SELECT id FROM updated_runs)
+)"""
+_ITEM_PARAMETERS = 9
+_CALL_PARAMETERS = 9
+
+
+def _statement(*, items: bool, calls: bool) -> str:
+    first = 28 + (_ITEM_PARAMETERS if items else 0)
+    numbers = {"first": first, **{f"p{i}": first + i for i in range(1, _CALL_PARAMETERS)}}
+    return _COMMIT_TEMPLATE.format(
+        new_items=_NEW_ITEMS.rstrip() if items else "",
+        calls=_CALLS.format(**numbers) if calls else "",
+        spend=_SPEND if calls else "",
+        changes="changes c LEFT JOIN spent d ON d.run_id = c.id" if calls else "changes c",
+        event_data=_EVENT_DATA_WITH_TOTALS if calls else "e.data",
+        new_calls=_NEW_CALLS if calls else "",
+    )
+
+
+_STATEMENTS = {
+    (items, calls): _statement(items=items, calls=calls)
+    for items in (False, True)
+    for calls in (False, True)
+}
 
 
 class ChangeRefused(Exception):
@@ -155,6 +207,8 @@ class StepOp:
     output_data: Any = None
     error_message: str | None = None
     starting: bool = False
+    #: The AI calls of the attempt this op ends (or, on a retry, of the failed one).
+    ai_calls: tuple[AiCallDraft, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -380,8 +434,24 @@ class Journal:
             if items
             else []
         )
+        calls = [(c.run_id, call) for c in changes for op in c.steps for call in op.ai_calls]
+        call_columns = (
+            [
+                [run_id for run_id, _ in calls],
+                [call.step_id for _, call in calls],
+                [call.attempt for _, call in calls],
+                [call.model for _, call in calls],
+                [call.operation for _, call in calls],
+                [call.tokens_input for _, call in calls],
+                [call.tokens_output for _, call in calls],
+                [call.cost for _, call in calls],
+                [call.unpriced for _, call in calls],
+            ]
+            if calls
+            else []
+        )
         rows = await self._pool.fetch(
-            _COMMIT_WITH_ITEMS if items else _COMMIT,
+            _STATEMENTS[bool(items), bool(calls)],
             [c.run_id for c in changes],
             [c.expected_status for c in changes],
             [c.status for c in changes],
@@ -410,6 +480,7 @@ class Journal:
             [c.release for c in changes],
             [c.wake_at for c in changes],
             *item_columns,
+            *call_columns,
         )
         if self._on_commit_duration is not None:
             self._on_commit_duration(time.monotonic() - sent)
@@ -424,6 +495,12 @@ class Journal:
             if row is None:
                 continue
             first = row["event_seq"] - len(merged[run_id].events) + 1
+            if "usage" in data:  # as the statement wrote it
+                data["run_usage"] = {
+                    "input_tokens": row["tokens_input"],
+                    "output_tokens": row["tokens_output"],
+                    "cost": row["total_cost"],
+                }
             event = RunEvent(
                 run_id=run_id,
                 sequence=first + position - 1,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from baton_server.runs.model import TERMINAL_RUN_STATUSES, EventDraft, RunEvent
+from baton_server.usage.model import UsageTotals
 
 RUN_STATUS = "run_status"
 STEP_STARTED = "step_started"
@@ -54,17 +55,31 @@ def step_started(step_id: str, *, attempt: int, agent_name: str) -> EventDraft:
     )
 
 
-def step_completed(step_id: str, *, attempt: int, output: Any) -> EventDraft:
+def _with_usage(data: dict[str, Any], usage: UsageTotals | None) -> dict[str, Any]:
+    """``data`` plus what the attempt's AI calls used (the journal adds the run's totals
+    to every event that has it)."""
+    return data if usage is None else {**data, "usage": usage.as_dict()}
+
+
+def step_completed(
+    step_id: str, *, attempt: int, output: Any, usage: UsageTotals | None = None
+) -> EventDraft:
     return EventDraft(
         type=STEP_COMPLETED,
         step_id=step_id,
         level="info",
         message=f"Step '{step_id}' completed",
-        data={"attempt": attempt, "output": output},
+        data=_with_usage({"attempt": attempt, "output": output}, usage),
     )
 
 
-def step_failed(step_id: str, *, error: str, attempt: int | None = None) -> EventDraft:
+def step_failed(
+    step_id: str,
+    *,
+    error: str,
+    attempt: int | None = None,
+    usage: UsageTotals | None = None,
+) -> EventDraft:
     """A step failed the run (a log line); without ``attempt``, a step abandoned by a
     cancellation (no line: the cancellation has its own)."""
     if attempt is None:
@@ -74,17 +89,19 @@ def step_failed(step_id: str, *, error: str, attempt: int | None = None) -> Even
         step_id=step_id,
         level="error",
         message=f"Step '{step_id}' failed: {error}",
-        data={"attempt": attempt, "error": error},
+        data=_with_usage({"attempt": attempt, "error": error}, usage),
     )
 
 
-def step_retrying(step_id: str, *, attempt: int, delay_ms: int, error: str) -> EventDraft:
+def step_retrying(
+    step_id: str, *, attempt: int, delay_ms: int, error: str, usage: UsageTotals | None = None
+) -> EventDraft:
     return EventDraft(
         type=STEP_RETRYING,
         step_id=step_id,
         level="warning",
         message=f"Step '{step_id}' attempt {attempt} failed: {error}; retrying in {delay_ms} ms",
-        data={"attempt": attempt, "delay_ms": delay_ms, "error": error},
+        data=_with_usage({"attempt": attempt, "delay_ms": delay_ms, "error": error}, usage),
     )
 
 
@@ -110,9 +127,9 @@ def step_waiting(step_id: str, wait: dict[str, Any] | None) -> EventDraft:
     )
 
 
-def log_line(message: str, *, level: str = "info") -> EventDraft:
+def log_line(message: str, *, level: str = "info", step_id: str | None = None) -> EventDraft:
     """A line of the run's log that records no state change of its own."""
-    return EventDraft(type=LOG, level=level, message=message)
+    return EventDraft(type=LOG, step_id=step_id, level=level, message=message)
 
 
 def is_terminal(event: RunEvent) -> bool:

@@ -69,6 +69,15 @@ class Run:
     #: The run's time limit, and when it runs out.
     timeout_seconds: int | None = None
     deadline_at: datetime | None = None
+    #: What the run's AI calls used and cost so far.
+    tokens_input: int = 0
+    tokens_output: int = 0
+    total_cost: float = 0.0
+
+    @property
+    def has_usage(self) -> bool:
+        """Whether any agent of the run reported usage (its AI calls are worth reading)."""
+        return bool(self.tokens_input or self.tokens_output or self.total_cost)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,8 @@ from baton_server.runs.model import (
     new_step_execution_id,
 )
 from baton_server.runs.store import Connection
+from baton_server.usage import store as usage_store
+from baton_server.usage.model import AiCall
 from baton_server.workflows.graph import StepGraph
 from baton_server.workflows.service import workflow_not_found
 
@@ -227,6 +230,8 @@ class RunService:
         definition_id: str | None,
         created_after: datetime | None,
         created_before: datetime | None,
+        min_total_cost: float | None = None,
+        max_total_cost: float | None = None,
         sort: Sort,
         page: PageRequest,
     ) -> Page[Run]:
@@ -240,14 +245,35 @@ class RunService:
                 definition_id=definition_id,
                 created_after=created_after,
                 created_before=created_before,
+                min_total_cost=min_total_cost,
+                max_total_cost=max_total_cost,
                 sort=sort,
                 page=page,
             )
 
-    async def steps(self, project_id: uuid.UUID, run_id: str) -> list[RunStep]:
+    async def steps(self, project_id: uuid.UUID, run_id: str) -> tuple[list[RunStep], list[AiCall]]:
+        """The run's steps, and its AI calls (oldest first)."""
         async with self._pool.acquire() as conn:
-            await self._require(conn, project_id, run_id)
-            return await store.list_steps(conn, run_id)
+            run = await self._require(conn, project_id, run_id)
+            steps = await store.list_steps(conn, run_id)
+            calls = await usage_store.calls_of_runs(conn, [run_id]) if run.has_usage else {}
+        return steps, calls.get(run_id, [])
+
+    async def calls(self, run: Run) -> list[AiCall]:
+        """The run's AI calls, oldest first."""
+        if not run.has_usage:
+            return []
+        async with self._pool.acquire() as conn:
+            return (await usage_store.calls_of_runs(conn, [run.id]))[run.id]
+
+    async def models(self, runs: Sequence[Run]) -> dict[str, dict[str, tuple[int, int]]]:
+        """The input and output tokens of each of the runs by model (runs without usage
+        are left out)."""
+        used = [run.id for run in runs if run.has_usage]
+        if not used:
+            return {}
+        async with self._pool.acquire() as conn:
+            return await usage_store.models_of_runs(conn, used)
 
     async def logs(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +32,14 @@ from baton_server.runs.events import is_terminal
 from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run, RunEvent, RunStep
 from baton_server.runs.service import RunService
 from baton_server.runs.watch import Lagged, Snapshot, WatchService
+from baton_server.usage.model import AiCall
+from baton_server.usage.servicer import (
+    ai_call_to_proto,
+    models_of,
+    step_usage,
+    token_usage_to_proto,
+    totals_to_proto,
+)
 from baton_server.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,17 @@ def _wait_seconds(request: runs_pb2.ExecuteWorkflowRequest) -> float | None:
     return None
 
 
-def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
+def run_to_proto(
+    run: Run,
+    callback_secret: str | None = None,
+    *,
+    calls: Sequence[AiCall] | None = None,
+    models: Mapping[str, tuple[int, int]] | None = None,
+) -> runs_pb2.Run:
+    """The run; with its AI ``calls`` (oldest first), also those and its tokens by model,
+    else with ``models``, its tokens by model."""
+    if calls is not None:
+        models = models_of(calls)
     message = runs_pb2.Run(
         id=run.id,
         run_id=run.id,
@@ -81,6 +99,9 @@ def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
         project_id=str(run.project_id),
         callback_url=run.callback_url or "",
         callback_secret=callback_secret or "",
+        token_usage=token_usage_to_proto(run.tokens_input, run.tokens_output, models or {}),
+        total_cost=run.total_cost,
+        ai_calls=[ai_call_to_proto(c) for c in calls or ()],
     )
     if run.completed_at:
         message.completed_at.CopyFrom(timestamp(run.completed_at))
@@ -97,7 +118,9 @@ def run_to_proto(run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
     return message
 
 
-def step_to_proto(step: RunStep) -> runs_pb2.RunStep:
+def step_to_proto(step: RunStep, calls: Sequence[AiCall] = ()) -> runs_pb2.RunStep:
+    """The step, with the AI calls among ``calls`` that it made."""
+    mine = [c for c in calls if c.step_id == step.step_id]
     message = runs_pb2.RunStep(
         id=step.id,
         run_id=step.run_id,
@@ -109,6 +132,7 @@ def step_to_proto(step: RunStep) -> runs_pb2.RunStep:
         attempt=step.attempt,
         parent_step_id=step.parent_step_id or "",
         item_index=step.item_index,
+        **step_usage(mine),
     )
     if step.input_data is not None:
         message.input_data.CopyFrom(dict_to_struct(step.input_data))
@@ -159,6 +183,9 @@ def event_to_proto(event: RunEvent, *, terminal: bool = False) -> runs_pb2.RunEv
     )
     if "output" in data:
         message.output.CopyFrom(json_value(data["output"]))
+    if "usage" in data:
+        message.usage.CopyFrom(totals_to_proto(data["usage"]))
+        message.run_usage.CopyFrom(totals_to_proto(data.get("run_usage", {})))
     return message
 
 
@@ -172,8 +199,8 @@ def snapshot_to_proto(snapshot: Snapshot) -> runs_pb2.RunEvent:
         status=runs_pb2.Run.Status.Value(run.status),
         progress=run.progress,
         error_message=run.error_message or "",
-        run=run_to_proto(run),
-        steps=[step_to_proto(s) for s in snapshot.steps],
+        run=run_to_proto(run, calls=snapshot.calls),
+        steps=[step_to_proto(s, snapshot.calls) for s in snapshot.steps],
         terminal=run.status in TERMINAL_RUN_STATUSES,
     )
 
@@ -256,8 +283,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             )
             if run.status in TERMINAL_RUN_STATUSES:
                 answer_with_status(200)  # done: not 202 Accepted
-                return run_to_proto(run, secret)
-        return run_to_proto(run, secret)
+                return await self._full(run, secret)
+        return await self._full(run, secret)
 
     async def ExecuteWorkflowAsync(
         self, request: runs_pb2.ExecuteWorkflowAsyncRequest, context: _Context
@@ -283,28 +310,35 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             definition_id=request.workflow_definition_id or None,
             created_after=optional_datetime(request, "created_after"),
             created_before=optional_datetime(request, "created_before"),
+            min_total_cost=present(request, "min_total_cost"),
+            max_total_cost=present(request, "max_total_cost"),
             sort=Sort.parse(request.sort_by, request.sort_order),
             page=page_request(request),
         )
+        models = await self._service.models(page.items)
         return runs_pb2.ListRunsResponse(
-            items=[run_to_proto(r) for r in page.items],
+            items=[run_to_proto(r, models=models.get(r.id)) for r in page.items],
             **page_fields(page),
         )
 
+    async def _full(self, run: Run, callback_secret: str | None = None) -> runs_pb2.Run:
+        """The run with its AI calls."""
+        return run_to_proto(run, callback_secret, calls=await self._service.calls(run))
+
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: _Context) -> runs_pb2.Run:
-        return run_to_proto(await self._service.get(caller().project_id, request.run_id))
+        return await self._full(await self._service.get(caller().project_id, request.run_id))
 
     async def WaitRun(self, request: runs_pb2.WaitRunRequest, context: _Context) -> runs_pb2.Run:
         timeout_s = _seconds(request.timeout) if request.HasField("timeout") else DEFAULT_WAIT_S
         run = await self._watcher.wait_run(caller().project_id, request.run_id, timeout_s=timeout_s)
-        return run_to_proto(run)
+        return await self._full(run)
 
     async def ListRunSteps(
         self, request: runs_pb2.ListRunStepsRequest, context: _Context
     ) -> runs_pb2.ListRunStepsResponse:
-        steps = await self._service.steps(caller().project_id, request.run_id)
+        steps, calls = await self._service.steps(caller().project_id, request.run_id)
         # REST returns the bare array: the Envoy Lua filter unwraps the named field.
-        return runs_pb2.ListRunStepsResponse(steps=[step_to_proto(s) for s in steps])
+        return runs_pb2.ListRunStepsResponse(steps=[step_to_proto(s, calls) for s in steps])
 
     async def RetryRun(self, request: runs_pb2.RetryRunRequest, context: _Context) -> runs_pb2.Run:
         run = await self._service.retry(caller().project_id, request.run_id)

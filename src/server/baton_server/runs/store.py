@@ -52,6 +52,7 @@ _SORT_COLUMNS = {
     "updated_at": "updated_at",
     "completed_at": "completed_at",
     "status": "status",
+    "total_cost": "total_cost",
 }
 
 
@@ -258,6 +259,8 @@ async def list_page(
     definition_id: str | None,
     created_after: datetime | None,
     created_before: datetime | None,
+    min_total_cost: float | None = None,
+    max_total_cost: float | None = None,
     sort: Sort,
     page: PageRequest,
 ) -> Page[Run]:
@@ -288,6 +291,10 @@ async def list_page(
         where("created_at >= {}", created_after)
     if created_before:
         where("created_at < {}", created_before)
+    if min_total_cost is not None:
+        where("total_cost >= {}", min_total_cost)
+    if max_total_cost is not None:
+        where("total_cost <= {}", max_total_cost)
     clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     total: int = await conn.fetchval(f"SELECT count(*) FROM runs {clause}", *args)
     direction = "DESC" if sort.descending else "ASC"

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -25,6 +25,8 @@ from baton_server.runs import store
 from baton_server.runs.events import is_terminal
 from baton_server.runs.model import TERMINAL_RUN_STATUSES, Run, RunEvent, RunStep
 from baton_server.runs.service import run_not_found
+from baton_server.usage import store as usage_store
+from baton_server.usage.model import AiCall
 
 CATCH_UP_PAGE = 500
 
@@ -36,6 +38,8 @@ class Snapshot:
     run: Run
     steps: list[RunStep]
     sequence: int
+    #: The run's AI calls, oldest first.
+    calls: list[AiCall] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,13 @@ class WatchService:
     async def snapshot(self, project_id: uuid.UUID, run_id: str) -> Snapshot:
         async with self._pool.acquire() as conn:
             found = await store.snapshot(conn, project_id, run_id)
-        if found is None:
-            raise run_not_found(run_id)
-        run, steps, sequence = found
-        return Snapshot(run=run, steps=steps, sequence=sequence)
+            if found is None:
+                raise run_not_found(run_id)
+            run, steps, sequence = found
+            calls = (
+                (await usage_store.calls_of_runs(conn, [run.id]))[run.id] if run.has_usage else []
+            )
+        return Snapshot(run=run, steps=steps, sequence=sequence, calls=calls)
 
     async def wait_run(
         self, project_id: uuid.UUID, run_id: str, *, timeout_s: float, known: Run | None = None

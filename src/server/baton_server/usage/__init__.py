@@ -1,0 +1,1 @@
+"""AI usage: the model calls agents report, model prices, and what runs cost."""
