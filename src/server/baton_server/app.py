@@ -23,6 +23,8 @@ from baton.v1 import (
     runs_pb2_grpc,
     schedules_pb2,
     schedules_pb2_grpc,
+    stats_pb2,
+    stats_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
     usage_pb2,
@@ -58,6 +60,8 @@ from baton_server.runs.watch import WatchService
 from baton_server.schedules.service import ScheduleService
 from baton_server.schedules.servicer import ScheduleServicer
 from baton_server.sealing import SecretBox
+from baton_server.stats.service import StatsService
+from baton_server.stats.servicer import StatsServicer
 from baton_server.step_tests.service import StepTestService
 from baton_server.system.service import SystemService
 from baton_server.system.servicer import SystemServicer
@@ -80,6 +84,7 @@ CONTRACT_MODULES = (
     webhooks_pb2,
     schedules_pb2,
     usage_pb2,
+    stats_pb2,
 )
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
@@ -90,6 +95,7 @@ SERVICE_NAMES = (
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["ModelPriceService"].full_name,
+    stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name,
 )
 
 _SERVER_OPTIONS = [
@@ -207,6 +213,7 @@ async def start_grpc(
     usage_pb2_grpc.add_ModelPriceServiceServicer_to_server(
         ModelPriceServicer(ModelPriceService(pool)), server
     )
+    stats_pb2_grpc.add_StatsServiceServicer_to_server(StatsServicer(StatsService(pool)), server)
     system = SystemService(engine, redis_client, SERVICE_NAMES)
     system_pb2_grpc.add_SystemServiceServicer_to_server(SystemServicer(system), server)
     health_servicer = health.aio.HealthServicer()

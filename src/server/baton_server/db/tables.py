@@ -542,3 +542,69 @@ model_prices = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.UniqueConstraint("project_id", "model"),
 )
+
+
+# Statistics (migration 0012): deltas appended by triggers as runs end and AI calls are
+# written, folded into hourly rollups by the workers (baton_server.stats.rollups).
+def _stats_keys() -> list[sa.Column[uuid.UUID]]:
+    return [
+        sa.Column("project_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("workflow_id", UUID(as_uuid=True), nullable=False),
+    ]
+
+
+def _run_measures() -> list[sa.Column[object]]:
+    return [
+        sa.Column("runs", sa.BigInteger, nullable=False),
+        sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("cost", sa.Float, nullable=False),
+        sa.Column("tokens", sa.BigInteger, nullable=False),
+    ]
+
+
+def _usage_measures() -> list[sa.Column[object]]:
+    return [
+        sa.Column("calls", sa.BigInteger, nullable=False),
+        sa.Column("tokens_input", sa.BigInteger, nullable=False),
+        sa.Column("tokens_output", sa.BigInteger, nullable=False),
+        sa.Column("cost", sa.Float, nullable=False),
+    ]
+
+
+run_stats_deltas = sa.Table(
+    "run_stats_deltas",
+    metadata,
+    *_stats_keys(),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
+    *_run_measures(),
+)
+
+run_stats = sa.Table(
+    "run_stats",
+    metadata,
+    *_stats_keys(),
+    sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    *_run_measures(),
+    sa.PrimaryKeyConstraint("project_id", "workflow_id", "hour", "status"),
+)
+
+usage_stats_deltas = sa.Table(
+    "usage_stats_deltas",
+    metadata,
+    *_stats_keys(),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    *_usage_measures(),
+)
+
+usage_stats = sa.Table(
+    "usage_stats",
+    metadata,
+    *_stats_keys(),
+    sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    *_usage_measures(),
+    sa.PrimaryKeyConstraint("project_id", "workflow_id", "hour", "model"),
+)

@@ -48,6 +48,7 @@ from baton_server.runs.service import RunService
 from baton_server.schedules.scheduler import Scheduler
 from baton_server.schedules.service import ScheduleService
 from baton_server.sealing import SecretBox
+from baton_server.stats.rollups import Rollups
 from baton_server.tasks import cancel_and_wait
 from baton_server.webhooks.delivery import Deliverer, DeliverySettings
 
@@ -151,6 +152,8 @@ class WorkerSettings:
     run_retention_days: float | None = None
     #: Pause between retention rounds that found less than a batch to delete.
     retention_interval_s: float = 60.0
+    #: How often the statistics deltas are folded into their rollups.
+    stats_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -264,6 +267,7 @@ class Worker:
             ("heartbeat", self._heartbeat),
             ("reconcile", self._reconcile),
             ("control", self._control),
+            ("stats", Rollups(self._pool, interval_s=self.settings.stats_interval_s).run),
         ]
         if self.settings.run_retention_days is not None:
             retention = Retention(

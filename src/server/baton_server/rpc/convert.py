@@ -99,7 +99,7 @@ def page_request(message: Any) -> PageRequest:
 
 
 #: No resource has this id: what a filter by a malformed id selects.
-_MATCHES_NOTHING = uuid.UUID(int=0)
+MATCHES_NOTHING = uuid.UUID(int=0)
 
 
 def filter_uuid(value: str) -> uuid.UUID | None:
@@ -109,4 +109,4 @@ def filter_uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
     except ValueError:
-        return _MATCHES_NOTHING
+        return MATCHES_NOTHING
