@@ -106,7 +106,8 @@ async def test_stats_of_a_hand_computed_history(
                 "workflow_id": made["workflows"]["a"],
             }
         )
-        assert breakdown["b"]["count"] == 1 and breakdown["b"]["avg_cost"] == 2.0
+        assert breakdown["b"]["count"] == 1
+        assert breakdown["b"]["avg_cost"] == 2.0
 
     # In Paris the first run ended on 1 November (00:30 local time).
     paris = await _stats(rest, "?time_zone=Europe/Paris")
